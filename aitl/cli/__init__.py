@@ -1,0 +1,59 @@
+"""The ``aitl`` command line (Typer)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import typer
+from rich.console import Console
+
+from aitl.cli import db as db_cli
+from aitl.cli import drafts, kb, processes
+from aitl.cli.context import Context
+from aitl.exceptions import AitlError
+from aitl.settings import Settings
+
+console = Console(stderr=True)
+
+app = typer.Typer(
+    help="AITL: an agent-in-the-loop copilot for customer support.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(db_cli.app, name="db")
+app.add_typer(kb.app, name="kb")
+drafts.register(app)
+processes.register(app)
+
+
+@app.callback()
+def _configure(ctx: typer.Context, verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Settings come from AITL_* variables and .env; see README."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = Context(Settings())
+    ctx.call_on_close(ctx.obj.close)
+
+
+def _quiet_model_loading() -> None:
+    # the edge decides: nothing may download weights, and load bars would drown the output
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def main() -> None:
+    _quiet_model_loading()
+    try:
+        app()
+    except AitlError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise SystemExit(2) from None

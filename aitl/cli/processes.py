@@ -1,0 +1,123 @@
+"""The long-running processes of the Procfile (web, worker, scheduler) and the demo."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import typer
+from rich.console import Console
+
+from aitl.cli import drafts, kb
+from rag import factory
+from rag.models import Message, Ticket
+
+console = Console()
+log = logging.getLogger(__name__)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(web)
+    app.command()(worker)
+    app.command()(scheduler)
+    app.command()(demo)
+
+
+def web(ctx: typer.Context, host: str = typer.Option(None), port: int = typer.Option(None)) -> None:
+    """Serve the web app (health now; Slack and Zendesk endpoints as they land)."""
+    import uvicorn
+
+    from aitl.web import create_app
+
+    settings = ctx.obj.settings
+    uvicorn.run(
+        create_app(settings), host=host or settings.web_host, port=port or settings.web_port
+    )
+
+
+def worker(ctx: typer.Context) -> None:
+    """Run queued jobs from the Postgres queue."""
+    from aitl.queue import build_app
+
+    queue = build_app(ctx.obj.db.url)
+    queue.run_worker(concurrency=ctx.obj.settings.worker_concurrency, install_signal_handlers=True)
+
+
+def scheduler(ctx: typer.Context, poll_s: float = typer.Option(10.0, hidden=True)) -> None:
+    """Run scheduled jobs; several may run, one leads (Postgres advisory lock)."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.cron import CronTrigger
+
+    from aitl.leader import Leadership
+
+    settings, db = ctx.obj.settings, ctx.obj.db
+    leadership = Leadership(db.url)
+    jobs = BackgroundScheduler(timezone="UTC")
+    if settings.kb_sync_path is not None:
+        ingestor = factory.ingestor(settings, db)
+        jobs.add_job(
+            lambda: ingestor.ingest_path(
+                settings.kb_sync_path, source="files", max_bytes=settings.max_document_bytes
+            ),
+            CronTrigger.from_crontab(settings.kb_sync_cron, timezone="UTC"),
+            id="kb_sync",
+            max_instances=1,
+            coalesce=True,
+        )
+    try:
+        while True:
+            if not jobs.running and leadership.try_acquire():
+                console.print("scheduler: leading")
+                jobs.start()
+            elif jobs.running and not leadership.holds():
+                console.print("scheduler: lost leadership, pausing")
+                jobs.shutdown(wait=True)
+                jobs = _fresh(jobs)
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if jobs.running:
+            jobs.shutdown(wait=True)
+        leadership.release()
+
+
+def _fresh(old):
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    fresh = BackgroundScheduler(timezone="UTC")
+    for job in old.get_jobs():
+        fresh.add_job(job.func, job.trigger, id=job.id, max_instances=1, coalesce=True)
+    return fresh
+
+
+def demo(
+    ctx: typer.Context,
+    tickets: int = typer.Option(2, min=1, help="How many sample tickets to answer"),
+    once: bool = typer.Option(True, "--once/--keep-running", help="Exit after the run"),
+) -> None:
+    """Ingest the sample knowledge base and answer sample tickets with two cited drafts."""
+    settings = ctx.obj.settings
+    console.rule("AITL demo: embedded Postgres + pgvector, MiniLM embeddings, extractive drafts")
+    ctx.invoke(
+        kb.ingest,
+        ctx=ctx,
+        path=settings.samples_dir / "kb",
+        source="samples",
+        prune=True,
+        force=False,
+    )
+    pipeline = factory.pipeline(settings, ctx.obj.db)
+    lines = (settings.samples_dir / "tickets.jsonl").read_text(encoding="utf-8").splitlines()
+    for line in lines[:tickets]:
+        record = json.loads(line)
+        ticket = Ticket(
+            subject=record["subject"],
+            body=record["body"],
+            external_id=record["id"],
+            thread=tuple(Message(m["author"], m["body"]) for m in record.get("thread", [])),
+        )
+        console.rule(f"{record['id']}: {record['subject']}")
+        console.print(record["body"])
+        drafts.print_draft_set(pipeline.draft(ticket))

@@ -1,0 +1,43 @@
+"""One scheduler leads at a time: whoever holds a session-level Postgres advisory lock."""
+
+from __future__ import annotations
+
+import psycopg
+
+SCHEDULER_LOCK = "aitl.scheduler"
+
+
+class Leadership:
+    """Holds a dedicated connection; leadership lasts as long as that connection lives."""
+
+    def __init__(self, url: str, name: str = SCHEDULER_LOCK) -> None:
+        self.url = url
+        self.name = name
+        self._conn: psycopg.Connection | None = None
+
+    def try_acquire(self) -> bool:
+        if self._conn is not None:
+            return True
+        conn = psycopg.connect(self.url, autocommit=True)
+        row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (self.name,)).fetchone()
+        if row and row[0]:
+            self._conn = conn
+            return True
+        conn.close()
+        return False
+
+    def holds(self) -> bool:
+        """Still the leader: the connection (and so the lock) is alive."""
+        if self._conn is None:
+            return False
+        try:
+            self._conn.execute("SELECT 1")
+            return True
+        except psycopg.Error:
+            self._conn = None
+            return False
+
+    def release(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

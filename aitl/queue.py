@@ -1,0 +1,22 @@
+"""The durable job queue: procrastinate on the same Postgres.
+
+Product packages declare their tasks on a ``procrastinate.Blueprint``; the process wiring
+adds those blueprints here, so this base module imports no product package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import procrastinate
+
+
+def build_app(url: str, blueprints: Iterable[procrastinate.Blueprint] = ()) -> procrastinate.App:
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
+    for blueprint in blueprints:
+        app.add_tasks_from(blueprint, namespace=blueprint_namespace(blueprint))
+    return app
+
+
+def blueprint_namespace(blueprint: procrastinate.Blueprint) -> str:
+    return getattr(blueprint, "aitl_namespace", "aitl")

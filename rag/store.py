@@ -1,0 +1,323 @@
+"""The only module that writes SQL for the knowledge base (tables in migrations 0001)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from rag.models import RetrievedChunk, SourceDocument
+
+
+@dataclass(frozen=True)
+class EmbeddingVersion:
+    version: str
+    model_path: str
+    fingerprint: str
+    dimension: int
+    origin: str
+    state: str
+    created_at: datetime
+    live_since: datetime | None
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    id: int
+    content_hash: str
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class ChunkText:
+    chunk_id: int
+    title: str
+    text: str
+
+
+# --- documents and chunks ----------------------------------------------------------------
+
+
+def lock_source(conn: psycopg.Connection, source: str) -> None:
+    """Serialise writers of one source for the rest of the transaction."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('aitl.kb:' || %s))", (source,))
+
+
+def find_document(conn: psycopg.Connection, source: str, external_id: str) -> StoredDocument | None:
+    row = conn.execute(
+        "SELECT id, content_hash, deleted_at IS NOT NULL FROM kb_documents"
+        " WHERE source = %s AND external_id = %s",
+        (source, external_id),
+    ).fetchone()
+    return StoredDocument(*row) if row else None
+
+
+def document_hashes(conn: psycopg.Connection, source: str) -> dict[str, str]:
+    """external_id → content hash of the source's live documents, to skip unchanged ones."""
+    rows = conn.execute(
+        "SELECT external_id, content_hash FROM kb_documents"
+        " WHERE source = %s AND deleted_at IS NULL",
+        (source,),
+    ).fetchall()
+    return dict(rows)
+
+
+def upsert_document(conn: psycopg.Connection, doc: SourceDocument, content_hash: str) -> int:
+    row = conn.execute(
+        """
+        INSERT INTO kb_documents
+            (source, external_id, title, body, url, locale, metadata, content_hash, updated_at)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (source, external_id) DO UPDATE SET
+            title = excluded.title, body = excluded.body, url = excluded.url,
+            locale = excluded.locale, metadata = excluded.metadata,
+            content_hash = excluded.content_hash, updated_at = excluded.updated_at,
+            ingested_at = now(), deleted_at = NULL
+        RETURNING id
+        """,
+        (
+            doc.source,
+            doc.external_id,
+            doc.title,
+            doc.body,
+            doc.url,
+            doc.locale,
+            Jsonb(doc.metadata),
+            content_hash,
+            doc.updated_at,
+        ),
+    ).fetchone()
+    return int(row[0])
+
+
+def retire_chunks(conn: psycopg.Connection, document_ids: Sequence[int]) -> int:
+    """Retire the documents' live chunks; their embeddings go, their text stays for events."""
+    conn.execute(
+        "DELETE FROM kb_chunk_embeddings WHERE chunk_id IN"
+        " (SELECT id FROM kb_chunks WHERE document_id = ANY(%s) AND retired_at IS NULL)",
+        (list(document_ids),),
+    )
+    cur = conn.execute(
+        "UPDATE kb_chunks SET retired_at = now()"
+        " WHERE document_id = ANY(%s) AND retired_at IS NULL",
+        (list(document_ids),),
+    )
+    return cur.rowcount
+
+
+def insert_chunks(
+    conn: psycopg.Connection, document_id: int, texts: Sequence[str], document_hash: str
+) -> list[int]:
+    ids: list[int] = []
+    with conn.cursor() as cur:
+        for ordinal, text in enumerate(texts):
+            cur.execute(
+                "INSERT INTO kb_chunks (document_id, ordinal, text, document_hash)"
+                " VALUES (%s, %s, %s, %s) RETURNING id",
+                (document_id, ordinal, text, document_hash),
+            )
+            ids.append(int(cur.fetchone()[0]))
+    return ids
+
+
+def soft_delete_missing(conn: psycopg.Connection, source: str, seen: Sequence[str]) -> list[str]:
+    """Soft-delete the source's documents that were not seen in a full scan."""
+    rows = conn.execute(
+        "UPDATE kb_documents SET deleted_at = now()"
+        " WHERE source = %s AND deleted_at IS NULL AND NOT (external_id = ANY(%s))"
+        " RETURNING id, external_id",
+        (source, list(seen)),
+    ).fetchall()
+    if rows:
+        retire_chunks(conn, [r[0] for r in rows])
+    return [r[1] for r in rows]
+
+
+def chunk_texts(conn: psycopg.Connection, chunk_ids: Sequence[int]) -> list[ChunkText]:
+    rows = conn.execute(
+        "SELECT c.id, d.title, c.text FROM kb_chunks c JOIN kb_documents d ON d.id = c.document_id"
+        " WHERE c.id = ANY(%s) ORDER BY c.id",
+        (list(chunk_ids),),
+    ).fetchall()
+    return [ChunkText(*r) for r in rows]
+
+
+def counts(conn: psycopg.Connection) -> dict[str, int]:
+    row = conn.execute(
+        """
+        SELECT (SELECT count(*) FROM kb_documents WHERE deleted_at IS NULL),
+               (SELECT count(*) FROM kb_documents WHERE deleted_at IS NOT NULL),
+               (SELECT count(*) FROM kb_chunks WHERE retired_at IS NULL),
+               (SELECT count(*) FROM kb_chunks WHERE retired_at IS NOT NULL)
+        """
+    ).fetchone()
+    return dict(
+        zip(("documents", "deleted_documents", "chunks", "retired_chunks"), row, strict=True)
+    )
+
+
+# --- embedding versions ------------------------------------------------------------------
+
+_VERSION_COLUMNS = (
+    "version, model_path, fingerprint, dimension, origin, state, created_at, live_since"
+)
+
+
+def live_version(conn: psycopg.Connection) -> EmbeddingVersion | None:
+    row = conn.execute(
+        f"SELECT {_VERSION_COLUMNS} FROM kb_embedding_versions WHERE state = 'live'"
+    ).fetchone()
+    return EmbeddingVersion(*row) if row else None
+
+
+def get_version(conn: psycopg.Connection, version: str) -> EmbeddingVersion | None:
+    row = conn.execute(
+        f"SELECT {_VERSION_COLUMNS} FROM kb_embedding_versions WHERE version = %s", (version,)
+    ).fetchone()
+    return EmbeddingVersion(*row) if row else None
+
+
+def list_versions(conn: psycopg.Connection) -> list[EmbeddingVersion]:
+    rows = conn.execute(
+        f"SELECT {_VERSION_COLUMNS} FROM kb_embedding_versions ORDER BY created_at"
+    ).fetchall()
+    return [EmbeddingVersion(*r) for r in rows]
+
+
+def create_version(
+    conn: psycopg.Connection,
+    *,
+    version: str,
+    model_path: str,
+    fingerprint: str,
+    dimension: int,
+    origin: str,
+    state: str,
+    hnsw_m: int,
+    hnsw_ef_construction: int,
+) -> None:
+    """Register a version and give it its own partial HNSW cosine index."""
+    conn.execute(
+        "INSERT INTO kb_embedding_versions"
+        " (version, model_path, fingerprint, dimension, origin, state, live_since)"
+        " VALUES (%s, %s, %s, %s, %s, %s, CASE WHEN %s = 'live' THEN now() END)",
+        (version, model_path, fingerprint, dimension, origin, state, state),
+    )
+    conn.execute(
+        sql.SQL(
+            "CREATE INDEX {index} ON kb_chunk_embeddings USING hnsw"
+            " ((embedding::vector({dim})) vector_cosine_ops)"
+            " WITH (m = {m}, ef_construction = {efc}) WHERE version = {version}"
+        ).format(
+            index=sql.Identifier(index_name(version)),
+            dim=sql.Literal(dimension),
+            m=sql.Literal(hnsw_m),
+            efc=sql.Literal(hnsw_ef_construction),
+            version=sql.Literal(version),
+        )
+    )
+
+
+def index_name(version: str) -> str:
+    return f"kb_emb_hnsw_{version}"
+
+
+def set_version_state(conn: psycopg.Connection, version: str, state: str) -> None:
+    conn.execute("UPDATE kb_embedding_versions SET state = %s WHERE version = %s", (state, version))
+
+
+def switch_live(conn: psycopg.Connection, version: str) -> str | None:
+    """Make ``version`` the live one in this transaction; the old live one stays as 'ready'."""
+    conn.execute("LOCK TABLE kb_embedding_versions IN EXCLUSIVE MODE")
+    old = live_version(conn)
+    if old is not None:
+        set_version_state(conn, old.version, "ready")
+    conn.execute(
+        "UPDATE kb_embedding_versions SET state = 'live', live_since = now() WHERE version = %s",
+        (version,),
+    )
+    return old.version if old else None
+
+
+def insert_embeddings(
+    conn: psycopg.Connection, version: str, chunk_ids: Sequence[int], vectors: np.ndarray
+) -> None:
+    with conn.cursor().copy(
+        "COPY kb_chunk_embeddings (version, chunk_id, embedding) FROM STDIN WITH (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(["text", "int8", "vector"])
+        for chunk_id, vector in zip(chunk_ids, vectors, strict=True):
+            copy.write_row((version, chunk_id, vector))
+
+
+def chunks_missing_embeddings(
+    conn: psycopg.Connection, version: str, limit: int
+) -> list[ChunkText]:
+    rows = conn.execute(
+        """
+        SELECT c.id, d.title, c.text FROM kb_chunks c JOIN kb_documents d ON d.id = c.document_id
+        WHERE c.retired_at IS NULL AND NOT EXISTS (
+            SELECT 1 FROM kb_chunk_embeddings e WHERE e.version = %s AND e.chunk_id = c.id)
+        ORDER BY c.id LIMIT %s
+        """,
+        (version, limit),
+    ).fetchall()
+    return [ChunkText(*r) for r in rows]
+
+
+def count_embeddings(conn: psycopg.Connection, version: str) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM kb_chunk_embeddings WHERE version = %s", (version,)
+    ).fetchone()
+    return int(row[0])
+
+
+# --- search ------------------------------------------------------------------------------
+
+
+def search(
+    conn: psycopg.Connection,
+    version: EmbeddingVersion,
+    query: np.ndarray,
+    *,
+    k: int,
+    ef_search: int,
+    exact: bool = False,
+) -> list[RetrievedChunk]:
+    """Top-k chunks by cosine similarity: HNSW by default, a full scan when ``exact``."""
+    conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(ef_search, k))))
+    if exact:
+        conn.execute("SET LOCAL enable_indexscan = off")
+    query_sql = sql.SQL(
+        """
+        SELECT c.id, d.id, d.title, c.text, d.url, d.source, d.external_id, 1 - hit.distance
+        FROM (
+            SELECT chunk_id, (embedding::vector({dim})) <=> %(q)s::vector({dim}) AS distance
+            FROM kb_chunk_embeddings WHERE version = {version}
+            ORDER BY (embedding::vector({dim})) <=> %(q)s::vector({dim}) LIMIT %(k)s
+        ) hit
+        JOIN kb_chunks c ON c.id = hit.chunk_id JOIN kb_documents d ON d.id = c.document_id
+        ORDER BY hit.distance, c.id
+        """
+    ).format(dim=sql.Literal(version.dimension), version=sql.Literal(version.version))
+    rows = conn.execute(query_sql, {"q": query, "k": k}).fetchall()
+    if exact:
+        conn.execute("RESET enable_indexscan")
+    return [RetrievedChunk(*r[:7], similarity=float(r[7])) for r in rows]
+
+
+def explain_search(conn: psycopg.Connection, version: EmbeddingVersion, query: np.ndarray) -> str:
+    """The plan of a search, so tests and benchmarks can check the HNSW index is used."""
+    plan = conn.execute(
+        sql.SQL(
+            "EXPLAIN SELECT chunk_id FROM kb_chunk_embeddings WHERE version = {version}"
+            " ORDER BY (embedding::vector({dim})) <=> %s::vector({dim}) LIMIT 10"
+        ).format(dim=sql.Literal(version.dimension), version=sql.Literal(version.version)),
+        (query,),
+    ).fetchall()
+    return "\n".join(r[0] for r in plan)

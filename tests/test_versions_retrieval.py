@@ -1,0 +1,161 @@
+"""Embedding versions (blue/green, mismatch errors) and retrieval quality on the samples."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rag import exceptions, factory, store
+from rag.models import Ticket
+from tests.conftest import SAMPLES, make_settings
+
+
+@pytest.fixture(scope="session")
+def projected_model(tmp_path_factory, minilm_path):
+    """Factory of MiniLM + a random Dense projection: another model, of a chosen dimension."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense
+
+    made = {}
+
+    def build(dim: int):
+        if dim not in made:
+            model = SentenceTransformer(str(minilm_path), device="cpu", local_files_only=True)
+            model.append(Dense(384, dim))
+            folder = tmp_path_factory.mktemp(f"minilm_{dim}")
+            model.save(str(folder))
+            made[dim] = folder
+        return made[dim]
+
+    return build
+
+
+@pytest.fixture
+def ingested(settings, db, sample_kb):
+    factory.ingestor(settings, db).ingest_path(
+        sample_kb, source="samples", max_bytes=settings.max_document_bytes
+    )
+    return settings
+
+
+def test_first_ingest_creates_a_live_base_version_with_its_hnsw_index(ingested, db):
+    with db.connection() as conn:
+        versions = store.list_versions(conn)
+        assert [(v.state, v.origin, v.dimension) for v in versions] == [("live", "settings", 384)]
+        # on ~100 rows a sort is cheaper; forbidding it shows the query fits the partial index
+        conn.execute("SET LOCAL enable_sort = off")
+        plan = store.explain_search(conn, versions[0], [0.1] * 384)
+    assert store.index_name(versions[0].version) in plan
+
+
+def test_configured_model_of_another_dimension_is_refused(ingested, db, projected_model, tmp_path):
+    other = make_settings(
+        ingested.database_url.get_secret_value(), tmp_path, embedding_model=str(projected_model(64))
+    )
+    with pytest.raises(exceptions.EmbeddingDimensionMismatch) as info:
+        factory.pipeline(other, db).draft(Ticket("refund", "How long do refunds take?"))
+    message = str(info.value)
+    assert "AITL_EMBEDDING_MODEL" in message and "64" in message and "384" in message
+
+
+def test_configured_model_of_same_dimension_but_other_weights_is_refused(
+    ingested, db, projected_model, tmp_path
+):
+    other = make_settings(
+        ingested.database_url.get_secret_value(),
+        tmp_path,
+        embedding_model=str(projected_model(384)),
+    )
+    with pytest.raises(exceptions.EmbeddingModelChanged, match="kb reembed"):
+        factory.pipeline(other, db).retriever.search("refund", 3)
+
+
+def test_reembed_builds_beside_the_live_version_then_switches_and_rolls_back(
+    ingested, db, projected_model
+):
+    versions = factory.embedding_versions(ingested, db)
+    retriever = factory.pipeline(ingested, db, versions=versions).retriever
+    with db.connection() as conn:
+        base = store.live_version(conn).version
+    built = versions.build("challenger_v2", str(projected_model(64)))
+    with db.connection() as conn:
+        assert store.live_version(conn).version == base, "building must not touch live"
+        assert store.count_embeddings(conn, built) == store.counts(conn)["chunks"]
+    assert retriever.describe()["embedding_version"] == base
+
+    assert versions.switch(built) == base
+    assert retriever.describe()["embedding_version"] == "challenger_v2"
+    assert len(retriever.search("reset my password", 5)) == 5
+    with db.connection() as conn:
+        states = {v.version: v.state for v in store.list_versions(conn)}
+    assert states == {base: "ready", "challenger_v2": "live"}
+
+    assert versions.switch(base) == "challenger_v2"  # rollback keeps both
+    assert retriever.describe()["embedding_version"] == base
+
+
+def test_switch_embeds_chunks_ingested_while_the_version_was_built(
+    ingested, db, projected_model, tmp_path
+):
+    versions = factory.embedding_versions(ingested, db)
+    built = versions.build("v2", str(projected_model(64)))
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "new.md").write_text("# Gift wrapping\n\nWe gift wrap orders for 4 euros.\n")
+    factory.ingestor(ingested, db, versions).ingest_path(extra, source="extra", max_bytes=10**6)
+    versions.switch(built)
+    with db.connection() as conn:
+        assert store.count_embeddings(conn, built) == store.counts(conn)["chunks"]
+    hits = factory.pipeline(ingested, db, versions=versions).retriever.search("gift wrap", 3)
+    assert any(h.title == "Gift wrapping" for h in hits)
+
+
+def test_search_before_any_ingest_says_what_to_do(settings, db):
+    with pytest.raises(exceptions.NoLiveEmbeddingVersion, match="aitl kb ingest"):
+        factory.pipeline(settings, db).retriever.search("anything", 3)
+
+
+def test_hnsw_and_exact_search_agree_on_the_samples(ingested, db):
+    retriever = factory.pipeline(ingested, db).retriever
+    for query in ("cancel my subscription", "camera night vision is blurry", "C-wire"):
+        fast = [h.chunk_id for h in retriever.search(query, 10)]
+        exact = [h.chunk_id for h in retriever.search(query, 10, exact=True)]
+        assert len(set(fast) & set(exact)) >= 9
+
+
+def test_sample_tickets_retrieve_their_expected_articles(ingested, db):
+    """A quality floor for the untrained MiniLM retriever on the shipped samples."""
+    pipeline = factory.pipeline(ingested, db)
+    records = [json.loads(line) for line in (SAMPLES / "tickets.jsonl").read_text().splitlines()]
+    found = 0
+    for record in records:
+        ticket = Ticket(record["subject"], record["body"], external_id=record["id"])
+        top = {h.external_id for h in pipeline.retriever.search(ticket.query_text(), 5)}
+        found += bool(top & set(record["expected_articles"]))
+    assert found / len(records) >= 0.8
+
+
+def test_drafts_cite_retrieved_chunks_and_record_their_producer(ingested, db):
+    pipeline = factory.pipeline(ingested, db)
+    result = pipeline.draft(
+        Ticket(
+            "Can't log in",
+            "I forgot my password and the reset email never arrives. What should I do?",
+            external_id="T-1",
+        )
+    )
+    a, b = result.drafts
+    assert (a.label, b.label) == ("A", "B")
+    assert a.text != b.text
+    retrieved = {c.chunk_id for c in result.context}
+    for draft in result.drafts:
+        assert draft.citations and {c.chunk_id for c in draft.citations} <= retrieved
+        assert draft.producer["backend"] == "extractive"
+        assert draft.producer["embedding_version"].startswith("base_")
+        assert draft.producer["reranker"] == "cosine"
+        assert draft.text.startswith("Hi there,")
+    assert a.producer["variant"] != b.producer["variant"]
+    assert len(a.citations) <= len(b.citations)
+    assert any(c.external_id == "reset-your-password.md" for c in a.citations)
+    assert set(result.timings_ms) == {"retrieve", "rerank", "generate", "total"}
