@@ -69,6 +69,49 @@ class Settings(BaseSettings):
     draft_a_temperature: float = Field(default=0.2, ge=0, le=2)
     draft_b_temperature: float = Field(default=0.8, ge=0, le=2)
 
+    torch_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="Inference threads; 1 suits a small CPU shared with Postgres.",
+    )
+
+    # --- secrets -------------------------------------------------------------------------
+    secrets_key: SecretStr | None = Field(
+        default=None, description="Fernet keys, newest first; unset: a key file in data_dir."
+    )
+
+    # --- Zendesk -------------------------------------------------------------------------
+    zendesk_subdomain: str | None = None
+    zendesk_base_url: str | None = Field(
+        default=None, description="Overrides https://<subdomain>.zendesk.com (the sandbox)."
+    )
+    zendesk_email: str | None = None
+    zendesk_api_token: SecretStr | None = None
+    zendesk_webhook_secret: SecretStr | None = None
+    zendesk_timeout_s: float = Field(default=15.0, gt=0)
+    zendesk_webhook_tolerance_s: int = Field(default=300, ge=1)
+    zendesk_webhook_max_bytes: int = Field(default=512_000, ge=1_000)
+    zendesk_backfill_days: int = Field(default=7, ge=0, description="First poll starts here.")
+    zendesk_poll_cron: str = "*/5 * * * *"
+    zendesk_page_size: int = Field(default=100, ge=1, le=1000)
+    zendesk_public_writeback: bool = Field(
+        default=False, description="Adopted drafts become public replies, not internal notes."
+    )
+    zendesk_sync_macros: bool = False
+    zendesk_sync_solved_tickets: bool = False
+    zendesk_kb_sync_cron: str = "0 3 * * *"
+    public_url: str | None = Field(default=None, description="Where Zendesk reaches our web app.")
+    adoption_as_is_threshold: float = Field(default=0.95, ge=0, le=1)
+    adoption_edited_threshold: float = Field(default=0.5, ge=0, le=1)
+
+    # --- routing to Slack ----------------------------------------------------------------
+    slack_default_channel: str | None = None
+    slack_routes: list[dict[str, str]] = Field(
+        default_factory=list,
+        description='JSON list, first match wins: [{"brand_id": "1", "channel": "C1"}, '
+        '{"group_id": "2", "channel": "C2"}, {"tag": "vip", "channel": "C3"}]',
+    )
+
     # --- processes -----------------------------------------------------------------------
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8000, ge=1, le=65535)

@@ -99,6 +99,17 @@ class Ingestor:
                 report.deleted = len(store.soft_delete_missing(conn, source, seen))
         return report
 
+    def sync(self, documents: Iterable[SourceDocument], *, source: str) -> IngestReport:
+        """Make ``source`` hold exactly these documents (an API listing, not a folder)."""
+        docs = list(documents)
+        report = self.ingest(docs, source=source)
+        with self.db.connection() as conn:
+            store.lock_source(conn, source)
+            report.deleted = len(
+                store.soft_delete_missing(conn, source, [d.external_id for d in docs])
+            )
+        return report
+
     def ingest(
         self,
         documents: Iterable[SourceDocument],

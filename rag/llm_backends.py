@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,11 @@ class HuggingFaceDrafter(Runnable[DraftInput, GeneratedDraft]):
             max_new_tokens=self.max_new_tokens,
             return_full_text=False,
         )
-        return HuggingFacePipeline(pipeline=generator), tokenizer
+        config = model.config
+        limit = getattr(config, "max_position_embeddings", None) or getattr(
+            config, "n_positions", None
+        )
+        return HuggingFacePipeline(pipeline=generator), tokenizer, limit
 
     def _prompt(self, tokenizer, messages: dict[str, str]) -> str:
         if getattr(tokenizer, "chat_template", None):
@@ -140,13 +145,28 @@ class HuggingFaceDrafter(Runnable[DraftInput, GeneratedDraft]):
             return tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
         return f"{messages['system']}\n\n{messages['user']}\n\nReply:\n"
 
+    def _fit(self, tokenizer, limit: int | None, request: DraftInput) -> tuple[DraftInput, str]:
+        """Drop the lowest-ranked passages until prompt plus reply fit the model's context."""
+        while True:
+            prompt = self._prompt(tokenizer, llm_messages(self.prompts, request))
+            size = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            if not limit or size + self.max_new_tokens <= limit:
+                return request, prompt
+            if not request.passages:
+                raise exceptions.GenerationError(
+                    f"the prompt ({size} tokens) plus {self.max_new_tokens} new tokens exceeds "
+                    f"the {limit}-token context of {self.model_path}, even without passages; "
+                    "lower AITL_GENERATION_MAX_NEW_TOKENS or use a longer-context model"
+                )
+            request = dataclasses.replace(request, passages=request.passages[:-1])
+
     def invoke(
         self, input: DraftInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> GeneratedDraft:
-        llm, tokenizer = self._llm
+        llm, tokenizer, limit = self._llm
         temperature = input.variant.temperature
         sampling = {"do_sample": temperature > 0, "temperature": temperature or None}
-        prompt = self._prompt(tokenizer, llm_messages(self.prompts, input))
+        input, prompt = self._fit(tokenizer, limit, input)
         text = llm.bind(pipeline_kwargs=sampling).invoke(prompt, config=config).strip()
         return GeneratedDraft(
             text=text,

@@ -87,7 +87,7 @@ def _document(
 ) -> SourceDocument:
     suffix = file.suffix.lower()
     if suffix in HTML:
-        title, body = _html(text, fallback=file.stem)
+        title, body = html_to_text(text, fallback=file.stem)
     else:
         title, body = _titled_text(text, fallback=file.stem, markdown=suffix in MARKDOWN)
     if not body.strip():
@@ -115,7 +115,7 @@ def _titled_text(text: str, *, fallback: str, markdown: bool) -> tuple[str, str]
     return _humanise(fallback), text.strip()
 
 
-def _html(text: str, *, fallback: str) -> tuple[str, str]:
+def html_to_text(text: str, *, fallback: str) -> tuple[str, str]:
     if not text.strip():
         return _humanise(fallback), ""
     try:

@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from rag.models import RetrievedChunk, SourceDocument
+from rag.models import DraftSet, RetrievedChunk, SourceDocument
 
 
 @dataclass(frozen=True)
@@ -321,3 +321,93 @@ def explain_search(conn: psycopg.Connection, version: EmbeddingVersion, query: n
         (query,),
     ).fetchall()
     return "\n".join(r[0] for r in plan)
+
+
+# --- drafts ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredDraft:
+    id: int
+    draft_set_id: int
+    label: str
+    text: str
+    citations: list[int]
+    producer: dict
+
+
+def save_draft_set(
+    conn: psycopg.Connection, ticket_ref: str, redacted_query: str, drafts: DraftSet
+) -> tuple[int, dict[str, int]]:
+    """Record what was drafted; returns the set id and the draft id per label."""
+    retrieved = [
+        {
+            "chunk_id": c.chunk_id,
+            "similarity": round(c.similarity, 5),
+            "rerank_score": c.rerank_score,
+        }
+        for c in drafts.retrieved
+    ]
+    set_id = conn.execute(
+        "INSERT INTO rag_draft_sets (ticket_ref, query, retrieved, context, timings_ms)"
+        " VALUES (%s, %s, %s, %s, %s) RETURNING id",
+        (
+            ticket_ref,
+            redacted_query,
+            Jsonb(retrieved),
+            [c.chunk_id for c in drafts.context],
+            Jsonb(drafts.timings_ms),
+        ),
+    ).fetchone()[0]
+    ids = {}
+    for draft in drafts.drafts:
+        ids[draft.label] = conn.execute(
+            "INSERT INTO rag_drafts (draft_set_id, label, text, citations, producer)"
+            " VALUES (%s, %s, %s, %s, %s) RETURNING id",
+            (
+                set_id,
+                draft.label,
+                draft.text,
+                [c.chunk_id for c in draft.citations],
+                Jsonb(draft.producer),
+            ),
+        ).fetchone()[0]
+    return set_id, ids
+
+
+def drafts_of_set(conn: psycopg.Connection, draft_set_id: int) -> list[StoredDraft]:
+    rows = conn.execute(
+        "SELECT id, draft_set_id, label, text, citations, producer FROM rag_drafts"
+        " WHERE draft_set_id = %s ORDER BY label",
+        (draft_set_id,),
+    ).fetchall()
+    return [StoredDraft(*r) for r in rows]
+
+
+def draft(conn: psycopg.Connection, draft_id: int) -> StoredDraft | None:
+    row = conn.execute(
+        "SELECT id, draft_set_id, label, text, citations, producer FROM rag_drafts WHERE id = %s",
+        (draft_id,),
+    ).fetchone()
+    return StoredDraft(*row) if row else None
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    """What a surface shows of a cited chunk, even after the chunk was retired."""
+
+    chunk_id: int
+    document_id: int
+    title: str
+    url: str | None
+    external_id: str
+    text: str
+
+
+def chunk_refs(conn: psycopg.Connection, chunk_ids: Sequence[int]) -> dict[int, ChunkRef]:
+    rows = conn.execute(
+        "SELECT c.id, d.id, d.title, d.url, d.external_id, c.text FROM kb_chunks c"
+        " JOIN kb_documents d ON d.id = c.document_id WHERE c.id = ANY(%s)",
+        (list(chunk_ids),),
+    ).fetchall()
+    return {r[0]: ChunkRef(*r) for r in rows}

@@ -13,6 +13,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import torch
+
+# Postgres runs beside the tests on a small CPU; two torch threads fighting it make a single
+# query embedding ~50x slower (see AITL_TORCH_THREADS)
+torch.set_num_threads(1)
+
 import psycopg
 import pytest
 
@@ -54,6 +60,11 @@ def template_url(pg_server_url: str) -> str:
     return url
 
 
+def clone_database(server_url: str, template_url: str) -> str:
+    """A fresh database copied from the template database at ``template_url``."""
+    return create_database(server_url, template=urlsplit(template_url).path.lstrip("/"))
+
+
 def create_database(server_url: str, template: str | None = TEMPLATE) -> str:
     name = f"t_{uuid.uuid4().hex[:12]}"
     clause = f" TEMPLATE {template}" if template else ""
@@ -87,6 +98,40 @@ def make_settings(database_url: str, data_dir: Path, **overrides) -> Settings:
 @pytest.fixture
 def db(settings: Settings) -> Iterator[Database]:
     database = open_database(settings)
+    yield database
+    database.close()
+
+
+@pytest.fixture(scope="session")
+def samples_template_url(pg_server_url: str, template_url: str, tmp_path_factory) -> str:
+    """A second template with the sample knowledge base ingested once for the session."""
+    from rag import factory
+
+    url = create_database(pg_server_url)
+    settings = make_settings(url, tmp_path_factory.mktemp("samples"))
+    database = open_database(settings)
+    try:
+        factory.ingestor(settings, database).ingest_path(
+            SAMPLES / "kb", source="samples", max_bytes=settings.max_document_bytes
+        )
+    finally:
+        database.close()
+    return url
+
+
+@pytest.fixture
+def kb_settings(
+    pg_server_url: str, samples_template_url: str, tmp_path: Path
+) -> Iterator[Settings]:
+    """Settings of a fresh database that already holds the ingested sample knowledge base."""
+    url = clone_database(pg_server_url, samples_template_url)
+    yield make_settings(url, tmp_path)
+    drop_database(pg_server_url, url)
+
+
+@pytest.fixture
+def kb_db(kb_settings: Settings) -> Iterator[Database]:
+    database = open_database(kb_settings)
     yield database
     database.close()
 

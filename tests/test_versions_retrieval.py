@@ -32,15 +32,12 @@ def projected_model(tmp_path_factory, minilm_path):
 
 
 @pytest.fixture
-def ingested(settings, db, sample_kb):
-    factory.ingestor(settings, db).ingest_path(
-        sample_kb, source="samples", max_bytes=settings.max_document_bytes
-    )
-    return settings
+def ingested(kb_settings):
+    return kb_settings
 
 
-def test_first_ingest_creates_a_live_base_version_with_its_hnsw_index(ingested, db):
-    with db.connection() as conn:
+def test_first_ingest_creates_a_live_base_version_with_its_hnsw_index(ingested, kb_db):
+    with kb_db.connection() as conn:
         versions = store.list_versions(conn)
         assert [(v.state, v.origin, v.dimension) for v in versions] == [("live", "settings", 384)]
         # on ~100 rows a sort is cheaper; forbidding it shows the query fits the partial index
@@ -49,18 +46,20 @@ def test_first_ingest_creates_a_live_base_version_with_its_hnsw_index(ingested, 
     assert store.index_name(versions[0].version) in plan
 
 
-def test_configured_model_of_another_dimension_is_refused(ingested, db, projected_model, tmp_path):
+def test_configured_model_of_another_dimension_is_refused(
+    ingested, kb_db, projected_model, tmp_path
+):
     other = make_settings(
         ingested.database_url.get_secret_value(), tmp_path, embedding_model=str(projected_model(64))
     )
     with pytest.raises(exceptions.EmbeddingDimensionMismatch) as info:
-        factory.pipeline(other, db).draft(Ticket("refund", "How long do refunds take?"))
+        factory.pipeline(other, kb_db).draft(Ticket("refund", "How long do refunds take?"))
     message = str(info.value)
     assert "AITL_EMBEDDING_MODEL" in message and "64" in message and "384" in message
 
 
 def test_configured_model_of_same_dimension_but_other_weights_is_refused(
-    ingested, db, projected_model, tmp_path
+    ingested, kb_db, projected_model, tmp_path
 ):
     other = make_settings(
         ingested.database_url.get_secret_value(),
@@ -68,18 +67,18 @@ def test_configured_model_of_same_dimension_but_other_weights_is_refused(
         embedding_model=str(projected_model(384)),
     )
     with pytest.raises(exceptions.EmbeddingModelChanged, match="kb reembed"):
-        factory.pipeline(other, db).retriever.search("refund", 3)
+        factory.pipeline(other, kb_db).retriever.search("refund", 3)
 
 
 def test_reembed_builds_beside_the_live_version_then_switches_and_rolls_back(
-    ingested, db, projected_model
+    ingested, kb_db, projected_model
 ):
-    versions = factory.embedding_versions(ingested, db)
-    retriever = factory.pipeline(ingested, db, versions=versions).retriever
-    with db.connection() as conn:
+    versions = factory.embedding_versions(ingested, kb_db)
+    retriever = factory.pipeline(ingested, kb_db, versions=versions).retriever
+    with kb_db.connection() as conn:
         base = store.live_version(conn).version
     built = versions.build("challenger_v2", str(projected_model(64)))
-    with db.connection() as conn:
+    with kb_db.connection() as conn:
         assert store.live_version(conn).version == base, "building must not touch live"
         assert store.count_embeddings(conn, built) == store.counts(conn)["chunks"]
     assert retriever.describe()["embedding_version"] == base
@@ -87,7 +86,7 @@ def test_reembed_builds_beside_the_live_version_then_switches_and_rolls_back(
     assert versions.switch(built) == base
     assert retriever.describe()["embedding_version"] == "challenger_v2"
     assert len(retriever.search("reset my password", 5)) == 5
-    with db.connection() as conn:
+    with kb_db.connection() as conn:
         states = {v.version: v.state for v in store.list_versions(conn)}
     assert states == {base: "ready", "challenger_v2": "live"}
 
@@ -96,18 +95,18 @@ def test_reembed_builds_beside_the_live_version_then_switches_and_rolls_back(
 
 
 def test_switch_embeds_chunks_ingested_while_the_version_was_built(
-    ingested, db, projected_model, tmp_path
+    ingested, kb_db, projected_model, tmp_path
 ):
-    versions = factory.embedding_versions(ingested, db)
+    versions = factory.embedding_versions(ingested, kb_db)
     built = versions.build("v2", str(projected_model(64)))
     extra = tmp_path / "extra"
     extra.mkdir()
     (extra / "new.md").write_text("# Gift wrapping\n\nWe gift wrap orders for 4 euros.\n")
-    factory.ingestor(ingested, db, versions).ingest_path(extra, source="extra", max_bytes=10**6)
+    factory.ingestor(ingested, kb_db, versions).ingest_path(extra, source="extra", max_bytes=10**6)
     versions.switch(built)
-    with db.connection() as conn:
+    with kb_db.connection() as conn:
         assert store.count_embeddings(conn, built) == store.counts(conn)["chunks"]
-    hits = factory.pipeline(ingested, db, versions=versions).retriever.search("gift wrap", 3)
+    hits = factory.pipeline(ingested, kb_db, versions=versions).retriever.search("gift wrap", 3)
     assert any(h.title == "Gift wrapping" for h in hits)
 
 
@@ -116,17 +115,17 @@ def test_search_before_any_ingest_says_what_to_do(settings, db):
         factory.pipeline(settings, db).retriever.search("anything", 3)
 
 
-def test_hnsw_and_exact_search_agree_on_the_samples(ingested, db):
-    retriever = factory.pipeline(ingested, db).retriever
+def test_hnsw_and_exact_search_agree_on_the_samples(ingested, kb_db):
+    retriever = factory.pipeline(ingested, kb_db).retriever
     for query in ("cancel my subscription", "camera night vision is blurry", "C-wire"):
         fast = [h.chunk_id for h in retriever.search(query, 10)]
         exact = [h.chunk_id for h in retriever.search(query, 10, exact=True)]
         assert len(set(fast) & set(exact)) >= 9
 
 
-def test_sample_tickets_retrieve_their_expected_articles(ingested, db):
+def test_sample_tickets_retrieve_their_expected_articles(ingested, kb_db):
     """A quality floor for the untrained MiniLM retriever on the shipped samples."""
-    pipeline = factory.pipeline(ingested, db)
+    pipeline = factory.pipeline(ingested, kb_db)
     records = [json.loads(line) for line in (SAMPLES / "tickets.jsonl").read_text().splitlines()]
     found = 0
     for record in records:
@@ -136,8 +135,8 @@ def test_sample_tickets_retrieve_their_expected_articles(ingested, db):
     assert found / len(records) >= 0.8
 
 
-def test_drafts_cite_retrieved_chunks_and_record_their_producer(ingested, db):
-    pipeline = factory.pipeline(ingested, db)
+def test_drafts_cite_retrieved_chunks_and_record_their_producer(ingested, kb_db):
+    pipeline = factory.pipeline(ingested, kb_db)
     result = pipeline.draft(
         Ticket(
             "Can't log in",

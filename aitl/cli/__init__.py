@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from aitl.cli import db as db_cli
-from aitl.cli import drafts, kb, processes
+from aitl.cli import drafts, kb, processes, zendesk
 from aitl.cli.context import Context
 from aitl.exceptions import AitlError
 from aitl.settings import Settings
@@ -24,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(db_cli.app, name="db")
 app.add_typer(kb.app, name="kb")
+app.add_typer(zendesk.app, name="zendesk")
 drafts.register(app)
 processes.register(app)
 
@@ -35,7 +36,12 @@ def _configure(ctx: typer.Context, verbose: bool = typer.Option(False, "--verbos
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    ctx.obj = Context(Settings())
+    settings = Settings()
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    ctx.obj = Context(settings)
     ctx.call_on_close(ctx.obj.close)
 
 

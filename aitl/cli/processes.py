@@ -38,10 +38,14 @@ def web(ctx: typer.Context, host: str = typer.Option(None), port: int = typer.Op
 
 def worker(ctx: typer.Context) -> None:
     """Run queued jobs from the Postgres queue."""
-    from aitl.queue import build_app
+    from aitl.cli.zendesk import services
 
-    queue = build_app(ctx.obj.db.url)
-    queue.run_worker(concurrency=ctx.obj.settings.worker_concurrency, install_signal_handlers=True)
+    zendesk = services(ctx)
+    zendesk.queue.run_worker(
+        concurrency=ctx.obj.settings.worker_concurrency,
+        install_signal_handlers=True,
+        additional_context={"zendesk": zendesk},
+    )
 
 
 def scheduler(ctx: typer.Context, poll_s: float = typer.Option(10.0, hidden=True)) -> None:
@@ -51,20 +55,18 @@ def scheduler(ctx: typer.Context, poll_s: float = typer.Option(10.0, hidden=True
 
     from aitl.leader import Leadership
 
-    settings, db = ctx.obj.settings, ctx.obj.db
+    db = ctx.obj.db
     leadership = Leadership(db.url)
     jobs = BackgroundScheduler(timezone="UTC")
-    if settings.kb_sync_path is not None:
-        ingestor = factory.ingestor(settings, db)
+    for job_id, cron, func in scheduled_jobs(ctx):
         jobs.add_job(
-            lambda: ingestor.ingest_path(
-                settings.kb_sync_path, source="files", max_bytes=settings.max_document_bytes
-            ),
-            CronTrigger.from_crontab(settings.kb_sync_cron, timezone="UTC"),
-            id="kb_sync",
+            func,
+            CronTrigger.from_crontab(cron, timezone="UTC"),
+            id=job_id,
             max_instances=1,
             coalesce=True,
         )
+        console.print(f"scheduler: {job_id} at '{cron}' (UTC)")
     try:
         while True:
             if not jobs.running and leadership.try_acquire():
@@ -81,6 +83,52 @@ def scheduler(ctx: typer.Context, poll_s: float = typer.Option(10.0, hidden=True
         if jobs.running:
             jobs.shutdown(wait=True)
         leadership.release()
+
+
+def scheduled_jobs(ctx: typer.Context) -> list[tuple[str, str, object]]:
+    """What runs on a schedule; slow work is deferred to the worker queue, not run here."""
+    settings, db = ctx.obj.settings, ctx.obj.db
+    found: list[tuple[str, str, object]] = []
+    if settings.kb_sync_path is not None:
+        ingestor = factory.ingestor(settings, db)
+        found.append(
+            (
+                "kb_sync",
+                settings.kb_sync_cron,
+                lambda: ingestor.ingest_path(
+                    settings.kb_sync_path, source="files", max_bytes=settings.max_document_bytes
+                ),
+            )
+        )
+    if settings.zendesk_subdomain or settings.zendesk_base_url:
+        from aitl.cli.zendesk import services
+
+        queue = services(ctx).queue
+        found.append(
+            (
+                "zendesk_poll",
+                settings.zendesk_poll_cron,
+                lambda: _defer_once(queue, "connectors:poll"),
+            )
+        )
+        found.append(
+            (
+                "zendesk_kb_sync",
+                settings.zendesk_kb_sync_cron,
+                lambda: _defer_once(queue, "connectors:sync_kb"),
+            )
+        )
+    return found
+
+
+def _defer_once(queue, task: str) -> None:
+    import procrastinate.exceptions
+
+    try:
+        with queue.open():
+            queue.configure_task(task, queueing_lock=task).defer()
+    except procrastinate.exceptions.AlreadyEnqueued:
+        log.info("%s is already queued", task)
 
 
 def _fresh(old):

@@ -1,0 +1,178 @@
+"""The Zendesk API through Zenpy, translated into plain dicts and our own errors.
+
+Nothing else in the product imports Zenpy: callers handle one vocabulary of errors
+(`connectors.exceptions`) and never see a Zenpy object.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+from zenpy import Zenpy
+from zenpy.lib.api_objects import Comment, Ticket
+from zenpy.lib.api_objects.help_centre_objects import Article
+from zenpy.lib.exception import APIException, RecordNotFoundException, ZenpyException
+
+from connectors import exceptions
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class ZendeskConfig:
+    subdomain: str | None
+    base_url: str | None
+    email: str
+    api_token: str
+    timeout_s: float
+    rate_limit_budget_s: int = 120
+
+
+@dataclass(frozen=True)
+class ExportPage:
+    tickets: list[dict[str, Any]]
+    after_cursor: str | None
+    end_of_stream: bool
+
+
+class _RebasedSession(requests.Session):
+    """Sends Zenpy's https://<subdomain>.zendesk.com URLs to another base URL (the sandbox,
+    a proxy); Zenpy itself only knows the cloud host."""
+
+    def __init__(self, cloud_origin: str, base_url: str) -> None:
+        super().__init__()
+        self._cloud, self._base = cloud_origin, base_url.rstrip("/")
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        if url.startswith(self._cloud):
+            url = self._base + url[len(self._cloud) :]
+        return super().request(method, url, *args, **kwargs)
+
+
+def _translated(fn: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except RecordNotFoundException as exc:
+            raise exceptions.ZendeskNotFound(f"Zendesk: not found ({exc})") from exc
+        except APIException as exc:
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if status in (401, 403):
+                raise exceptions.ZendeskAuthFailed(
+                    "Zendesk refused the credentials (check AITL_ZENDESK_EMAIL and the API token)"
+                ) from exc
+            if status == 404:
+                raise exceptions.ZendeskNotFound(f"Zendesk: not found ({status})") from exc
+            raise exceptions.ZendeskUnavailable(f"Zendesk answered {status}: {exc}"[:500]) from exc
+        except (requests.RequestException, ZenpyException) as exc:
+            raise exceptions.ZendeskUnavailable(
+                f"Zendesk call failed: {type(exc).__name__}: {exc}"[:500]
+            ) from exc
+
+    return wrapper
+
+
+class ZendeskClient:
+    def __init__(self, config: ZendeskConfig) -> None:
+        subdomain = config.subdomain or "sandbox"
+        session = None
+        if config.base_url:
+            session = _RebasedSession(f"https://{subdomain}.zendesk.com", config.base_url)
+        self.base_url = config.base_url or f"https://{subdomain}.zendesk.com"
+        self.host = urlsplit(self.base_url).netloc
+        self._zenpy = Zenpy(
+            subdomain=subdomain,
+            email=config.email,
+            token=config.api_token,
+            timeout=config.timeout_s,
+            session=session,
+            ratelimit_budget=config.rate_limit_budget_s,
+        )
+
+    def ticket_url(self, ticket_id: int) -> str:
+        return f"{self.base_url}/agent/tickets/{ticket_id}"
+
+    @_translated
+    def me(self) -> dict[str, Any]:
+        return self._zenpy.users.me().to_dict()
+
+    @_translated
+    def ticket(self, ticket_id: int) -> dict[str, Any]:
+        return self._zenpy.tickets(id=ticket_id).to_dict()
+
+    @_translated
+    def comments(self, ticket_id: int) -> list[dict[str, Any]]:
+        return [c.to_dict() for c in self._zenpy.tickets.comments(ticket=ticket_id)]
+
+    @_translated
+    def users(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        ids = sorted({i for i in ids if i})
+        if not ids:
+            return {}
+        return {u.id: u.to_dict() for u in self._zenpy.users(ids=ids)}
+
+    @_translated
+    def export_page(
+        self, *, cursor: str | None = None, start_time: int | None = None, per_page: int = 100
+    ) -> ExportPage:
+        """One page of the cursor incremental export, so the caller stores every cursor."""
+        if cursor:
+            page = self._zenpy.tickets.incremental(
+                cursor=cursor, paginate_by_time=False, per_page=per_page
+            )
+        else:
+            page = self._zenpy.tickets.incremental(
+                start_time=start_time or 0, paginate_by_time=False, per_page=per_page
+            )
+        return ExportPage(
+            tickets=[t.to_dict() for t in page.values or []],
+            after_cursor=getattr(page, "after_cursor", None),
+            end_of_stream=bool(getattr(page, "end_of_stream", True)),
+        )
+
+    @_translated
+    def add_comment(self, ticket_id: int, body: str, *, public: bool) -> int:
+        """Post a comment and return its id (read from the update's audit)."""
+        result = self._zenpy.tickets.update(
+            Ticket(id=ticket_id, comment=Comment(body=body, public=public))
+        )
+        for event in getattr(result.audit, "events", None) or []:
+            if getattr(event, "type", None) == "Comment":
+                return int(event.id)
+        raise exceptions.ZendeskUnavailable(f"ticket {ticket_id}: update returned no comment")
+
+    @_translated
+    def articles(self) -> Iterator[dict[str, Any]]:
+        for article in self._zenpy.help_center.articles():
+            yield article.to_dict()
+
+    @_translated
+    def sections(self) -> dict[int, dict[str, Any]]:
+        return {s.id: s.to_dict() for s in self._zenpy.help_center.sections()}
+
+    @_translated
+    def categories(self) -> dict[int, dict[str, Any]]:
+        return {c.id: c.to_dict() for c in self._zenpy.help_center.categories()}
+
+    @_translated
+    def macros(self) -> list[dict[str, Any]]:
+        return [m.to_dict() for m in self._zenpy.macros.active()]
+
+    @_translated
+    def create_article_draft(self, section_id: int, title: str, body_html: str) -> dict[str, Any]:
+        article = Article(title=title, body=body_html, draft=True, locale="en-us")
+        return self._zenpy.help_center.articles.create(
+            section=section_id, article=article
+        ).to_dict()
+
+    @property
+    def zenpy(self) -> Zenpy:
+        """For the set-up module, which needs the webhook and trigger APIs."""
+        return self._zenpy

@@ -1,0 +1,69 @@
+"""Turn a draft request into two drafts through the rag pipeline, record them, hand them off."""
+
+from __future__ import annotations
+
+import logging
+
+from aitl.db import Database
+from aitl.pii import redact
+from connectors import store
+from connectors.handoff import DraftHandoff, ReadyDrafts
+from rag import store as rag_store
+from rag.models import Message, Ticket
+from rag.pipeline import DraftPipeline
+
+log = logging.getLogger(__name__)
+
+
+def pipeline_ticket(ticket: store.StoredTicket, comments: list[store.StoredComment]) -> Ticket:
+    """The customer-facing conversation only: internal notes never reach a draft."""
+    public = [c for c in comments if c.public]
+    latest = next((c for c in reversed(public) if c.author_role == "customer"), None)
+    earlier = [c for c in public if latest is None or c.comment_id != latest.comment_id]
+    thread = tuple(Message(c.author_role, c.body) for c in earlier)
+    body = latest.body if latest else ticket.description
+    return Ticket(ticket.subject, body, thread, external_id=f"zendesk:{ticket.ticket_id}")
+
+
+class Drafter:
+    def __init__(
+        self, db: Database, pipeline: DraftPipeline, handoff: DraftHandoff, ticket_url
+    ) -> None:
+        self.db = db
+        self.pipeline = pipeline
+        self.handoff = handoff
+        self.ticket_url = ticket_url
+
+    def run(self, request_id: int) -> None:
+        with self.db.connection() as conn:
+            request = store.draft_request(conn, request_id)
+            if request is None or request.status == "delivered":
+                return
+            ticket = store.ticket(conn, request.ticket_id)
+            comments = store.comments(conn, request.ticket_id)
+        set_id = request.draft_set_id
+        if set_id is None:  # drafted once only, even when delivery is retried
+            result = self.pipeline.draft(pipeline_ticket(ticket, comments))
+            with self.db.connection() as conn:
+                set_id, _ = rag_store.save_draft_set(
+                    conn, f"zendesk:{ticket.ticket_id}", redact(result.ticket.query_text()), result
+                )
+                store.mark_drafted(conn, request_id, set_id)
+        if self.handoff.deliver(self._ready(request, ticket, comments, set_id)):
+            with self.db.connection() as conn:
+                store.mark_delivered(conn, request_id)
+
+    def _ready(self, request, ticket, comments, set_id: int) -> ReadyDrafts:
+        with self.db.connection() as conn:
+            drafts = rag_store.drafts_of_set(conn, set_id)
+            cited = rag_store.chunk_refs(conn, [cid for d in drafts for cid in d.citations])
+        return ReadyDrafts(
+            request.id,
+            ticket,
+            comments,
+            set_id,
+            drafts,
+            cited,
+            request.channel,
+            self.ticket_url(ticket.ticket_id),
+        )

@@ -1,0 +1,115 @@
+"""Help Center articles (and optionally macros and solved tickets) into the knowledge base.
+
+Each kind is one ``rag`` source, synced as a whole listing: unchanged articles are skipped by
+content hash, changed ones re-embedded, and ones gone from Zendesk (deleted, archived, or
+turned back into drafts) soft-deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aitl.db import Database
+from aitl.pii import redact
+from connectors import store
+from connectors.client import ZendeskClient
+from connectors.tickets import _when
+from rag.ingest import Ingestor, IngestReport
+from rag.loaders import html_to_text
+from rag.models import SourceDocument
+
+ARTICLES, MACROS, CASES = "zendesk:help_center", "zendesk:macros", "zendesk:cases"
+
+
+@dataclass(frozen=True)
+class KbSyncOptions:
+    macros: bool
+    solved_tickets: bool
+    max_cases: int = 2000
+
+
+def article_documents(client: ZendeskClient) -> Iterator[SourceDocument]:
+    sections, categories = client.sections(), client.categories()
+    for article in client.articles():
+        if article.get("draft"):
+            continue
+        section = sections.get(article.get("section_id"), {})
+        category = categories.get(section.get("category_id"), {})
+        title, body = html_to_text(article.get("body") or "", fallback=str(article["id"]))
+        if not body.strip():
+            continue
+        yield SourceDocument(
+            source=ARTICLES,
+            external_id=str(article["id"]),
+            title=article.get("title") or title,
+            body=body,
+            url=article.get("html_url"),
+            locale=article.get("locale") or "en-us",
+            updated_at=_when(article.get("updated_at")) or datetime.now(UTC),
+            metadata={
+                "section": section.get("name"),
+                "category": category.get("name"),
+                "section_id": article.get("section_id"),
+                "labels": article.get("label_names"),
+            },
+        )
+
+
+def macro_documents(client: ZendeskClient) -> Iterator[SourceDocument]:
+    for macro in client.macros():
+        texts = [
+            a.get("value")
+            for a in macro.get("actions") or []
+            if a.get("field") in ("comment_value", "comment_value_html")
+        ]
+        body = "\n".join(_flatten(t) for t in texts if t).strip()
+        if body:
+            yield SourceDocument(
+                source=MACROS,
+                external_id=str(macro["id"]),
+                title=macro.get("title") or "Macro",
+                body=body,
+                updated_at=_when(macro.get("updated_at")) or datetime.now(UTC),
+                metadata={"kind": "macro"},
+            )
+
+
+def case_documents(db: Database, limit: int) -> Iterator[SourceDocument]:
+    """Solved tickets as past cases: the public conversation, PII redacted."""
+    with db.connection() as conn:
+        for ticket_id in store.solved_tickets(conn, limit):
+            ticket = store.ticket(conn, ticket_id)
+            lines = [
+                f"{c.author_role}: {c.body_redacted}"
+                for c in store.comments(conn, ticket_id)
+                if c.public
+            ]
+            if len(lines) >= 2:
+                yield SourceDocument(
+                    source=CASES,
+                    external_id=str(ticket_id),
+                    title=redact(ticket.subject),
+                    body="\n\n".join(lines),
+                    updated_at=ticket.updated_at or datetime.now(UTC),
+                    metadata={"kind": "past_case"},
+                )
+
+
+def _flatten(value: Any) -> str:
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    return html_to_text(str(value), fallback="macro")[1] if "<" in str(value) else str(value)
+
+
+def sync_knowledge(
+    db: Database, client: ZendeskClient, ingestor: Ingestor, options: KbSyncOptions
+) -> dict[str, IngestReport]:
+    reports = {ARTICLES: ingestor.sync(article_documents(client), source=ARTICLES)}
+    if options.macros:
+        reports[MACROS] = ingestor.sync(macro_documents(client), source=MACROS)
+    if options.solved_tickets:
+        reports[CASES] = ingestor.sync(case_documents(db, options.max_cases), source=CASES)
+    return reports

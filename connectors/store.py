@@ -1,0 +1,398 @@
+"""The only module that writes SQL for the Zendesk connector (tables in migration 0003)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from aitl.pii import redact
+from connectors.envelopes import WebhookEvent
+
+
+@dataclass(frozen=True)
+class StoredTicket:
+    ticket_id: int
+    subject: str
+    description: str
+    status: str | None
+    priority: str | None
+    requester_id: int | None
+    requester_email: str | None
+    requester_name: str | None
+    assignee_id: int | None
+    assignee_email: str | None
+    group_id: int | None
+    brand_id: int | None
+    tags: list[str]
+    created_at: datetime | None
+    updated_at: datetime | None
+    url: str | None
+
+
+@dataclass(frozen=True)
+class StoredComment:
+    comment_id: int
+    ticket_id: int
+    author_id: int | None
+    author_role: str
+    public: bool
+    body: str
+    body_redacted: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class DraftRequest:
+    id: int
+    ticket_id: int
+    revision: int
+    channel: str | None
+    status: str
+    draft_set_id: int | None
+    requested_via: str
+
+
+@dataclass(frozen=True)
+class Writeback:
+    id: int
+    idempotency_key: str
+    ticket_id: int
+    draft_id: int | None
+    body: str
+    public: bool
+    status: str
+    comment_id: int | None
+    attempts: int
+    requested_at: datetime
+
+
+# --- webhook deliveries ------------------------------------------------------------------
+
+
+def remember_signature(conn: psycopg.Connection, signature: str, window_s: int) -> bool:
+    """False when this signature was accepted before (a replay); old ones are forgotten."""
+    conn.execute(
+        "DELETE FROM zendesk_webhook_signatures"
+        " WHERE received_at < now() - make_interval(secs => %s)",
+        (window_s * 2,),
+    )
+    row = conn.execute(
+        "INSERT INTO zendesk_webhook_signatures (signature) VALUES (%s)"
+        " ON CONFLICT DO NOTHING RETURNING 1",
+        (signature,),
+    ).fetchone()
+    return row is not None
+
+
+def record_event(conn: psycopg.Connection, event: WebhookEvent) -> bool:
+    """True for a new event id; a redelivery only bumps the duplicate counter."""
+    row = conn.execute(
+        "INSERT INTO zendesk_events (event_id, event_type, ticket_id, payload, source)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING RETURNING 1",
+        (event.event_id, event.event_type, event.ticket_id, Jsonb(event.payload), event.source),
+    ).fetchone()
+    if row is None:
+        conn.execute(
+            "UPDATE zendesk_events SET duplicates = duplicates + 1 WHERE event_id = %s",
+            (event.event_id,),
+        )
+    return row is not None
+
+
+def set_event_job(conn: psycopg.Connection, event_id: str, job_id: int) -> None:
+    conn.execute("UPDATE zendesk_events SET job_id = %s WHERE event_id = %s", (job_id, event_id))
+
+
+def event_ticket(conn: psycopg.Connection, event_id: str) -> int | None:
+    row = conn.execute(
+        "SELECT ticket_id FROM zendesk_events WHERE event_id = %s", (event_id,)
+    ).fetchone()
+    return row[0] if row else None
+
+
+# --- tickets and comments ----------------------------------------------------------------
+
+
+def upsert_ticket(conn: psycopg.Connection, ticket: dict[str, Any]) -> None:
+    columns = [f for f in StoredTicket.__dataclass_fields__ if f != "ticket_id"]
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns)
+    conn.execute(
+        f"INSERT INTO zendesk_tickets (ticket_id, {', '.join(columns)}, synced_at)"
+        f" VALUES (%(ticket_id)s, {', '.join(f'%({c})s' for c in columns)}, now())"
+        f" ON CONFLICT (ticket_id) DO UPDATE SET {updates}, synced_at = now()",
+        ticket,
+    )
+
+
+def upsert_comments(conn: psycopg.Connection, ticket_id: int, comments: list[dict]) -> list[int]:
+    """Store comments (new ones only: Zendesk comments are immutable); return the new ids."""
+    new: list[int] = []
+    for c in comments:
+        row = conn.execute(
+            "INSERT INTO zendesk_comments (comment_id, ticket_id, author_id, author_role, public,"
+            " body, body_redacted, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (comment_id) DO NOTHING RETURNING comment_id",
+            (
+                c["comment_id"],
+                ticket_id,
+                c["author_id"],
+                c["author_role"],
+                c["public"],
+                c["body"],
+                redact(c["body"]),
+                c["created_at"],
+            ),
+        ).fetchone()
+        if row:
+            new.append(row[0])
+    return new
+
+
+def ticket(conn: psycopg.Connection, ticket_id: int) -> StoredTicket | None:
+    columns = ", ".join(StoredTicket.__dataclass_fields__)
+    with conn.cursor(row_factory=class_row(StoredTicket)) as cur:
+        return cur.execute(
+            f"SELECT {columns} FROM zendesk_tickets WHERE ticket_id = %s", (ticket_id,)
+        ).fetchone()
+
+
+def ticket_updated_at(conn: psycopg.Connection, ticket_id: int) -> datetime | None:
+    row = conn.execute(
+        "SELECT updated_at FROM zendesk_tickets WHERE ticket_id = %s", (ticket_id,)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def comments(conn: psycopg.Connection, ticket_id: int) -> list[StoredComment]:
+    columns = ", ".join(StoredComment.__dataclass_fields__)
+    with conn.cursor(row_factory=class_row(StoredComment)) as cur:
+        return cur.execute(
+            f"SELECT {columns} FROM zendesk_comments WHERE ticket_id = %s"
+            " ORDER BY created_at, comment_id",
+            (ticket_id,),
+        ).fetchall()
+
+
+def solved_tickets(conn: psycopg.Connection, limit: int) -> list[int]:
+    rows = conn.execute(
+        "SELECT ticket_id FROM zendesk_tickets WHERE status IN ('solved', 'closed')"
+        " ORDER BY updated_at DESC LIMIT %s",
+        (limit,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def count_tickets(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM zendesk_tickets").fetchone()[0]
+
+
+# --- drafting ----------------------------------------------------------------------------
+
+_DRAFT_REQUEST = "id, ticket_id, revision, channel, status, draft_set_id, requested_via"
+
+
+def request_draft(
+    conn: psycopg.Connection, ticket_id: int, revision: int, via: str, channel: str | None
+) -> int | None:
+    """A new draft request for this revision, or None when one exists (at most once)."""
+    row = conn.execute(
+        "INSERT INTO zendesk_draft_requests (ticket_id, revision, requested_via, channel)"
+        " VALUES (%s, %s, %s, %s) ON CONFLICT (ticket_id, revision) DO NOTHING RETURNING id",
+        (ticket_id, revision, via, channel),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def draft_request(conn: psycopg.Connection, request_id: int) -> DraftRequest | None:
+    with conn.cursor(row_factory=class_row(DraftRequest)) as cur:
+        return cur.execute(
+            f"SELECT {_DRAFT_REQUEST} FROM zendesk_draft_requests WHERE id = %s FOR UPDATE",
+            (request_id,),
+        ).fetchone()
+
+
+def mark_drafted(conn: psycopg.Connection, request_id: int, draft_set_id: int) -> None:
+    conn.execute(
+        "UPDATE zendesk_draft_requests SET status = 'drafted', draft_set_id = %s,"
+        " drafted_at = now(), last_error = NULL WHERE id = %s",
+        (draft_set_id, request_id),
+    )
+
+
+def mark_delivered(conn: psycopg.Connection, request_id: int) -> None:
+    conn.execute(
+        "UPDATE zendesk_draft_requests SET status = 'delivered', delivered_at = now()"
+        " WHERE id = %s",
+        (request_id,),
+    )
+
+
+def mark_draft_failed(conn: psycopg.Connection, request_id: int, error: str) -> None:
+    conn.execute(
+        "UPDATE zendesk_draft_requests SET last_error = %s WHERE id = %s",
+        (error[:2000], request_id),
+    )
+
+
+def latest_draft_set_before(
+    conn: psycopg.Connection, ticket_id: int, before: datetime
+) -> int | None:
+    """The drafts shown most recently before an agent's reply, to compare it with them."""
+    row = conn.execute(
+        "SELECT draft_set_id FROM zendesk_draft_requests WHERE ticket_id = %s"
+        " AND draft_set_id IS NOT NULL AND drafted_at <= %s ORDER BY drafted_at DESC LIMIT 1",
+        (ticket_id, before),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def draft_counts(conn: psycopg.Connection) -> dict[str, int]:
+    rows = conn.execute(
+        "SELECT status, count(*) FROM zendesk_draft_requests GROUP BY status"
+    ).fetchall()
+    return dict(rows)
+
+
+# --- derived adoption --------------------------------------------------------------------
+
+
+def record_derived_adoption(
+    conn: psycopg.Connection,
+    *,
+    comment_id: int,
+    ticket_id: int,
+    draft_set_id: int,
+    closest_label: str,
+    similarity_a: float,
+    similarity_b: float,
+    adoption: str,
+) -> None:
+    conn.execute(
+        "INSERT INTO zendesk_derived_adoptions (comment_id, ticket_id, draft_set_id,"
+        " closest_label, similarity_a, similarity_b, adoption)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (comment_id) DO NOTHING",
+        (comment_id, ticket_id, draft_set_id, closest_label, similarity_a, similarity_b, adoption),
+    )
+
+
+# --- write-back --------------------------------------------------------------------------
+
+_WRITEBACK = (
+    "id, idempotency_key, ticket_id, draft_id, body, public, status, comment_id, attempts,"
+    " requested_at"
+)
+
+
+def request_writeback(
+    conn: psycopg.Connection,
+    *,
+    key: str,
+    ticket_id: int,
+    draft_id: int | None,
+    body: str,
+    public: bool,
+) -> int | None:
+    row = conn.execute(
+        "INSERT INTO zendesk_writebacks (idempotency_key, ticket_id, draft_id, body, public)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+        (key, ticket_id, draft_id, body, public),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def writeback(
+    conn: psycopg.Connection, writeback_id: int, *, lock: bool = False
+) -> Writeback | None:
+    suffix = " FOR UPDATE" if lock else ""
+    with conn.cursor(row_factory=class_row(Writeback)) as cur:
+        return cur.execute(
+            f"SELECT {_WRITEBACK} FROM zendesk_writebacks WHERE id = %s{suffix}", (writeback_id,)
+        ).fetchone()
+
+
+def writeback_by_key(conn: psycopg.Connection, key: str) -> Writeback | None:
+    with conn.cursor(row_factory=class_row(Writeback)) as cur:
+        return cur.execute(
+            f"SELECT {_WRITEBACK} FROM zendesk_writebacks WHERE idempotency_key = %s", (key,)
+        ).fetchone()
+
+
+def count_attempt(conn: psycopg.Connection, writeback_id: int) -> None:
+    conn.execute(
+        "UPDATE zendesk_writebacks SET attempts = attempts + 1 WHERE id = %s", (writeback_id,)
+    )
+
+
+def mark_posted(conn: psycopg.Connection, writeback_id: int, comment_id: int) -> None:
+    conn.execute(
+        "UPDATE zendesk_writebacks SET status = 'posted', comment_id = %s, posted_at = now(),"
+        " last_error = NULL WHERE id = %s",
+        (comment_id, writeback_id),
+    )
+
+
+def note_writeback_error(conn: psycopg.Connection, writeback_id: int, error: str) -> None:
+    conn.execute(
+        "UPDATE zendesk_writebacks SET last_error = %s WHERE id = %s", (error[:2000], writeback_id)
+    )
+
+
+# --- sync state --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncState:
+    name: str
+    cursor: str | None
+    last_success_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    items_total: int
+
+
+def sync_state(conn: psycopg.Connection, name: str) -> SyncState | None:
+    with conn.cursor(row_factory=class_row(SyncState)) as cur:
+        return cur.execute(
+            "SELECT name, cursor, last_success_at, last_error, last_error_at, items_total"
+            " FROM zendesk_sync_state WHERE name = %s",
+            (name,),
+        ).fetchone()
+
+
+def lock_sync(conn: psycopg.Connection, name: str) -> bool:
+    """One poller at a time per stream, for the length of the transaction."""
+    row = conn.execute(
+        "SELECT pg_try_advisory_xact_lock(hashtext('aitl.zendesk.sync:' || %s))", (name,)
+    ).fetchone()
+    return bool(row[0])
+
+
+def save_cursor(conn: psycopg.Connection, name: str, cursor: str | None, items: int) -> None:
+    conn.execute(
+        "INSERT INTO zendesk_sync_state (name, cursor, last_success_at, items_total)"
+        " VALUES (%s, %s, now(), %s) ON CONFLICT (name) DO UPDATE SET cursor = excluded.cursor,"
+        " last_success_at = now(), items_total = zendesk_sync_state.items_total + %s,"
+        " last_error = NULL, updated_at = now()",
+        (name, cursor, items, items),
+    )
+
+
+def note_sync_error(conn: psycopg.Connection, name: str, error: str) -> None:
+    conn.execute(
+        "INSERT INTO zendesk_sync_state (name, last_error, last_error_at) VALUES (%s, %s, now())"
+        " ON CONFLICT (name) DO UPDATE SET last_error = excluded.last_error,"
+        " last_error_at = now(), updated_at = now()",
+        (name, error[:2000]),
+    )
+
+
+def event_counts(conn: psycopg.Connection) -> dict[str, int]:
+    row = conn.execute(
+        "SELECT count(*), coalesce(sum(duplicates), 0) FROM zendesk_events"
+    ).fetchone()
+    return {"events": row[0], "duplicates_suppressed": int(row[1])}

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: real local servers and tiny models built without downloads."""
