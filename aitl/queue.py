@@ -20,3 +20,12 @@ def build_app(url: str, blueprints: Iterable[procrastinate.Blueprint] = ()) -> p
 
 def blueprint_namespace(blueprint: procrastinate.Blueprint) -> str:
     return getattr(blueprint, "aitl_namespace", "aitl")
+
+
+def build_deferrer(url: str) -> procrastinate.App:
+    """An app used only to defer jobs from sync code, on the caller's own connection.
+
+    Kept apart from the worker's app: once a worker opens its async pool, procrastinate
+    would run a sync defer through the async connector and fail on a sync connection.
+    """
+    return build_app(url)

@@ -14,13 +14,12 @@ from starlette.routing import Route
 from aitl import health
 from aitl.bootstrap import open_database
 from aitl.db import Database
-from aitl.queue import build_app
+from aitl.queue import build_deferrer
 from aitl.settings import Settings
 
 
 def create_app(settings: Settings, *, database: Database | None = None) -> Starlette:
     """The web process. Pass ``database`` to share an already open pool (tests, demo)."""
-    from connectors import jobs as zendesk_jobs
     from connectors.services import ZendeskServices
     from connectors.webhook import WebhookReceiver
 
@@ -29,7 +28,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
         owned = database is None
         db = database or await run_in_threadpool(open_database, settings)
         app.state.db = db
-        queue = build_app(db.url, [zendesk_jobs.blueprint])
+        queue = build_deferrer(db.url)
         app.state.zendesk_webhook = WebhookReceiver(ZendeskServices(settings, db, queue))
         try:
             yield

@@ -41,18 +41,25 @@ class ExportPage:
     end_of_stream: bool
 
 
-class _RebasedSession(requests.Session):
-    """Sends Zenpy's https://<subdomain>.zendesk.com URLs to another base URL (the sandbox,
-    a proxy); Zenpy itself only knows the cloud host."""
-
-    def __init__(self, cloud_origin: str, base_url: str) -> None:
-        super().__init__()
-        self._cloud, self._base = cloud_origin, base_url.rstrip("/")
+class _PlainHttpSession(requests.Session):
+    """Zenpy only builds https:// URLs; a local sandbox or proxy answers plain http."""
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
-        if url.startswith(self._cloud):
-            url = self._base + url[len(self._cloud) :]
+        if url.startswith("https://"):
+            url = "http://" + url[len("https://") :]
         return super().request(method, url, *args, **kwargs)
+
+
+def _zenpy_host(base_url: str) -> tuple[str, str]:
+    """Zenpy addresses ``<subdomain>.<domain>`` and parses only answers from that host, so a
+    base URL's host is split at its first dot (``127.0.0.1:8000`` → ``127`` + ``0.0.1:8000``)."""
+    host = urlsplit(base_url).netloc
+    if "." not in host:
+        raise exceptions.NotConnected(
+            f"AITL_ZENDESK_BASE_URL {base_url!r}: use a host with a dot (127.0.0.1, not localhost)"
+        )
+    subdomain, domain = host.split(".", 1)
+    return subdomain, domain
 
 
 def _translated(fn: Callable[P, R]) -> Callable[P, R]:
@@ -81,14 +88,17 @@ def _translated(fn: Callable[P, R]) -> Callable[P, R]:
 
 class ZendeskClient:
     def __init__(self, config: ZendeskConfig) -> None:
-        subdomain = config.subdomain or "sandbox"
-        session = None
+        session, domain, subdomain = None, "zendesk.com", config.subdomain
         if config.base_url:
-            session = _RebasedSession(f"https://{subdomain}.zendesk.com", config.base_url)
-        self.base_url = config.base_url or f"https://{subdomain}.zendesk.com"
-        self.host = urlsplit(self.base_url).netloc
+            subdomain, domain = _zenpy_host(config.base_url)
+            if config.base_url.startswith("http://"):
+                session = _PlainHttpSession()
+        if not subdomain:
+            raise exceptions.NotConnected()
+        self.base_url = (config.base_url or f"https://{subdomain}.{domain}").rstrip("/")
         self._zenpy = Zenpy(
             subdomain=subdomain,
+            domain=domain,
             email=config.email,
             token=config.api_token,
             timeout=config.timeout_s,
@@ -144,8 +154,9 @@ class ZendeskClient:
             Ticket(id=ticket_id, comment=Comment(body=body, public=public))
         )
         for event in getattr(result.audit, "events", None) or []:
-            if getattr(event, "type", None) == "Comment":
-                return int(event.id)
+            event = event if isinstance(event, dict) else event.to_dict()
+            if event.get("type") == "Comment":
+                return int(event["id"])
         raise exceptions.ZendeskUnavailable(f"ticket {ticket_id}: update returned no comment")
 
     @_translated
@@ -163,7 +174,7 @@ class ZendeskClient:
 
     @_translated
     def macros(self) -> list[dict[str, Any]]:
-        return [m.to_dict() for m in self._zenpy.macros.active()]
+        return [m.to_dict() for m in self._zenpy.macros(active=True)]
 
     @_translated
     def create_article_draft(self, section_id: int, title: str, body_html: str) -> dict[str, Any]:

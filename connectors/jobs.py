@@ -11,39 +11,47 @@ import procrastinate
 from procrastinate import RetryStrategy
 
 NAMESPACE = "connectors"
-blueprint = procrastinate.Blueprint()
-blueprint.aitl_namespace = NAMESPACE  # type: ignore[attr-defined]
-
 RETRY = RetryStrategy(max_attempts=8, exponential_wait=2)
+SLOW_RETRY = RetryStrategy(max_attempts=3, wait=60)
 
 
 def _services(context: procrastinate.JobContext):
     return context.additional_context["zendesk"]
 
 
-@blueprint.task(name="process_event", pass_context=True, retry=RETRY)
 def process_event(context: procrastinate.JobContext, event_id: str) -> None:
     _services(context).process_event(event_id)
 
 
-@blueprint.task(name="draft", pass_context=True, retry=RETRY)
 def draft(context: procrastinate.JobContext, request_id: int) -> None:
     _services(context).draft(request_id)
 
 
-@blueprint.task(name="write_back", pass_context=True, retry=RETRY)
 def write_back(context: procrastinate.JobContext, writeback_id: int) -> None:
     _services(context).write_back(writeback_id)
 
 
-@blueprint.task(name="poll", pass_context=True, retry=RetryStrategy(max_attempts=3, wait=30))
 def poll(context: procrastinate.JobContext) -> None:
     _services(context).poll()
 
 
-@blueprint.task(name="sync_kb", pass_context=True, retry=RetryStrategy(max_attempts=3, wait=60))
 def sync_kb(context: procrastinate.JobContext) -> None:
     _services(context).sync_kb()
+
+
+def blueprint() -> procrastinate.Blueprint:
+    """A fresh blueprint per queue app (procrastinate binds a blueprint to one app)."""
+    bp = procrastinate.Blueprint()
+    bp.aitl_namespace = NAMESPACE  # type: ignore[attr-defined]
+    for fn, retry in (
+        (process_event, RETRY),
+        (draft, RETRY),
+        (write_back, RETRY),
+        (poll, SLOW_RETRY),
+        (sync_kb, SLOW_RETRY),
+    ):
+        bp.task(name=fn.__name__, pass_context=True, retry=retry)(fn)
+    return bp
 
 
 def _defer(queue: procrastinate.App, conn, task: str, lock: str | None, **kwargs) -> int:

@@ -1,7 +1,7 @@
 """Cursor-based incremental export: catches whatever webhooks missed, never skips a page.
 
 The cursor is saved only after every ticket of its page is synced, so an interrupted poll
-re-reads that page; tickets already synced are recognised by ``updated_at`` and skipped.
+re-reads that page; syncing a ticket again is idempotent (comments by id, drafts per revision).
 """
 
 from __future__ import annotations
@@ -86,7 +86,9 @@ class TicketPoller:
         with self.db.connection() as conn:
             known = store.ticket_updated_at(conn, ticket_id)
         updated = _when(raw.get("updated_at"))
-        if known is not None and updated is not None and updated <= known:
+        # updated_at has one-second resolution: equal may still hide a change, so only an
+        # older export entry is skipped (re-syncing is idempotent)
+        if known is not None and updated is not None and updated < known:
             return
         result = self.sync.sync(ticket_id, via="poll", raw=raw)
         report.tickets_synced += 1

@@ -53,17 +53,20 @@ class ZendeskServices:
 
     @cached_property
     def client(self) -> ZendeskClient:
-        email, token = self.credentials()
+        return self.client_for(*self.credentials())
+
+    def client_for(self, email: str, token: str) -> ZendeskClient:
         s = self.settings
-        return ZendeskClient(
-            ZendeskConfig(
-                subdomain=s.zendesk_subdomain,
-                base_url=s.zendesk_base_url,
-                email=email,
-                api_token=token,
-                timeout_s=s.zendesk_timeout_s,
-            )
+        if not (s.zendesk_subdomain or s.zendesk_base_url):
+            raise exceptions.NotConnected()
+        config = ZendeskConfig(
+            subdomain=s.zendesk_subdomain,
+            base_url=s.zendesk_base_url,
+            email=email,
+            api_token=token,
+            timeout_s=s.zendesk_timeout_s,
         )
+        return ZendeskClient(config)
 
     @cached_property
     def ticket_sync(self) -> TicketSync:

@@ -34,15 +34,16 @@ def connect(services, *, email: str, api_token: str, public_url: str) -> Connect
         )
     from connectors.services import API_TOKEN, EMAIL, WEBHOOK_SECRET
 
-    services.secrets.put(EMAIL, email)
-    services.secrets.put(API_TOKEN, api_token)
-    services.__dict__.pop("client", None)  # rebuild with the stored credentials
-    me = services.client.me()
+    client = services.client_for(email, api_token)
+    me = client.me()  # nothing is stored before Zendesk accepts the credentials
     if me.get("role") not in ("admin", "agent"):
         raise exceptions.ZendeskAuthFailed(f"{email} is a {me.get('role')}, not an agent or admin")
     endpoint = public_url.rstrip("/") + "/zendesk/webhook"
-    webhook_id, created = _upsert_webhook(services.client.zenpy, endpoint)
-    services.secrets.put(WEBHOOK_SECRET, _signing_secret(services.client.zenpy, webhook_id))
+    webhook_id, created = _upsert_webhook(client.zenpy, endpoint)
+    secret = _signing_secret(client.zenpy, webhook_id)
+    services.secrets.put(EMAIL, email)
+    services.secrets.put(API_TOKEN, api_token)
+    services.secrets.put(WEBHOOK_SECRET, secret)
     return Connection(me.get("email") or email, me.get("role"), webhook_id, endpoint, created)
 
 
@@ -67,9 +68,9 @@ def _upsert_webhook(zenpy, endpoint: str) -> tuple[str, bool]:
 @_translated
 def _signing_secret(zenpy, webhook_id: str) -> str:
     answer: Any = zenpy.webhooks.show_secret(webhook_id)
-    secret = answer.get("signing_secret") if isinstance(answer, dict) else answer
-    if isinstance(secret, dict):
-        secret = secret.get("secret")
+    data = answer if isinstance(answer, dict) else answer.to_dict()
+    secret = data.get("signing_secret", data)
+    secret = secret.get("secret") if isinstance(secret, dict) else secret
     if not secret:
         raise exceptions.ZendeskUnavailable("Zendesk returned no signing secret for the webhook")
     return str(secret)

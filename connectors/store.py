@@ -242,10 +242,13 @@ def mark_draft_failed(conn: psycopg.Connection, request_id: int, error: str) -> 
 def latest_draft_set_before(
     conn: psycopg.Connection, ticket_id: int, before: datetime
 ) -> int | None:
-    """The drafts shown most recently before an agent's reply, to compare it with them."""
+    """The drafts answering the newest customer comment written before an agent's reply
+    (both times come from Zendesk's clock, so they compare fairly)."""
     row = conn.execute(
-        "SELECT draft_set_id FROM zendesk_draft_requests WHERE ticket_id = %s"
-        " AND draft_set_id IS NOT NULL AND drafted_at <= %s ORDER BY drafted_at DESC LIMIT 1",
+        "SELECT r.draft_set_id FROM zendesk_draft_requests r"
+        " JOIN zendesk_comments c ON c.comment_id = r.revision"
+        " WHERE r.ticket_id = %s AND r.draft_set_id IS NOT NULL AND c.created_at <= %s"
+        " ORDER BY c.created_at DESC, r.id DESC LIMIT 1",
         (ticket_id, before),
     ).fetchone()
     return row[0] if row else None

@@ -39,9 +39,11 @@ def web(ctx: typer.Context, host: str = typer.Option(None), port: int = typer.Op
 def worker(ctx: typer.Context) -> None:
     """Run queued jobs from the Postgres queue."""
     from aitl.cli.zendesk import services
+    from aitl.queue import build_app
+    from connectors import jobs as zendesk_jobs
 
     zendesk = services(ctx)
-    zendesk.queue.run_worker(
+    build_app(ctx.obj.db.url, [zendesk_jobs.blueprint()]).run_worker(
         concurrency=ctx.obj.settings.worker_concurrency,
         install_signal_handlers=True,
         additional_context={"zendesk": zendesk},

@@ -15,12 +15,11 @@ console = Console()
 
 
 def services(ctx: typer.Context):
-    from aitl.queue import build_app
-    from connectors import jobs
+    from aitl.queue import build_deferrer
     from connectors.services import ZendeskServices
 
     db = ctx.obj.db
-    return ZendeskServices(ctx.obj.settings, db, build_app(db.url, [jobs.blueprint]))
+    return ZendeskServices(ctx.obj.settings, db, build_deferrer(db.url))
 
 
 @app.command()
