@@ -154,6 +154,9 @@ class Ingestor:
 
     def _commit(self, item: _Prepared, version: str, vectors) -> None:
         with self.db.connection() as conn:
+            # ingest is idempotent and re-runnable, so it need not wait for each fsync: a crash
+            # can lose only the last documents, never leave one half-written
+            conn.execute("SET LOCAL synchronous_commit = off")
             store.lock_source(conn, item.document.source)
             document_id = store.upsert_document(conn, item.document, item.content_hash)
             store.retire_chunks(conn, [document_id])

@@ -296,3 +296,51 @@ def test_status_reports_health_counts_and_errors(services, sandbox):
     assert report["connection"].startswith("ok (agent@sandbox.example")
     assert report["tickets.stored"] == 1 and report["tickets.last_error"] is None
     assert report["webhook_secret"] == "missing"
+
+
+def test_macros_and_solved_tickets_become_knowledge_when_enabled(settings, kb_db, sandbox):
+    enabled = settings.model_copy(
+        update={"zendesk_sync_macros": True, "zendesk_sync_solved_tickets": True}
+    )
+    services = ZendeskServices(enabled, kb_db, build_deferrer(kb_db.url))
+    sandbox.add_macro("Refund delay", "Refunds take up to 10 days at some banks.")
+    sandbox.add_macro("Retired", "Old text", active=False)
+    ticket = sandbox.create_ticket("Thermostat", "No heat, call me at +1 202-555-0147", CUSTOMER)
+    sandbox.add_comment(ticket["id"], "Please check the C-wire on the R terminal.", author="agent")
+    sandbox.set_status(ticket["id"], "solved")
+    services.poller.poll()
+    reports = services.sync_kb()
+    assert reports[helpcenter.MACROS].added == 1
+    assert reports[helpcenter.CASES].added == 1
+    case = rows(kb_db, "SELECT body FROM kb_documents WHERE source = %s", helpcenter.CASES)[0][0]
+    assert "[PHONE]" in case and "202-555" not in case and "C-wire" in case
+    macro = rows(kb_db, "SELECT title FROM kb_documents WHERE source = %s", helpcenter.MACROS)
+    assert macro == [("Refund delay",)]
+
+
+def test_cli_connect_status_sync_and_poll(settings, sandbox, web):
+    from typer.testing import CliRunner
+
+    from aitl.cli import app
+
+    env = {
+        "DATABASE_URL": settings.database_url.get_secret_value(),
+        "AITL_DATA_DIR": str(settings.data_dir),
+        "AITL_ZENDESK_BASE_URL": sandbox.url,
+        "AITL_PUBLIC_URL": web.url,
+    }
+    runner = CliRunner()
+
+    def run(*args):
+        result = runner.invoke(app, list(args), env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    sandbox.add_article("Gift wrapping", "<p>We gift wrap any order for 4 euros.</p>")
+    sandbox.create_ticket("Hi", "Where is my order?", CUSTOMER)
+    out = run("zendesk", "connect", "--email", sandbox.agent_email, "--token", sandbox.api_token)
+    assert "webhook" in out and "created" in out
+    assert "added 1" in run("zendesk", "sync-kb")
+    assert "1 tickets seen, 1 synced, 1 drafts requested" in run("zendesk", "poll")
+    status = run("zendesk", "status")
+    assert "ok (agent@sandbox.example" in status and "configured" in status
