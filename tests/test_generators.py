@@ -19,6 +19,7 @@ from rag.llm_backends import HuggingFaceDrafter, OpenAIDrafter
 from rag.models import Message, RetrievedChunk, Ticket
 from rag.prompts import PromptLibrary
 from tests.conftest import clone_database, drop_database, make_settings
+from tests.support.chunks import make_chunk
 from tests.support.fake_openai import FakeOpenAI, Reply
 from tests.support.tiny_models import build_lora_adapter, build_tiny_causal_lm
 
@@ -38,24 +39,7 @@ def prompt_file(name: str) -> str:
     return (PROMPTS / name).read_text(encoding="utf-8").strip()
 
 
-def chunk(
-    chunk_id: int,
-    document_id: int,
-    title: str,
-    text: str,
-    similarity: float = 0.5,
-    url: str | None = None,
-) -> RetrievedChunk:
-    return RetrievedChunk(
-        chunk_id=chunk_id,
-        document_id=document_id,
-        title=title,
-        text=text,
-        url=url,
-        source="tests",
-        external_id=f"doc-{document_id}",
-        similarity=similarity,
-    )
+chunk = make_chunk
 
 
 PASSWORD = chunk(

@@ -10,6 +10,7 @@ from rag import exceptions, factory
 from rag.models import RetrievedChunk, Ticket
 from rag.rerank import CosineOrder, CrossEncoderReranker
 from tests.conftest import clone_database, drop_database, make_settings
+from tests.support.chunks import make_chunk
 from tests.support.tiny_models import build_cross_encoder
 
 QUERY = "Password reset email never arrives\nI asked for a reset link but nothing came."
@@ -29,16 +30,7 @@ def database_url(pg_server_url, samples_template_url):
 
 
 def chunk(chunk_id: int, title: str, text: str, similarity: float) -> RetrievedChunk:
-    return RetrievedChunk(
-        chunk_id=chunk_id,
-        document_id=chunk_id,
-        title=title,
-        text=text,
-        url=None,
-        source="tests",
-        external_id=f"doc-{chunk_id}",
-        similarity=similarity,
-    )
+    return make_chunk(chunk_id, chunk_id, title, text, similarity)
 
 
 CHUNKS = [
