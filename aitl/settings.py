@@ -50,8 +50,8 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(default=120, ge=0)
     max_document_bytes: int = Field(default=2_000_000, ge=1_000)
     hnsw_m: int = Field(default=16, ge=4, le=100)
-    hnsw_ef_construction: int = Field(default=64, ge=8)
-    hnsw_ef_search: int = Field(default=100, ge=1, le=1000)
+    hnsw_ef_construction: int = Field(default=200, ge=8)
+    hnsw_ef_search: int = Field(default=400, ge=1, le=1000)
 
     # --- drafting ------------------------------------------------------------------------
     retrieve_k: int = Field(default=20, ge=1, le=1000, description="Chunks fetched by pgvector.")

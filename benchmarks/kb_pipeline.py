@@ -63,7 +63,7 @@ UPDATED_AT = datetime(2024, 1, 1, tzinfo=UTC)
 SOURCE_DSTC = "bench-dstc11"
 SOURCE_SYNTHETIC = "bench-synthetic"
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 100)  # no wrapping in logs
 warnings.filterwarnings("ignore", module="platformdirs")
 
 
@@ -96,6 +96,7 @@ class RecallFigures:
     recall_at_10: float
     min_recall: float
     queries_below_goal: int
+    queries_zero_recall: int
     hnsw_ms_mean: float
     exact_ms_mean: float
 
@@ -314,7 +315,9 @@ def _progress() -> Progress:
     )
 
 
-def _tracked(docs: Iterable[SourceDocument], progress: Progress, task: Any) -> Iterator[Any]:
+def _tracked(
+    docs: Iterable[SourceDocument], progress: Progress, task: Any
+) -> Iterator[SourceDocument]:
     """Advance the bar as the ingestor pulls documents (it pulls a batch ahead)."""
     started = time.perf_counter()
     for done, doc in enumerate(docs, start=1):
@@ -473,6 +476,7 @@ def measure_recall(
         recall_at_10=float(np.mean(recalls)),
         min_recall=float(np.min(recalls)),
         queries_below_goal=sum(r < GOAL_RECALL for r in recalls),
+        queries_zero_recall=sum(r == 0 for r in recalls),
         hnsw_ms_mean=hnsw_s * 1000 / n,
         exact_ms_mean=exact_s * 1000 / n,
     )
@@ -546,13 +550,13 @@ def results_table(
     )
     table.add_row("  queries (dstc11 val)", f"{recall.queries:,} ({recall.dstc_queries:,})", "", "")
     table.add_row(
-        "  queries below goal / min",
-        f"{recall.queries_below_goal} / {recall.min_recall:.1f}",
+        "  queries < 0.95 / at 0.0",
+        f"{recall.queries_below_goal} / {recall.queries_zero_recall}",
         "",
         "",
     )
     table.add_row(
-        "  search mean HNSW / exact",
+        "  search() mean HNSW / exact",
         f"{recall.hnsw_ms_mean:.1f} / {recall.exact_ms_mean:.1f} ms",
         "",
         "",
