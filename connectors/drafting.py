@@ -45,7 +45,7 @@ class Drafter:
         if set_id is None:  # drafted once only, even when delivery is retried
             result = self.pipeline.draft(pipeline_ticket(ticket, comments))
             with self.db.connection() as conn:
-                set_id, _ = rag_store.save_draft_set(
+                set_id = rag_store.save_draft_set(
                     conn, f"zendesk:{ticket.ticket_id}", redact(result.ticket.query_text()), result
                 )
                 store.mark_drafted(conn, request_id, set_id)

@@ -16,7 +16,7 @@ from aitl.db import Database
 from aitl.pii import redact
 from connectors import store
 from connectors.client import ZendeskClient
-from connectors.tickets import _when
+from connectors.tickets import parse_time
 from rag.ingest import Ingestor, IngestReport
 from rag.loaders import html_to_text
 from rag.models import SourceDocument
@@ -48,7 +48,7 @@ def article_documents(client: ZendeskClient) -> Iterator[SourceDocument]:
             body=body,
             url=article.get("html_url"),
             locale=article.get("locale") or "en-us",
-            updated_at=_when(article.get("updated_at")) or datetime.now(UTC),
+            updated_at=parse_time(article.get("updated_at")) or datetime.now(UTC),
             metadata={
                 "section": section.get("name"),
                 "category": category.get("name"),
@@ -72,7 +72,7 @@ def macro_documents(client: ZendeskClient) -> Iterator[SourceDocument]:
                 external_id=str(macro["id"]),
                 title=macro.get("title") or "Macro",
                 body=body,
-                updated_at=_when(macro.get("updated_at")) or datetime.now(UTC),
+                updated_at=parse_time(macro.get("updated_at")) or datetime.now(UTC),
                 metadata={"kind": "macro"},
             )
 

@@ -14,7 +14,7 @@ from aitl.db import Database
 from aitl.leader import Leadership
 from connectors import exceptions, store
 from connectors.client import ZendeskClient
-from connectors.tickets import TicketSync, _when
+from connectors.tickets import TicketSync, parse_time
 
 log = logging.getLogger(__name__)
 STREAM = "tickets"
@@ -85,7 +85,7 @@ class TicketPoller:
         ticket_id = int(raw["id"])
         with self.db.connection() as conn:
             known = store.ticket_updated_at(conn, ticket_id)
-        updated = _when(raw.get("updated_at"))
+        updated = parse_time(raw.get("updated_at"))
         # updated_at has one-second resolution: equal may still hide a change, so only an
         # older export entry is skipped (re-syncing is idempotent)
         if known is not None and updated is not None and updated < known:

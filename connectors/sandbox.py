@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import html
 import json
 import math
@@ -46,6 +44,7 @@ from connectors.sandbox_state import (
     epoch,
     iso,
 )
+from connectors.signature import sign
 
 __all__ = ["Delivery", "RecordedRequest", "ZendeskSandbox", "create_app", "sign"]
 
@@ -56,12 +55,6 @@ ERRORS = {
     500: ("InternalServerError", "Something went wrong on our side"),
     503: ("ServiceUnavailable", "Zendesk is temporarily unavailable"),
 }
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """Zendesk's webhook signature: base64(HMAC-SHA256(secret as text, timestamp + body))."""
-    digest = hmac.new(secret.encode(), timestamp.encode() + body, hashlib.sha256).digest()
-    return base64.b64encode(digest).decode()
 
 
 # --- webhook delivery ---------------------------------------------------------------------

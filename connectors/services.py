@@ -9,7 +9,7 @@ import procrastinate
 from aitl.db import Database
 from aitl.secrets import SecretStore, secret_store
 from aitl.settings import Settings
-from connectors import exceptions, helpcenter, jobs, store
+from connectors import exceptions, helpcenter, store
 from connectors.client import ZendeskClient, ZendeskConfig
 from connectors.drafting import Drafter
 from connectors.handoff import DraftHandoff, RecordOnly
@@ -139,6 +139,3 @@ class ZendeskServices:
 
 def _secret(value) -> str | None:
     return value.get_secret_value() if value is not None else None
-
-
-__all__ = ["ZendeskServices", "jobs"]

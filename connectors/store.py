@@ -367,14 +367,6 @@ def sync_state(conn: psycopg.Connection, name: str) -> SyncState | None:
         ).fetchone()
 
 
-def lock_sync(conn: psycopg.Connection, name: str) -> bool:
-    """One poller at a time per stream, for the length of the transaction."""
-    row = conn.execute(
-        "SELECT pg_try_advisory_xact_lock(hashtext('aitl.zendesk.sync:' || %s))", (name,)
-    ).fetchone()
-    return bool(row[0])
-
-
 def save_cursor(conn: psycopg.Connection, name: str, cursor: str | None, items: int) -> None:
     conn.execute(
         "INSERT INTO zendesk_sync_state (name, cursor, last_success_at, items_total)"

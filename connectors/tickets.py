@@ -42,7 +42,8 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _when(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
+    """Zendesk's ISO 8601 timestamps (as Zenpy passes them through) as aware datetimes."""
     if value in (None, ""):
         return None
     if isinstance(value, datetime):
@@ -67,8 +68,8 @@ def ticket_row(raw: dict[str, Any], users: dict[int, dict[str, Any]], url: str) 
         "group_id": _int(raw.get("group_id")),
         "brand_id": _int(raw.get("brand_id")),
         "tags": list(raw.get("tags") or []),
-        "created_at": _when(raw.get("created_at")),
-        "updated_at": _when(raw.get("updated_at")),
+        "created_at": parse_time(raw.get("created_at")),
+        "updated_at": parse_time(raw.get("updated_at")),
         "url": url,
     }
 
@@ -88,7 +89,7 @@ def comment_rows(
                 "author_role": "customer" if is_customer else "agent",
                 "public": bool(c.get("public", True)),
                 "body": c.get("plain_body") or c.get("body") or "",
-                "created_at": _when(c.get("created_at")),
+                "created_at": parse_time(c.get("created_at")),
             }
         )
     return rows

@@ -13,7 +13,7 @@ from aitl.db import Database
 from connectors import exceptions, jobs, store
 from connectors.adoption import normalise
 from connectors.client import ZendeskClient
-from connectors.tickets import _when
+from connectors.tickets import parse_time
 
 log = logging.getLogger(__name__)
 CLOCK_SKEW = timedelta(minutes=2)
@@ -68,7 +68,7 @@ class WriteBack:
         wanted = normalise(wb.body)
         since = wb.requested_at - CLOCK_SKEW
         for c in self.client.comments(wb.ticket_id):
-            created = _when(c.get("created_at"))
+            created = parse_time(c.get("created_at"))
             recent = created is None or created >= since
             text = normalise(c.get("plain_body") or c.get("body") or "")
             if bool(c.get("public")) == wb.public and recent and text == wanted:

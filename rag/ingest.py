@@ -94,21 +94,21 @@ class Ingestor:
 
         self.ingest(documents(), source=source, report=report, force=force)
         if prune and path.is_dir() and not report.prune_skipped:
-            with self.db.connection() as conn:
-                store.lock_source(conn, source)
-                report.deleted = len(store.soft_delete_missing(conn, source, seen))
+            report.deleted = self._prune(source, seen)
         return report
 
     def sync(self, documents: Iterable[SourceDocument], *, source: str) -> IngestReport:
         """Make ``source`` hold exactly these documents (an API listing, not a folder)."""
         docs = list(documents)
         report = self.ingest(docs, source=source)
+        report.deleted = self._prune(source, [d.external_id for d in docs])
+        return report
+
+    def _prune(self, source: str, seen: list[str]) -> int:
+        """Soft-delete the source's documents that are not in ``seen``; how many went."""
         with self.db.connection() as conn:
             store.lock_source(conn, source)
-            report.deleted = len(
-                store.soft_delete_missing(conn, source, [d.external_id for d in docs])
-            )
-        return report
+            return len(store.soft_delete_missing(conn, source, seen))
 
     def ingest(
         self,

@@ -138,15 +138,6 @@ def soft_delete_missing(conn: psycopg.Connection, source: str, seen: Sequence[st
     return [r[1] for r in rows]
 
 
-def chunk_texts(conn: psycopg.Connection, chunk_ids: Sequence[int]) -> list[ChunkText]:
-    rows = conn.execute(
-        "SELECT c.id, d.title, c.text FROM kb_chunks c JOIN kb_documents d ON d.id = c.document_id"
-        " WHERE c.id = ANY(%s) ORDER BY c.id",
-        (list(chunk_ids),),
-    ).fetchall()
-    return [ChunkText(*r) for r in rows]
-
-
 def counts(conn: psycopg.Connection) -> dict[str, int]:
     row = conn.execute(
         """
@@ -338,8 +329,8 @@ class StoredDraft:
 
 def save_draft_set(
     conn: psycopg.Connection, ticket_ref: str, redacted_query: str, drafts: DraftSet
-) -> tuple[int, dict[str, int]]:
-    """Record what was drafted; returns the set id and the draft id per label."""
+) -> int:
+    """Record what was drafted; returns the draft set's id."""
     retrieved = [
         {
             "chunk_id": c.chunk_id,
@@ -359,11 +350,10 @@ def save_draft_set(
             Jsonb(drafts.timings_ms),
         ),
     ).fetchone()[0]
-    ids = {}
     for draft in drafts.drafts:
-        ids[draft.label] = conn.execute(
+        conn.execute(
             "INSERT INTO rag_drafts (draft_set_id, label, text, citations, producer)"
-            " VALUES (%s, %s, %s, %s, %s) RETURNING id",
+            " VALUES (%s, %s, %s, %s, %s)",
             (
                 set_id,
                 draft.label,
@@ -371,8 +361,8 @@ def save_draft_set(
                 [c.chunk_id for c in draft.citations],
                 Jsonb(draft.producer),
             ),
-        ).fetchone()[0]
-    return set_id, ids
+        )
+    return set_id
 
 
 def drafts_of_set(conn: psycopg.Connection, draft_set_id: int) -> list[StoredDraft]:
@@ -382,14 +372,6 @@ def drafts_of_set(conn: psycopg.Connection, draft_set_id: int) -> list[StoredDra
         (draft_set_id,),
     ).fetchall()
     return [StoredDraft(*r) for r in rows]
-
-
-def draft(conn: psycopg.Connection, draft_id: int) -> StoredDraft | None:
-    row = conn.execute(
-        "SELECT id, draft_set_id, label, text, citations, producer FROM rag_drafts WHERE id = %s",
-        (draft_id,),
-    ).fetchone()
-    return StoredDraft(*row) if row else None
 
 
 @dataclass(frozen=True)
