@@ -112,6 +112,39 @@ class Settings(BaseSettings):
         '{"group_id": "2", "channel": "C2"}, {"tag": "vip", "channel": "C3"}]',
     )
 
+    # --- Slack ---------------------------------------------------------------------------
+    slack_bot_token: SecretStr | None = Field(default=None, description="xoxb- token.")
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = Field(default=None, description="xapp- (Socket Mode).")
+    slack_socket_mode: bool = Field(
+        default=False, description="Receive Slack over a WebSocket instead of /slack/events."
+    )
+    slack_api_url: str = Field(
+        default="https://slack.com/api/", description="Overridden by the local Slack sandbox."
+    )
+    slack_agents_usergroup: str | None = Field(
+        default=None, description="User group (S…) whose members may annotate drafts."
+    )
+    slack_agents_channel: str | None = Field(
+        default=None, description="Channel (C…) whose members may annotate drafts."
+    )
+    slack_admin_ids: list[str] = Field(default_factory=list, description="Slack user ids (U…).")
+    slack_admins_usergroup: str | None = None
+    slack_manager_ids: list[str] = Field(default_factory=list)
+    slack_managers_usergroup: str | None = None
+    slack_digest_channel: str | None = None
+    slack_membership_ttl_s: int = Field(
+        default=300, ge=5, description="How long group and channel members are cached."
+    )
+    slack_max_body_bytes: int = Field(default=1_000_000, ge=10_000)
+    slack_retry_on_ratelimit: int = Field(
+        default=2, ge=0, description="In-call retries after a 429, before the job retries."
+    )
+
+    # --- the weekly loop -----------------------------------------------------------------
+    retrain_cron: str = "0 2 * * 1"
+    digest_cron: str = "0 8 * * 1"
+
     # --- processes -----------------------------------------------------------------------
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8000, ge=1, le=65535)
@@ -124,6 +157,23 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator(
+        "zendesk_poll_cron", "zendesk_kb_sync_cron", "kb_sync_cron", "retrain_cron", "digest_cron"
+    )
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"not a crontab expression ({exc})") from exc
+        return value
+
+    @property
+    def slack_configured(self) -> bool:
+        return self.slack_bot_token is not None and self.slack_signing_secret is not None
 
     @property
     def embedded_pgdata(self) -> Path:

@@ -1,4 +1,4 @@
-"""The ASGI app: health and the Zendesk webhook; Slack mounts here with the bot."""
+"""The ASGI app: health, the Zendesk webhook and the Slack endpoint (Bolt, HTTP mode)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ from starlette.routing import Route
 from aitl import health
 from aitl.bootstrap import open_database
 from aitl.db import Database
+from aitl.exceptions import ConfigurationError
 from aitl.queue import build_deferrer
 from aitl.settings import Settings
+from aitl.wiring import build_services
 
 
 def create_app(settings: Settings, *, database: Database | None = None) -> Starlette:
     """The web process. Pass ``database`` to share an already open pool (tests, demo)."""
-    from connectors.services import ZendeskServices
     from connectors.webhook import WebhookReceiver
 
     @asynccontextmanager
@@ -28,17 +29,21 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
         owned = database is None
         db = database or await run_in_threadpool(open_database, settings)
         app.state.db = db
-        queue = build_deferrer(db.url)
-        app.state.zendesk_webhook = WebhookReceiver(ZendeskServices(settings, db, queue))
+        services = build_services(settings, db, build_deferrer(db.url))
+        app.state.zendesk_webhook = WebhookReceiver(services.zendesk)
+        app.state.slack, socket = _slack(settings, services.slack)
         try:
             yield
         finally:
+            if socket is not None:
+                socket.close()
             if owned:
                 db.close()
 
     routes = [
         Route("/healthz", healthz),
         Route("/zendesk/webhook", zendesk_webhook, methods=["POST"]),
+        Route("/slack/events", slack_events, methods=["POST"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 
@@ -51,3 +56,32 @@ async def healthz(request: Request) -> JSONResponse:
 
 async def zendesk_webhook(request: Request) -> Response:
     return await request.app.state.zendesk_webhook(request)
+
+
+async def slack_events(request: Request) -> Response:
+    endpoint = request.app.state.slack
+    if endpoint is None:
+        reason = "Slack is not configured here (AITL_SLACK_BOT_TOKEN, AITL_SLACK_SIGNING_SECRET)"
+        return JSONResponse({"ok": False, "error": reason}, status_code=503)
+    return await endpoint(request)
+
+
+def _slack(settings: Settings, services) -> tuple[object | None, object | None]:
+    """The /slack/events endpoint and, with Socket Mode on, the open socket."""
+    if services is None:
+        return None, None
+    from bot.app import create_bolt_app
+    from bot.http import SlackEndpoint
+
+    bolt = create_bolt_app(services)
+    secret = settings.slack_signing_secret.get_secret_value()
+    endpoint = SlackEndpoint(bolt, secret, max_bytes=settings.slack_max_body_bytes)
+    if not settings.slack_socket_mode:
+        return endpoint, None
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    if settings.slack_app_token is None:
+        raise ConfigurationError("Socket Mode needs AITL_SLACK_APP_TOKEN (xapp-…)")
+    handler = SocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
+    handler.connect()
+    return endpoint, handler

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from aitl import overrides
 from aitl.db import Database
 from connectors import adoption, jobs, routing, store
 from connectors.client import ZendeskClient
@@ -120,6 +121,14 @@ class TicketSync:
             request_id = self._request_draft(conn, ticket_id, comments, via)
         return SyncResult(ticket_id, len(new_ids), request_id)
 
+    def _routing(self, conn) -> tuple[list[dict[str, str]], str | None]:
+        """The routing table as the admin last saved it in App Home, else from settings."""
+        saved = overrides.load(conn)
+        return (
+            saved.get("slack_routes", self.policy.routes),
+            saved.get("slack_default_channel", self.policy.default_channel),
+        )
+
     def _request_draft(self, conn, ticket_id: int, comments: list[dict], via: str) -> int | None:
         customer = [c for c in comments if c["public"] and c["author_role"] == "customer"]
         if not customer:
@@ -133,7 +142,8 @@ class TicketSync:
         ):
             return None  # already answered: drafting now would only add noise
         ticket = store.ticket(conn, ticket_id)
-        channel = routing.route(ticket, self.policy.routes, self.policy.default_channel)
+        routes, default = self._routing(conn)
+        channel = routing.route(ticket, routes, default)
         request_id = store.request_draft(conn, ticket_id, revision, via, channel)
         if request_id is not None:
             jobs.defer_draft(self.queue, conn, request_id, ticket_id)

@@ -1,1 +1,2 @@
-"""Events, virtual judge, datasets, trainers, evaluation, registry, schedule (issue 5)."""
+"""The data flywheel: feedback events now; virtual judge, datasets, trainers, evaluation,
+registry and schedule with the flywheel issue."""

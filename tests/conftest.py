@@ -146,3 +146,16 @@ def minilm_path() -> Path:
 @pytest.fixture(scope="session")
 def sample_kb() -> Path:
     return SAMPLES / "kb"
+
+
+@pytest.fixture(scope="session")
+def slack_fixtures() -> Path:
+    """Payloads from Slack's own Bolt test suite (see ../shared/fixtures/SOURCES.md)."""
+    return (
+        Path(__file__).resolve().parents[2]
+        / "shared"
+        / "fixtures"
+        / "slack"
+        / "bolt-python"
+        / "payloads"
+    )

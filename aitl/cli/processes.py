@@ -38,16 +38,23 @@ def web(ctx: typer.Context, host: str = typer.Option(None), port: int = typer.Op
 
 def worker(ctx: typer.Context) -> None:
     """Run queued jobs from the Postgres queue."""
-    from aitl.cli.zendesk import services
     from aitl.queue import build_app
+    from aitl.wiring import build_services
+    from bot import jobs as bot_jobs
     from connectors import jobs as zendesk_jobs
 
-    zendesk = services(ctx)
-    build_app(ctx.obj.db.url, [zendesk_jobs.blueprint()]).run_worker(
+    services = build_services(ctx.obj.settings, ctx.obj.db, services_queue(ctx))
+    build_app(ctx.obj.db.url, [zendesk_jobs.blueprint(), bot_jobs.blueprint()]).run_worker(
         concurrency=ctx.obj.settings.worker_concurrency,
         install_signal_handlers=True,
-        additional_context={"zendesk": zendesk},
+        additional_context={"zendesk": services.zendesk, "slack": services.slack},
     )
+
+
+def services_queue(ctx: typer.Context):
+    from aitl.queue import build_deferrer
+
+    return build_deferrer(ctx.obj.db.url)
 
 
 def scheduler(ctx: typer.Context, poll_s: float = typer.Option(10.0, hidden=True)) -> None:

@@ -16,10 +16,10 @@ console = Console()
 
 def services(ctx: typer.Context):
     from aitl.queue import build_deferrer
-    from connectors.services import ZendeskServices
+    from aitl.wiring import build_services
 
     db = ctx.obj.db
-    return ZendeskServices(ctx.obj.settings, db, build_deferrer(db.url))
+    return build_services(ctx.obj.settings, db, build_deferrer(db.url)).zendesk
 
 
 @app.command()

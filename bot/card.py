@@ -1,0 +1,267 @@
+"""Block Kit for the ticket thread: the parent message and the card with the two drafts and
+the four signals' buttons. Pure functions of stored data; ``slack_sdk.models`` checks Slack's
+limits when the blocks are turned into dicts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    DividerBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from bot import actions
+from bot.actions import ButtonValue
+from flywheel.events import StoredFeedback
+from rag.store import ChunkRef, StoredDraft
+
+PREVIEW_CHARS = 700
+SECTION_CHARS = 3000
+SNIPPET_CHARS = 160
+MAX_SOURCES = 8
+MAX_BLOCKS = 50
+PREFER_LABELS = {"A": "Prefer A", "B": "Prefer B", "tie": "Tie", "both_bad": "Both bad"}
+ADOPT_LABELS = {
+    "as_is.A": "Used A as is",
+    "as_is.B": "Used B as is",
+    "edited.A": "Edited A",
+    "edited.B": "Edited B",
+    "not_used": "Not used",
+}
+ANSWER_WORDS = {
+    "A": "A is better",
+    "B": "B is better",
+    "tie": "tie",
+    "both_bad": "both bad",
+    "as_is": "used as is",
+    "edited": "edited",
+    "not_used": "not used",
+    "relevant": "relevant",
+    "not_relevant": "not relevant",
+}
+
+
+@dataclass(frozen=True)
+class CardContent:
+    """What one card shows: the drafts, their sources, and the answers standing so far."""
+
+    draft_set_id: int
+    kind: str
+    header: dict[str, Any]
+    drafts: Sequence[StoredDraft]
+    sources: Sequence[ChunkRef]
+    answers: Sequence[StoredFeedback]
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn treats &, < and > as control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def fold(text: str, limit: int) -> tuple[str, bool]:
+    """The text cut at a word boundary within ``limit`` characters, and whether it was cut."""
+    if len(text) <= limit:
+        return text, False
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip() + "…", True
+
+
+def fold_escaped(text: str, limit: int, max_escaped: int) -> tuple[str, bool]:
+    """Fold, then escape; fold shorter when escaping would pass Slack's limit."""
+    while True:
+        cut, folded = fold(text, limit)
+        escaped = escape(cut)
+        if len(escaped) <= max_escaped or limit <= 20:
+            return escaped[:max_escaped], folded
+        limit //= 2
+
+
+def link(url: str | None, title: str) -> str:
+    title = escape(title.replace("|", "/"))
+    return f"<{url}|{title}>" if url and url.startswith(("http://", "https://")) else title
+
+
+def ticket_parent(header: dict[str, Any]) -> tuple[list[Block], str]:
+    """The channel message a ticket's thread hangs from, and its notification text."""
+    number, subject = header.get("number"), header.get("subject") or "(no subject)"
+    title = f"#{number} {subject}"
+    heading = link(header.get("url"), title)
+    facts = [
+        f"*Requester:* {escape(header.get('requester') or 'unknown')}",
+        f"*Priority:* {escape(header.get('priority') or 'none')}",
+        f"*Status:* {escape(header.get('status') or 'unknown')}",
+        f"*Assignee:* {_assignee(header)}",
+    ]
+    blocks: list[Block] = [
+        SectionBlock(block_id="aitl.ticket", text=MarkdownTextObject(text=f"*{heading}*")),
+        ContextBlock(elements=[MarkdownTextObject(text=" · ".join(facts))]),
+    ]
+    return blocks, f"Ticket {title}: two draft replies are in the thread"
+
+
+def _assignee(header: dict[str, Any]) -> str:
+    if header.get("assignee_slack"):
+        return f"<@{header['assignee_slack']}>"
+    return escape(header.get("assignee") or "unassigned")
+
+
+def card_blocks(content: CardContent) -> tuple[list[Block], str]:
+    """The card: drafts, preference, adoption, sources with relevance, missing knowledge."""
+    value = ButtonValue(content.draft_set_id).encode()
+    blocks: list[Block] = []
+    if content.kind == "ask":
+        question, _ = fold(content.header.get("question", ""), 500)
+        blocks.append(
+            SectionBlock(text=MarkdownTextObject(text=f"*You asked:* {escape(question)}"))
+        )
+    for draft in content.drafts:
+        blocks.extend(_draft_blocks(draft, content.draft_set_id))
+    blocks.append(DividerBlock())
+    blocks.extend(_question(content, "preference", "*Which draft is better?*"))
+    blocks.append(_buttons("aitl.prefer", _prefer_buttons(content, value)))
+    blocks.extend(_question(content, "adoption", "*Did you send one of them?*"))
+    blocks.append(_buttons("aitl.adopt", _adopt_buttons(content, value)))
+    blocks.extend(_source_blocks(content))
+    blocks.append(_buttons("aitl.more", [_missing_button(content, value)]))
+    blocks = [*blocks[: MAX_BLOCKS - 1], _footer(content)]
+    return blocks, f"Two draft replies for {_subject(content)}"
+
+
+def _subject(content: CardContent) -> str:
+    if content.kind == "ask":
+        return "your question"
+    return f"ticket #{content.header.get('number')}"
+
+
+def _draft_blocks(draft: StoredDraft, draft_set_id: int) -> list[Block]:
+    preview, folded = fold_escaped(draft.text, PREVIEW_CHARS, SECTION_CHARS - 100)
+    style = str(draft.producer.get("variant") or "").lower()
+    title = f"*Draft {draft.label}*" + (f" · {escape(style)}" if style else "")
+    section = SectionBlock(
+        block_id=f"aitl.draft.{draft.label}",
+        text=MarkdownTextObject(text=f"{title}\n{preview}"),
+    )
+    if folded:
+        section.accessory = ButtonElement(
+            text="Show more",
+            action_id=f"{actions.SHOW_FULL}.{draft.label}",
+            value=ButtonValue(draft_set_id, draft.label).encode(),
+        )
+    return [section]
+
+
+def _answers(content: CardContent, kind: str, subject: str = "") -> list[StoredFeedback]:
+    return [a for a in content.answers if a.kind == kind and a.subject == subject]
+
+
+def _question(content: CardContent, kind: str, title: str) -> list[Block]:
+    answered = _answers(content, kind)
+    who = ", ".join(f"<@{a.agent_id}>: {_word(a)}" for a in answered)
+    text = f"{title}   {who}" if who else title
+    return [SectionBlock(text=MarkdownTextObject(text=text))]
+
+
+def _word(answer: StoredFeedback) -> str:
+    word = ANSWER_WORDS.get(answer.value, answer.value)
+    label = answer.rationale.get("label") if answer.kind == "adoption" else None
+    return f"{label} {word}" if label else word
+
+
+def _buttons(block_id: str, elements: list[ButtonElement]) -> ActionsBlock:
+    return ActionsBlock(block_id=block_id, elements=elements)
+
+
+def _chosen(content: CardContent, kind: str, subject: str = "") -> set[str]:
+    return {_answer_key(a) for a in _answers(content, kind, subject)}
+
+
+def _answer_key(answer: StoredFeedback) -> str:
+    label = answer.rationale.get("label")
+    return f"{answer.value}.{label}" if answer.kind == "adoption" and label else answer.value
+
+
+def _prefer_buttons(content: CardContent, value: str) -> list[ButtonElement]:
+    chosen = _chosen(content, "preference")
+    return [
+        _button(label, f"{actions.PREFER}.{key}", value, key in chosen)
+        for key, label in PREFER_LABELS.items()
+        if key in ("tie", "both_bad") or any(d.label == key for d in content.drafts)
+    ]
+
+
+def _adopt_buttons(content: CardContent, value: str) -> list[ButtonElement]:
+    chosen = _chosen(content, "adoption")
+    labels = {d.label for d in content.drafts}
+    return [
+        _button(label, f"{actions.ADOPT}.{key}", value, key in chosen)
+        for key, label in ADOPT_LABELS.items()
+        if key == "not_used" or key[-1] in labels
+    ]
+
+
+def _button(text: str, action_id: str, value: str, chosen: bool) -> ButtonElement:
+    return ButtonElement(
+        text=f"✓ {text}" if chosen else text,
+        action_id=action_id,
+        value=value,
+        style="primary" if chosen else None,
+    )
+
+
+def _source_blocks(content: CardContent) -> list[Block]:
+    if not content.sources:
+        return [SectionBlock(text=MarkdownTextObject(text="*Sources:* none were cited."))]
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text="*Sources:* were they relevant to this ticket?"))
+    ]
+    for number, ref in enumerate(content.sources[:MAX_SOURCES], start=1):
+        subject = f"chunk:{ref.chunk_id}"
+        snippet, _ = fold(" ".join(ref.text.split()), SNIPPET_CHARS)
+        who = ", ".join(
+            f"<@{a.agent_id}>: {_word(a)}" for a in _answers(content, "relevance", subject)
+        )
+        line = f"[{number}] {link(ref.url, ref.title)}\n_{escape(snippet)}_"
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=f"{line}\n{who}" if who else line)))
+        value = ButtonValue(content.draft_set_id, str(ref.chunk_id)).encode()
+        chosen = _chosen(content, "relevance", subject)
+        blocks.append(
+            _buttons(
+                f"aitl.rel.{ref.chunk_id}",
+                [
+                    _button("Relevant", actions.RELEVANT, value, "relevant" in chosen),
+                    _button("Not relevant", actions.NOT_RELEVANT, value, "not_relevant" in chosen),
+                ],
+            )
+        )
+    return blocks
+
+
+def _missing_button(content: CardContent, value: str) -> ButtonElement:
+    count = len(_answers_of_kind(content.answers, "missing_knowledge"))
+    text = "Add missing knowledge" + (f" ({count} noted)" if count else "")
+    return ButtonElement(text=text, action_id=actions.MISSING, value=value)
+
+
+def _answers_of_kind(answers: Iterable[StoredFeedback], kind: str) -> list[StoredFeedback]:
+    return [a for a in answers if a.kind == kind]
+
+
+def _footer(content: CardContent) -> ContextBlock:
+    """Which model wrote which draft stays hidden: the preference is a blind A/B test."""
+    shown = len(content.sources)
+    text = f"{shown} source{'s' if shown != 1 else ''} cited. Your clicks train next week's drafts."
+    return ContextBlock(elements=[MarkdownTextObject(text=text)])
+
+
+def as_dicts(blocks: Sequence[Block]) -> list[dict[str, Any]]:
+    """Blocks as Slack receives them; raises SlackObjectFormationError past Slack's limits."""
+    return [b.to_dict() for b in blocks]

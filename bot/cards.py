@@ -1,0 +1,199 @@
+"""Cards in Slack: post a ticket's thread, answer ``/aitl ask``, re-render after clicks.
+
+Posting is idempotent per hand-off: each message's ts is stored as soon as Slack returns
+it, so a retried job skips what is already there.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.webhook import WebhookClient
+
+from aitl.db import Database
+from aitl.pii import redact
+from bot import card as card_blocks
+from bot import slack_api
+from bot import store as bot_store
+from bot.card import CardContent
+from bot.directory import Directory
+from bot.exceptions import SlackRefused, SlackUnavailable, UnknownCard
+from flywheel import store as feedback_store
+from rag import store as rag_store
+from rag.models import Ticket
+from rag.pipeline import DraftPipeline
+
+log = logging.getLogger(__name__)
+
+
+class CardService:
+    def __init__(
+        self,
+        db: Database,
+        client: WebClient,
+        directory: Directory,
+        pipeline: Callable[[], DraftPipeline],
+    ) -> None:
+        self.db = db
+        self.client = client
+        self.directory = directory
+        self.pipeline = pipeline
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def content(self, card: bot_store.Card) -> CardContent:
+        with self.db.connection() as conn:
+            drafts = rag_store.drafts_of_set(conn, card.draft_set_id)
+            cited = [cid for d in drafts for cid in d.citations]
+            refs = rag_store.chunk_refs(conn, cited)
+            answers = feedback_store.current(conn, card.draft_set_id)
+        order = list(dict.fromkeys(cited))
+        sources = [refs[cid] for cid in order if cid in refs]
+        return CardContent(card.draft_set_id, card.kind, card.header, drafts, sources, answers)
+
+    def card_of_set(self, draft_set_id: int) -> bot_store.Card:
+        with self.db.connection() as conn:
+            found = bot_store.card_of_set(conn, draft_set_id)
+        if found is None:
+            raise UnknownCard(f"no card shows draft set {draft_set_id}")
+        return found
+
+    # --- ticket threads --------------------------------------------------------------------
+
+    def post_ticket(self, card: bot_store.Card) -> bool:
+        """Parent message, then the card in its thread; False when Slack refuses for good."""
+        channel = card.channel
+        if channel is None:
+            return False
+        try:
+            if card.parent_ts is None:
+                card = self._post_parent(card, channel)
+            if card.card_ts is None:
+                blocks, text = card_blocks.card_blocks(self.content(card))
+                response = slack_api.call(
+                    self.client.chat_postMessage,
+                    channel=channel,
+                    thread_ts=card.parent_ts,
+                    text=text,
+                    blocks=card_blocks.as_dicts(blocks),
+                    unfurl_links=False,
+                )
+                with self.db.connection() as conn:
+                    bot_store.mark_shown(conn, card.id, response["channel"], response["ts"])
+        except SlackRefused as exc:
+            log.warning("Slack refused the thread of %s: %s", card.ticket_ref, exc)
+            with self.db.connection() as conn:
+                bot_store.note_error(conn, card.id, _explain(exc, channel))
+            return False
+        return True
+
+    def _post_parent(self, card: bot_store.Card, channel: str) -> bot_store.Card:
+        header = dict(card.header)
+        if header.get("assignee_email") and not header.get("assignee_slack"):
+            header["assignee_slack"] = self.directory.user_by_email(header["assignee_email"])
+        blocks, text = card_blocks.ticket_parent(header)
+        response = slack_api.call(
+            self.client.chat_postMessage,
+            channel=channel,
+            text=text,
+            blocks=card_blocks.as_dicts(blocks),
+            unfurl_links=False,
+        )
+        with self.db.connection() as conn:
+            bot_store.set_header(conn, card.id, header)
+            bot_store.mark_parent_posted(conn, card.id, response["channel"], response["ts"])
+            posted = bot_store.card(conn, card.id)
+        assert posted is not None
+        return posted
+
+    # --- after a click ---------------------------------------------------------------------
+
+    def refresh(self, card_id: int, response_url: str | None = None) -> None:
+        """Re-render a card with the answers recorded so far."""
+        with self.db.connection() as conn:
+            card = bot_store.card(conn, card_id)
+        if card is None:
+            raise UnknownCard(f"no card {card_id}")
+        blocks, text = card_blocks.card_blocks(self.content(card))
+        payload = card_blocks.as_dicts(blocks)
+        if card.kind == "ask" or card.card_ts is None:
+            if response_url:
+                self._respond(response_url, text, payload, replace=True)
+            return
+        slack_api.call(
+            self.client.chat_update,
+            channel=card.channel,
+            ts=card.card_ts,
+            text=text,
+            blocks=payload,
+        )
+
+    # --- /aitl ask -------------------------------------------------------------------------
+
+    def answer_question(
+        self, *, user_id: str, channel_id: str, question: str, response_url: str, ask_id: str
+    ) -> None:
+        """Draft for an ad-hoc question and show the card to the asker only."""
+        key = f"ask:{ask_id}"
+        with self.db.connection() as conn:
+            existing = bot_store.card_by_key(conn, key)
+        card = existing or self._draft_question(user_id, channel_id, question, key)
+        if card.shown_at is not None:
+            return
+        blocks, text = card_blocks.card_blocks(self.content(card))
+        self._respond(response_url, text, card_blocks.as_dicts(blocks), replace=False)
+        with self.db.connection() as conn:
+            bot_store.mark_shown(conn, card.id, channel_id, None)
+
+    def _draft_question(
+        self, user_id: str, channel_id: str, question: str, key: str
+    ) -> bot_store.Card:
+        ticket = Ticket(subject="", body=question, external_id=key)
+        result = self.pipeline().draft(ticket)
+        with self.db.connection() as conn:
+            set_id = rag_store.save_draft_set(conn, key, redact(question), result)
+            drafts = {d.label: d.id for d in rag_store.drafts_of_set(conn, set_id)}
+            return bot_store.ensure_card(
+                conn,
+                handoff_key=key,
+                kind="ask",
+                draft_set_id=set_id,
+                ticket_ref=key,
+                drafts=drafts,
+                header={"question": question[:2000]},
+                channel=channel_id,
+                requested_by=user_id,
+            )
+
+    def _respond(self, url: str, text: str, blocks: list[dict[str, Any]], replace: bool) -> None:
+        try:
+            response = WebhookClient(url, timeout=10).send(
+                text=text,
+                blocks=blocks,
+                response_type="ephemeral",
+                replace_original=replace,
+            )
+        except OSError as exc:
+            raise SlackUnavailable(f"Slack response_url: {exc}") from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            raise SlackUnavailable(f"Slack response_url answered {response.status_code}")
+        if response.status_code >= 400:
+            raise SlackRefused("response_url", f"{response.status_code} {response.body}")
+
+
+def new_ask_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _explain(exc: SlackRefused, channel: str) -> str:
+    hints = {
+        "not_in_channel": f"invite the AITL bot to <#{channel}>",
+        "channel_not_found": f"channel {channel} does not exist or is private",
+        "is_archived": f"<#{channel}> is archived",
+    }
+    hint = hints.get(exc.error)
+    return f"{exc.error}: {hint}" if hint else exc.error

@@ -1,0 +1,65 @@
+"""Listener middleware: only agents annotate, only admins configure. A refusal is explained
+to the user privately and nothing is recorded."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import BoltResponse
+
+from bot import payloads
+from bot.access import NOT_AN_ADMIN
+from bot.exceptions import BotError
+
+log = logging.getLogger(__name__)
+UNVERIFIED = "I could not check your access with Slack just now. Nothing was recorded; try again."
+
+
+def agents_only(services: Any) -> Callable[..., BoltResponse | None]:
+    def guard(body: dict, respond, next) -> BoltResponse | None:
+        return _guard(body, respond, next, services.access.is_agent, services.access.refusal)
+
+    return guard
+
+
+def admins_only(services: Any) -> Callable[..., BoltResponse | None]:
+    def guard(body: dict, respond, next) -> BoltResponse | None:
+        return _guard(body, respond, next, services.access.is_admin, lambda: NOT_AN_ADMIN)
+
+    return guard
+
+
+def _guard(body, respond, proceed, allowed, refusal) -> BoltResponse | None:
+    user = payloads.user_id(body)
+    try:
+        ok = allowed(user)
+        message = None if ok else refusal()
+    except BotError as exc:
+        log.warning("could not check %s's access: %s", user, exc)
+        ok, message = False, UNVERIFIED
+    if ok:
+        proceed()
+        return None
+    log.info("refused %s: %s", user, body.get("type"))
+    return _refuse(body, respond, message)
+
+
+def _refuse(body: dict, respond, message: str) -> BoltResponse:
+    if body.get("type") == "view_submission":
+        first = next(iter(payloads.state_values(body)), None)
+        if first:
+            errors = {first: message[:150]}
+            return BoltResponse(
+                status=200,
+                body={"response_action": "errors", "errors": errors},
+            )
+    if body.get("command"):
+        return BoltResponse(status=200, body={"response_type": "ephemeral", "text": message})
+    if payloads.response_url(body):
+        try:
+            respond(text=message, response_type="ephemeral", replace_original=False)
+        except Exception as exc:  # the refusal stands even when the note cannot be shown
+            log.warning("could not tell the user why: %s", exc)
+    return BoltResponse(status=200, body="")

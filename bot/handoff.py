@@ -1,0 +1,53 @@
+"""The Slack side of the Zendesk hand-off: a ready draft set becomes a card in the ticket's
+thread. It satisfies ``connectors.handoff.DraftHandoff`` by shape; the bot does not import
+the connector."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot import store as bot_store
+from bot.services import BotServices
+
+
+class SlackHandoff:
+    def __init__(self, services: BotServices) -> None:
+        self.services = services
+
+    def deliver(self, ready: Any) -> bool:
+        """Post the ticket's card; idempotent per draft request. False: not shown in Slack."""
+        if not self.services.settings.slack_configured or not ready.channel:
+            return False
+        ticket_ref = f"zendesk:{ready.ticket.ticket_id}"
+        with self.services.db.connection() as conn:
+            card = bot_store.ensure_card(
+                conn,
+                handoff_key=f"zendesk-request:{ready.request_id}",
+                kind="ticket",
+                draft_set_id=ready.draft_set_id,
+                ticket_ref=ticket_ref,
+                drafts={d.label: d.id for d in ready.drafts},
+                header=ticket_header(ready),
+                channel=ready.channel,
+            )
+            if card.parent_ts is None:
+                # a ticket keeps one thread: a later revision's card joins the first one's
+                parent = bot_store.thread_of_ticket(conn, ticket_ref, ready.channel)
+                if parent is not None:
+                    bot_store.mark_parent_posted(conn, card.id, ready.channel, parent)
+                    card = bot_store.card(conn, card.id) or card
+        return self.services.cards.post_ticket(card)
+
+
+def ticket_header(ready: Any) -> dict[str, Any]:
+    t = ready.ticket
+    return {
+        "number": t.ticket_id,
+        "subject": t.subject,
+        "requester": t.requester_name or t.requester_email,
+        "priority": t.priority,
+        "status": t.status,
+        "url": ready.ticket_url,
+        "assignee": t.assignee_email,
+        "assignee_email": t.assignee_email,
+    }

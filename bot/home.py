@@ -1,0 +1,154 @@
+"""App Home: every user sees their own figures; admins also see and edit the set-up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import App
+
+from aitl.overrides import InvalidOverride
+from bot import actions, payloads, slack_api
+from bot.exceptions import BotError
+from bot.guards import admins_only
+from bot.home_views import home_view, parse_routes, people_modal, routing_modal, schedule_modal
+from bot.services import BotServices
+
+log = logging.getLogger(__name__)
+FIELD_BLOCKS = {
+    "slack_agents_usergroup": actions.AGENTS_GROUP,
+    "slack_agents_channel": actions.AGENTS_CHANNEL,
+    "slack_manager_ids": actions.MANAGERS,
+    "slack_managers_usergroup": actions.MANAGERS_GROUP,
+    "slack_digest_channel": actions.DIGEST_CHANNEL,
+    "slack_default_channel": actions.DEFAULT_CHANNEL,
+    "slack_routes": actions.ROUTES,
+    "retrain_cron": actions.RETRAIN_CRON,
+    "digest_cron": actions.DIGEST_CRON,
+}
+
+
+def register(app: App, services: BotServices) -> None:
+    app.event("app_home_opened")(on_home_opened(services))
+    app.action(actions.HOME_REFRESH)(on_refresh(services))
+    guard = [admins_only(services)]
+    for action_id, modal in (
+        (actions.ADMIN_PEOPLE, people_modal),
+        (actions.ADMIN_ROUTING, routing_modal),
+        (actions.ADMIN_SCHEDULE, schedule_modal),
+    ):
+        app.action(action_id, middleware=guard)(on_edit(services, modal))
+    app.view(actions.ADMIN_PEOPLE, middleware=guard)(on_save(services, _people_changes))
+    app.view(actions.ADMIN_ROUTING, middleware=guard)(on_save(services, _routing_changes))
+    app.view(actions.ADMIN_SCHEDULE, middleware=guard)(on_save(services, _schedule_changes))
+
+
+def publish(services: BotServices, user_id: str) -> None:
+    view = home_view(services.home(user_id))
+    slack_api.call(services.client.views_publish, user_id=user_id, view=view.to_dict())
+
+
+def on_home_opened(services: BotServices):
+    def listener(event: dict) -> None:
+        if event.get("tab", "home") != "home" or not event.get("user"):
+            return
+        try:
+            publish(services, event["user"])
+        except BotError as exc:
+            log.warning("App Home for %s not published: %s", event.get("user"), exc)
+
+    return listener
+
+
+def on_refresh(services: BotServices):
+    def listener(ack, body: dict) -> None:
+        ack()
+        try:
+            publish(services, payloads.user_id(body))
+        except BotError as exc:
+            log.warning("App Home not refreshed: %s", exc)
+
+    return listener
+
+
+def on_edit(services: BotServices, modal: Callable[..., Any]):
+    def listener(ack, body: dict) -> None:
+        ack()
+        view = modal(services.admin_panel())
+        try:
+            slack_api.call(
+                services.client.views_open, trigger_id=body.get("trigger_id"), view=view.to_dict()
+            )
+        except BotError as exc:
+            log.warning("could not open the admin modal: %s", exc)
+
+    return listener
+
+
+Changes = tuple[dict[str, Any], dict[str, str]]
+
+
+def on_save(services: BotServices, read: Callable[[BotServices, dict], Changes]):
+    def listener(ack, body: dict) -> None:
+        changes, errors = read(services, payloads.state_values(body))
+        if not errors:
+            try:
+                services.save_config(changes, by=payloads.user_id(body))
+            except InvalidOverride as exc:
+                errors = {
+                    FIELD_BLOCKS.get(k, actions.ROUTES): v[:150] for k, v in exc.problems.items()
+                }
+        if errors:
+            ack(response_action="errors", errors=errors)
+            return
+        ack()
+        try:
+            publish(services, payloads.user_id(body))
+        except BotError as exc:
+            log.warning("App Home not refreshed after a save: %s", exc)
+
+    return listener
+
+
+def _text(values: dict, block_id: str) -> str | None:
+    value = payloads.input_value(values, block_id)
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _people_changes(services: BotServices, values: dict) -> Changes:
+    changes = {
+        "slack_agents_usergroup": _text(values, actions.AGENTS_GROUP),
+        "slack_agents_channel": payloads.input_value(values, actions.AGENTS_CHANNEL),
+        "slack_manager_ids": payloads.input_value(values, actions.MANAGERS) or [],
+        "slack_managers_usergroup": _text(values, actions.MANAGERS_GROUP),
+        "slack_digest_channel": payloads.input_value(values, actions.DIGEST_CHANNEL),
+    }
+    errors = {}
+    for key, block in (
+        ("slack_agents_usergroup", actions.AGENTS_GROUP),
+        ("slack_managers_usergroup", actions.MANAGERS_GROUP),
+    ):
+        group = changes[key]
+        if group and not group.startswith("S"):
+            errors[block] = "A user group id starts with S (see the group's profile)."
+    return changes, errors
+
+
+def _routing_changes(services: BotServices, values: dict) -> Changes:
+    rules, problems = parse_routes(payloads.input_value(values, actions.ROUTES) or "")
+    problems += services.panel.route_problems(rules)
+    changes = {
+        "slack_default_channel": payloads.input_value(values, actions.DEFAULT_CHANNEL),
+        "slack_routes": rules,
+    }
+    return changes, ({actions.ROUTES: "; ".join(problems)[:150]} if problems else {})
+
+
+def _schedule_changes(services: BotServices, values: dict) -> Changes:
+    changes = {
+        "retrain_cron": _text(values, actions.RETRAIN_CRON),
+        "digest_cron": _text(values, actions.DIGEST_CRON),
+    }
+    errors = {FIELD_BLOCKS[k]: "Required." for k, v in changes.items() if not v}
+    return changes, errors

@@ -1,0 +1,323 @@
+"""Block Kit for App Home: an agent's own figures, and for admins the whole set-up (connectors,
+routing, people, schedule, model registry) with buttons that open the edit modals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
+    ChannelSelectElement,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    InputBlock,
+    MarkdownTextObject,
+    PlainTextInputElement,
+    SectionBlock,
+    UserMultiSelectElement,
+)
+from slack_sdk.models.views import View
+
+from bot import actions
+from bot.card import escape
+from flywheel.store import AgentStats
+
+PROMOTE, ROLL_BACK = "aitl.admin.promote", "aitl.admin.rollback"  # the flywheel handles them
+ROUTE_KEYS = {"brand": "brand_id", "group": "group_id", "tag": "tag"}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One row of the model registry as the flywheel reports it."""
+
+    kind: str
+    version: str
+    status: str  # 'champion', 'challenger', 'retired'
+    metrics: dict[str, float] = field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AdminPanel:
+    zendesk: dict[str, Any]
+    routes: list[dict[str, str]]
+    route_problems: list[str]
+    default_channel: str | None
+    agents_group: str | None
+    agents_channel: str | None
+    admins: list[str]
+    admins_group: str | None
+    managers: list[str]
+    managers_group: str | None
+    digest_channel: str | None
+    retrain_cron: str
+    digest_cron: str
+    next_retrain: datetime | None
+    next_digest: datetime | None
+    registry: Sequence[ModelEntry]
+    cards: dict[str, int]
+    undelivered: list[tuple[str, str]]  # (ticket ref, error)
+
+
+@dataclass(frozen=True)
+class HomeContent:
+    user_id: str
+    is_agent: bool
+    stats: AgentStats
+    admin: AdminPanel | None = None
+
+
+def home_view(content: HomeContent) -> View:
+    blocks: list[Any] = [HeaderBlock(text="AITL: drafts that learn from you")]
+    blocks.extend(_agent_section(content))
+    if content.admin is not None:
+        blocks.extend(_admin_sections(content.admin))
+    blocks.append(
+        ActionsBlock(
+            block_id="aitl.home",
+            elements=[ButtonElement(text="Refresh", action_id=actions.HOME_REFRESH, value="x")],
+        )
+    )
+    return View(type="home", blocks=blocks[:100])
+
+
+def _agent_section(content: HomeContent) -> list[Any]:
+    s = content.stats
+    if not content.is_agent:
+        text = (
+            "You are not in the agents group, so draft buttons will not record your clicks. "
+            "Ask an admin to add you."
+        )
+        return [SectionBlock(text=MarkdownTextObject(text=text))]
+    rate = s.adoption_rate
+    lines = [
+        "*Your last 30 days*",
+        f"• Tickets you annotated: *{s.draft_sets}*",
+        f"• Preferences: {s.events.get('preference', 0)} · adoption answers: "
+        f"{s.events.get('adoption', 0)} · relevance checks: {s.events.get('relevance', 0)} · "
+        f"missing knowledge: {s.events.get('missing_knowledge', 0)}",
+        f"• Your adoption rate: *{rate:.0%}*"
+        if rate is not None
+        else "• Adoption rate: no answers yet",
+    ]
+    if s.last_click:
+        lines.append(f"• Last click: {s.last_click:%Y-%m-%d %H:%M} UTC")
+    return [SectionBlock(text=MarkdownTextObject(text="\n".join(lines)))]
+
+
+def _admin_sections(panel: AdminPanel) -> list[Any]:
+    blocks: list[Any] = [DividerBlock(), HeaderBlock(text="Admin")]
+    blocks.append(_text("*Zendesk*\n" + _zendesk_lines(panel)))
+    shown = panel.cards.get("ticket.shown", 0)
+    failed = panel.cards.get("ticket.failed", 0)
+    slack = f"*Slack threads:* {shown} posted" + (f", *{failed} refused*" if failed else "")
+    for ref, error in panel.undelivered:
+        slack += f"\n• {escape(ref)}: {escape(error)}"
+    blocks.append(_text(slack))
+    blocks.append(_text("*Routing*\n" + _routing_lines(panel)))
+    blocks.append(_edit_button(actions.ADMIN_ROUTING, "Edit routing"))
+    blocks.append(_text("*People*\n" + _people_lines(panel)))
+    blocks.append(_edit_button(actions.ADMIN_PEOPLE, "Edit agents and managers"))
+    blocks.append(_text("*Schedule* (UTC)\n" + _schedule_lines(panel)))
+    blocks.append(_edit_button(actions.ADMIN_SCHEDULE, "Edit schedule"))
+    blocks.extend(_registry_blocks(panel.registry))
+    return blocks
+
+
+def _text(text: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=text[:3000]))
+
+
+def _edit_button(action_id: str, text: str) -> ActionsBlock:
+    return ActionsBlock(elements=[ButtonElement(text=text, action_id=action_id, value="edit")])
+
+
+def _zendesk_lines(panel: AdminPanel) -> str:
+    if not panel.zendesk:
+        return "Not connected: run `aitl zendesk connect`."
+    return "\n".join(f"• {escape(str(k))}: {escape(str(v))}" for k, v in panel.zendesk.items())
+
+
+def _routing_lines(panel: AdminPanel) -> str:
+    lines = [f"• {escape(format_route(rule))}" for rule in panel.routes] or ["• no rules"]
+    default = f"<#{panel.default_channel}>" if panel.default_channel else "none (not posted)"
+    lines.append(f"• everything else: {default}")
+    lines.extend(f"⚠️ {escape(p)}" for p in panel.route_problems)
+    return "\n".join(lines)
+
+
+def _people_lines(panel: AdminPanel) -> str:
+    agents = [f"<!subteam^{panel.agents_group}>" if panel.agents_group else None]
+    agents.append(f"members of <#{panel.agents_channel}>" if panel.agents_channel else None)
+    who = " and ".join(a for a in agents if a) or "⚠️ anyone in the workspace (no group set)"
+    admins = ", ".join(f"<@{u}>" for u in panel.admins) or "none by id"
+    if panel.admins_group:
+        admins += f", <!subteam^{panel.admins_group}>"
+    managers = ", ".join(f"<@{u}>" for u in panel.managers) or "none"
+    if panel.managers_group:
+        managers += f", <!subteam^{panel.managers_group}>"
+    digest = f"<#{panel.digest_channel}>" if panel.digest_channel else "DMs only"
+    return (
+        f"• Agents who may annotate: {who}\n• Admins (from settings): {admins}\n"
+        f"• Managers: {managers}\n• Digest channel: {digest}"
+    )
+
+
+def _schedule_lines(panel: AdminPanel) -> str:
+    def when(moment: datetime | None) -> str:
+        return f"next {moment:%a %Y-%m-%d %H:%M}" if moment else "not scheduled"
+
+    return (
+        f"• Retrain: `{panel.retrain_cron}` ({when(panel.next_retrain)})\n"
+        f"• Digest: `{panel.digest_cron}` ({when(panel.next_digest)})"
+    )
+
+
+def _registry_blocks(registry: Sequence[ModelEntry]) -> list[Any]:
+    if not registry:
+        text = "*Models*\nThe shipped models are live; no retrain has produced a challenger yet."
+        return [_text(text)]
+    blocks: list[Any] = [_text("*Models*")]
+    for entry in registry[:20]:
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in sorted(entry.metrics.items())[:6])
+        line = f"*{escape(entry.kind)}* `{escape(entry.version)}` — {entry.status}"
+        blocks.append(_text(line + (f"\n{escape(metrics)}" if metrics else "")))
+        buttons = []
+        value = f"{entry.kind}:{entry.version}"[:2000]
+        if entry.status == "challenger":
+            buttons.append(
+                ButtonElement(text="Promote", action_id="aitl.admin.promote", value=value)
+            )
+        if entry.status == "champion":
+            buttons.append(ButtonElement(text="Roll back", action_id=ROLL_BACK, value=value))
+        if buttons:
+            blocks.append(ActionsBlock(elements=buttons))
+    return blocks
+
+
+# --- edit modals --------------------------------------------------------------------------
+
+
+def people_modal(panel: AdminPanel) -> View:
+    return View(
+        type="modal",
+        callback_id=actions.ADMIN_PEOPLE,
+        title="Agents and managers",
+        submit="Save",
+        close="Cancel",
+        blocks=[
+            _input(actions.AGENTS_GROUP, "Agents user group id (S…)", panel.agents_group),
+            InputBlock(
+                block_id=actions.AGENTS_CHANNEL,
+                label="…or members of this channel",
+                optional=True,
+                element=ChannelSelectElement(
+                    action_id=actions.AGENTS_CHANNEL, initial_channel=panel.agents_channel
+                ),
+            ),
+            InputBlock(
+                block_id=actions.MANAGERS,
+                label="Managers (get the weekly digest)",
+                optional=True,
+                element=UserMultiSelectElement(
+                    action_id=actions.MANAGERS, initial_users=panel.managers or None
+                ),
+            ),
+            _input(
+                actions.MANAGERS_GROUP, "…or a managers user group id (S…)", panel.managers_group
+            ),
+            InputBlock(
+                block_id=actions.DIGEST_CHANNEL,
+                label="Also post the digest in",
+                optional=True,
+                element=ChannelSelectElement(
+                    action_id=actions.DIGEST_CHANNEL, initial_channel=panel.digest_channel
+                ),
+            ),
+            ContextBlock(
+                elements=[MarkdownTextObject(text="Admins come from the deployment's settings.")]
+            ),
+        ],
+    )
+
+
+def routing_modal(panel: AdminPanel) -> View:
+    rules = "\n".join(format_route(rule) for rule in panel.routes)
+    return View(
+        type="modal",
+        callback_id=actions.ADMIN_ROUTING,
+        title="Routing",
+        submit="Save",
+        close="Cancel",
+        blocks=[
+            InputBlock(
+                block_id=actions.DEFAULT_CHANNEL,
+                label="Default channel for ticket threads",
+                optional=True,
+                element=ChannelSelectElement(
+                    action_id=actions.DEFAULT_CHANNEL, initial_channel=panel.default_channel
+                ),
+            ),
+            InputBlock(
+                block_id=actions.ROUTES,
+                label="Rules, first match wins",
+                optional=True,
+                hint="One per line: brand <id> <channel id>, group <id> <channel id>, "
+                "tag <tag> <channel id>",
+                element=PlainTextInputElement(
+                    action_id=actions.ROUTES, multiline=True, initial_value=rules or None
+                ),
+            ),
+        ],
+    )
+
+
+def schedule_modal(panel: AdminPanel) -> View:
+    return View(
+        type="modal",
+        callback_id=actions.ADMIN_SCHEDULE,
+        title="Schedule",
+        submit="Save",
+        close="Cancel",
+        blocks=[
+            _input(actions.RETRAIN_CRON, "Retrain (crontab, UTC)", panel.retrain_cron, False),
+            _input(actions.DIGEST_CRON, "Digest (crontab, UTC)", panel.digest_cron, False),
+        ],
+    )
+
+
+def _input(block_id: str, label: str, initial: str | None, optional: bool = True) -> InputBlock:
+    return InputBlock(
+        block_id=block_id,
+        label=label,
+        optional=optional,
+        element=PlainTextInputElement(action_id=block_id, initial_value=initial or None),
+    )
+
+
+def format_route(rule: dict[str, str]) -> str:
+    for word, key in ROUTE_KEYS.items():
+        if key in rule:
+            return f"{word} {rule[key]} {rule.get('channel', '?')}"
+    return " ".join(f"{k}={v}" for k, v in rule.items())
+
+
+def parse_routes(text: str) -> tuple[list[dict[str, str]], list[str]]:
+    """Rules from the admin's lines, and a problem per line that is not a rule."""
+    rules, problems = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        words = line.split()
+        if not words:
+            continue
+        if len(words) != 3 or words[0].lower() not in ROUTE_KEYS:
+            problems.append(f"line {number}: write brand|group|tag, a value and a channel id")
+            continue
+        key = ROUTE_KEYS[words[0].lower()]
+        channel = words[2].strip("<>#").split("|")[0]
+        rules.append({key: words[1], "channel": channel})
+    return rules, problems

@@ -1,0 +1,238 @@
+"""Listeners for adoption and missing knowledge: the buttons that open the modals, their
+submissions (validated in the ack), and the knowledge-base search behind the select."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from slack_bolt import App
+
+from aitl.exceptions import AitlError
+from aitl.pii import redact
+from bot import actions, payloads, slack_api
+from bot.actions import ButtonValue
+from bot.exceptions import BotError, UnknownCard
+from bot.guards import agents_only
+from bot.modals_views import (
+    NOTE_CHARS,
+    REASONS,
+    ModalContext,
+    adoption_modal,
+    kb_option,
+    missing_modal,
+)
+from bot.services import BotServices
+from bot.threads import GONE, tell, ticket_label
+from flywheel.events import Feedback
+
+log = logging.getLogger(__name__)
+SUGGESTIONS = 10
+URL_PATTERN = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
+
+
+def register(app: App, services: BotServices) -> None:
+    guard = [agents_only(services)]
+    app.action(actions.ADOPT_PATTERN, middleware=guard)(on_adopt_click(services))
+    app.action(actions.MISSING, middleware=guard)(on_missing_click(services))
+    app.view(actions.ADOPTION_VIEW, middleware=guard)(on_adoption_submit(services))
+    app.view(actions.MISSING_VIEW, middleware=guard)(on_missing_submit(services))
+    app.options(actions.KB_SEARCH)(on_kb_search(services))
+
+
+def _context(services: BotServices, body: dict, button: ButtonValue, **extra: Any) -> ModalContext:
+    card = services.cards.card_of_set(button.draft_set_id)
+    action = payloads.first_action(body)
+    return ModalContext(
+        draft_set_id=button.draft_set_id,
+        clicked_at=payloads.clicked_at(action).isoformat(),
+        response_url=payloads.response_url(body),
+        ticket=ticket_label(card),
+        post_allowed=card.zendesk_ticket_id is not None and services.writer is not None,
+        public_allowed=services.settings.zendesk_public_writeback,
+        **extra,
+    )
+
+
+def _open(services: BotServices, body: dict, view) -> None:
+    try:
+        slack_api.call(
+            services.client.views_open, trigger_id=body.get("trigger_id"), view=view.to_dict()
+        )
+    except BotError as exc:
+        log.warning("could not open a modal: %s", exc)
+
+
+def on_adopt_click(services: BotServices):
+    def listener(ack, body: dict, respond) -> None:
+        action = payloads.first_action(body)
+        match = actions.ADOPT_PATTERN.match(action["action_id"])
+        value, label = (match.group(1), match.group(2)) if match.group(1) else ("not_used", None)
+        ack()
+        try:
+            button = ButtonValue.decode(action.get("value"))
+            context = _context(services, body, button, value=value, label=label)
+            draft = _draft_text(services, button.draft_set_id, label) if label else None
+        except UnknownCard:
+            tell(respond, GONE)
+            return
+        _open(services, body, adoption_modal(context, draft))
+
+    return listener
+
+
+def _draft_text(services: BotServices, draft_set_id: int, label: str) -> str | None:
+    card = services.cards.card_of_set(draft_set_id)
+    drafts = services.cards.content(card).drafts
+    return next((d.text for d in drafts if d.label == label), None)
+
+
+def on_adoption_submit(services: BotServices):
+    def listener(ack, body: dict, view: dict) -> None:
+        context = ModalContext.decode(view.get("private_metadata"))
+        values = payloads.state_values(body)
+        reason = payloads.input_value(values, actions.REASON)
+        if reason not in REASONS.get(context.value, {}):
+            ack(response_action="errors", errors={actions.REASON: "Pick the main reason."})
+            return
+        details = (payloads.input_value(values, actions.DETAILS) or "").strip()
+        edited = (payloads.input_value(values, actions.EDITED) or "").strip()
+        post = payloads.input_value(values, actions.POST) or []
+        rationale: dict[str, Any] = {"reason": reason, "label": context.label}
+        if details:
+            rationale["details"] = redact(details)
+        if edited:
+            rationale["edited_reply"] = redact(edited)
+        rationale["post_to_ticket"] = "post" in post
+        feedback = Feedback(
+            kind="adoption",
+            value=context.value,
+            draft_set_id=context.draft_set_id,
+            agent_id=payloads.user_id(body),
+            clicked_at=_when(context.clicked_at),
+            rationale={k: v for k, v in rationale.items() if v is not None},
+            source_ref=payloads.source_ref(body),
+        )
+        recorded = services.recorder.record(
+            feedback, label=context.label, response_url=context.response_url
+        )
+        note = None
+        if "post" in post and context.post_allowed:
+            note = _write_back(services, recorded, edited, public="public" in post)
+        follow_up = ModalContext(**{**context.__dict__, "after_adoption": True})
+        ack(response_action="update", view=missing_modal(follow_up, note).to_dict())
+
+    return listener
+
+
+def _when(iso: str):
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(iso)
+    except ValueError:
+        return payloads.clicked_at(None)
+
+
+def _write_back(services: BotServices, recorded, edited: str, *, public: bool) -> str:
+    """Queue the Zendesk write-back; the note tells the agent what happened."""
+    card = recorded.card
+    ticket_id = card.zendesk_ticket_id
+    draft_id = recorded.event.draft_id
+    if ticket_id is None or services.writer is None:
+        return "This card has no Zendesk ticket to post to."
+    body = edited or _draft_by_id(services, card, draft_id)
+    try:
+        services.writer().request(
+            key=recorded.event.idempotency_key,
+            ticket_id=ticket_id,
+            body=body,
+            draft_id=draft_id,
+            public=public,
+        )
+    except AitlError as exc:
+        log.warning("write-back for %s was not queued: %s", card.ticket_ref, exc)
+        return f"Could not post to Zendesk: {exc}"
+    return f"Posting it to ticket #{ticket_id}."
+
+
+def _draft_by_id(services: BotServices, card, draft_id: int | None) -> str:
+    drafts = services.cards.content(card).drafts
+    return next((d.text for d in drafts if d.id == draft_id), "")
+
+
+def on_missing_click(services: BotServices):
+    def listener(ack, body: dict, respond) -> None:
+        action = payloads.first_action(body)
+        ack()
+        try:
+            context = _context(services, body, ButtonValue.decode(action.get("value")))
+        except UnknownCard:
+            tell(respond, GONE)
+            return
+        _open(services, body, missing_modal(context))
+
+    return listener
+
+
+def on_missing_submit(services: BotServices):
+    def listener(ack, body: dict, view: dict) -> None:
+        context = ModalContext.decode(view.get("private_metadata"))
+        values = payloads.state_values(body)
+        picked = payloads.input_value(values, actions.ARTICLE)
+        url = (payloads.input_value(values, actions.URL) or "").strip()
+        note = (payloads.input_value(values, actions.NOTE) or "").strip()
+        errors = _missing_errors(picked, url, note)
+        if errors:
+            ack(response_action="errors", errors=errors)
+            return
+        chunk = int(picked.removeprefix("chunk:")) if picked else None
+        value = "article" if chunk else ("url" if url else "note")
+        rationale = {"url": url or None, "note": redact(note) if note else None}
+        feedback = Feedback(
+            kind="missing_knowledge",
+            value=value,
+            draft_set_id=context.draft_set_id,
+            agent_id=payloads.user_id(body),
+            clicked_at=payloads.clicked_at(None),
+            subject=f"view:{view.get('id') or context.clicked_at}",
+            chunk_ids=(chunk,) if chunk else (),
+            rationale={k: v for k, v in rationale.items() if v},
+            source_ref={**payloads.source_ref(body), "after_adoption": context.after_adoption},
+        )
+        services.recorder.record(feedback, response_url=context.response_url)
+        ack()
+
+    return listener
+
+
+def _missing_errors(picked: str | None, url: str, note: str) -> dict[str, str]:
+    if picked and not re.fullmatch(r"chunk:\d+", picked):
+        return {actions.ARTICLE: "Pick an article from the list."}
+    if url and not URL_PATTERN.match(url):
+        return {actions.URL: "Give a web address starting with http:// or https://"}
+    if len(note) > NOTE_CHARS:
+        return {actions.NOTE: f"Keep it under {NOTE_CHARS} characters."}
+    if not (picked or url or note):
+        return {actions.NOTE: "Name an article, give a link or say what was missing."}
+    return {}
+
+
+def on_kb_search(services: BotServices):
+    def listener(ack, body: dict) -> None:
+        query = str(body.get("value") or "").strip()[:500]
+        if len(query) < 2:
+            ack(options=[])
+            return
+        options, seen = [], set()
+        for hit in services.search_kb(query, k=SUGGESTIONS * 3):
+            if hit.document_id in seen:
+                continue
+            seen.add(hit.document_id)
+            options.append(kb_option(hit.chunk_id, hit.title, hit.text).to_dict())
+            if len(options) == SUGGESTIONS:
+                break
+        ack(options=options)
+
+    return listener

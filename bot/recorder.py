@@ -1,0 +1,56 @@
+"""Record a click: one event, and a refresh of the card queued in the same transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import procrastinate
+
+from aitl.db import Database
+from bot import jobs
+from bot import store as bot_store
+from bot.exceptions import MalformedPayload, UnknownCard
+from flywheel import store as feedback_store
+from flywheel.events import Feedback, StoredFeedback
+
+
+@dataclass(frozen=True)
+class Recorded:
+    event: StoredFeedback
+    created: bool
+    card: bot_store.Card
+
+
+class FeedbackRecorder:
+    def __init__(self, db: Database, queue: procrastinate.App) -> None:
+        self.db = db
+        self.queue = queue
+
+    def record(
+        self, feedback: Feedback, *, label: str | None = None, response_url: str | None = None
+    ) -> Recorded:
+        """Stored and committed before Slack is acknowledged; a failure here is not acked.
+
+        ``label`` names the draft the click chose (A or B); the card knows its id.
+        """
+        with self.db.connection() as conn:
+            card = bot_store.card_of_set(conn, feedback.draft_set_id)
+            if card is None:
+                raise UnknownCard(f"no card shows draft set {feedback.draft_set_id}")
+            if label is not None:
+                if label not in card.drafts:
+                    raise MalformedPayload(f"this card has no draft {label}")
+                feedback = replace(feedback, draft_id=card.drafts[label])
+            if feedback.draft_id is not None and feedback.draft_id not in card.draft_ids:
+                raise MalformedPayload("the draft is not part of this card")
+            event, created = feedback_store.record(
+                conn,
+                feedback,
+                ticket_ref=card.ticket_ref,
+                draft_ids=card.draft_ids,
+                shown_at=card.shown_at or card.created_at,
+            )
+            if created:
+                url = response_url if card.kind == "ask" else None
+                jobs.defer_refresh(self.queue, conn, card.id, url)
+        return Recorded(event, created, card)

@@ -1,0 +1,169 @@
+"""The bot's parts, built once per process (web, worker) from Settings.
+
+The bot may not import the Zendesk connector, so the wiring hands it two ports: something
+that writes an adopted reply back to the ticket, and a panel with the connector's status.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import Any, Protocol
+
+import procrastinate
+from slack_sdk import WebClient
+
+from aitl import overrides
+from aitl.db import Database
+from aitl.settings import Settings
+from bot import slack_api
+from bot import store as bot_store
+from bot.access import Access
+from bot.cards import CardService
+from bot.directory import Directory
+from bot.home_views import AdminPanel, HomeContent, ModelEntry
+from bot.recorder import FeedbackRecorder
+from flywheel import store as feedback_store
+from rag import factory
+from rag.models import RetrievedChunk
+from rag.pipeline import DraftPipeline
+
+CONFIG_TTL_S = 10.0
+
+
+class ReplyWriter(Protocol):
+    def request(
+        self, *, key: str, ticket_id: int, body: str, draft_id: int | None, public: bool
+    ) -> Any: ...
+
+
+class ConnectorPanel(Protocol):
+    def status(self) -> dict[str, Any]:
+        """The connector's health for the admin; empty when it is not connected."""
+        ...
+
+    def route_problems(self, routes: Sequence[dict[str, str]]) -> list[str]: ...
+
+
+class NoConnector:
+    def status(self) -> dict[str, Any]:
+        return {}
+
+    def route_problems(self, routes: Sequence[dict[str, str]]) -> list[str]:
+        return []
+
+
+class BotServices:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        queue: procrastinate.App,
+        *,
+        writer: Callable[[], ReplyWriter] | None = None,
+        panel: ConnectorPanel | None = None,
+        registry: Callable[[], Sequence[ModelEntry]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.queue = queue
+        self.writer = writer
+        self.panel = panel or NoConnector()
+        self.registry = registry or (lambda: [])
+        self._config_lock = threading.Lock()
+        self._config: tuple[float, Settings] | None = None
+
+    # --- configuration ---------------------------------------------------------------------
+
+    def config(self) -> Settings:
+        """Settings with the admin's App Home changes, re-read every few seconds."""
+        with self._config_lock:
+            if self._config and time.monotonic() - self._config[0] < CONFIG_TTL_S:
+                return self._config[1]
+        with self.db.connection() as conn:
+            current = overrides.effective(self.settings, conn)
+        with self._config_lock:
+            self._config = (time.monotonic(), current)
+        return current
+
+    def save_config(self, changes: dict[str, Any], by: str) -> None:
+        with self.db.connection() as conn:
+            overrides.save(conn, self.settings, changes, by)
+        with self._config_lock:
+            self._config = None
+        self.directory.forget()
+
+    # --- parts -----------------------------------------------------------------------------
+
+    @cached_property
+    def client(self) -> WebClient:
+        return slack_api.web_client(self.settings)
+
+    @cached_property
+    def directory(self) -> Directory:
+        return Directory(self.client, self.settings.slack_membership_ttl_s)
+
+    @cached_property
+    def access(self) -> Access:
+        return Access(self.directory, self.config)
+
+    @cached_property
+    def cards(self) -> CardService:
+        return CardService(self.db, self.client, self.directory, lambda: self.pipeline)
+
+    @cached_property
+    def recorder(self) -> FeedbackRecorder:
+        return FeedbackRecorder(self.db, self.queue)
+
+    @cached_property
+    def pipeline(self) -> DraftPipeline:
+        return factory.pipeline(self.settings, self.db)
+
+    def search_kb(self, query: str, k: int = 20) -> list[RetrievedChunk]:
+        """Knowledge-base chunks for the missing-knowledge search box."""
+        return self.pipeline.retriever.search(query, k)
+
+    # --- App Home --------------------------------------------------------------------------
+
+    def home(self, user_id: str) -> HomeContent:
+        since = datetime.now(UTC) - timedelta(days=30)
+        with self.db.connection() as conn:
+            stats = feedback_store.agent_stats(conn, user_id, since)
+        admin = self.admin_panel() if self.access.is_admin(user_id) else None
+        return HomeContent(user_id, self.access.is_agent(user_id), stats, admin)
+
+    def admin_panel(self) -> AdminPanel:
+        s = self.config()
+        with self.db.connection() as conn:
+            counts = bot_store.card_counts(conn)
+            refused = bot_store.undelivered(conn)
+        return AdminPanel(
+            zendesk=self.panel.status(),
+            routes=list(s.slack_routes),
+            route_problems=self.panel.route_problems(s.slack_routes),
+            default_channel=s.slack_default_channel,
+            agents_group=s.slack_agents_usergroup,
+            agents_channel=s.slack_agents_channel,
+            admins=list(s.slack_admin_ids),
+            admins_group=s.slack_admins_usergroup,
+            managers=list(s.slack_manager_ids),
+            managers_group=s.slack_managers_usergroup,
+            digest_channel=s.slack_digest_channel,
+            retrain_cron=s.retrain_cron,
+            digest_cron=s.digest_cron,
+            next_retrain=_next_run(s.retrain_cron),
+            next_digest=_next_run(s.digest_cron),
+            registry=list(self.registry()),
+            cards=counts,
+            undelivered=[(c.ticket_ref, c.last_error or "") for c in refused],
+        )
+
+
+def _next_run(cron: str) -> datetime | None:
+    from apscheduler.triggers.cron import CronTrigger
+
+    trigger = CronTrigger.from_crontab(cron, timezone="UTC")
+    return trigger.get_next_fire_time(None, datetime.now(UTC))

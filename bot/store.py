@@ -1,0 +1,176 @@
+"""The bot's SQL: Slack cards, the messages that show a draft set with its buttons."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+COLUMNS = (
+    "id, handoff_key, kind, draft_set_id, ticket_ref, drafts, header, channel, parent_ts,"
+    " card_ts, requested_by, shown_at, last_error, created_at"
+)
+
+
+@dataclass(frozen=True)
+class Card:
+    id: int
+    handoff_key: str
+    kind: str
+    draft_set_id: int
+    ticket_ref: str
+    drafts: dict[str, int]
+    header: dict[str, Any]
+    channel: str | None
+    parent_ts: str | None
+    card_ts: str | None
+    requested_by: str | None
+    shown_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+
+    @property
+    def draft_ids(self) -> list[int]:
+        return [self.drafts[label] for label in sorted(self.drafts)]
+
+    @property
+    def zendesk_ticket_id(self) -> int | None:
+        prefix, _, number = self.ticket_ref.partition(":")
+        return int(number) if prefix == "zendesk" and number.isdigit() else None
+
+
+def _cursor(conn: psycopg.Connection):
+    return conn.cursor(row_factory=class_row(Card))
+
+
+def ensure_card(
+    conn: psycopg.Connection,
+    *,
+    handoff_key: str,
+    kind: str,
+    draft_set_id: int,
+    ticket_ref: str,
+    drafts: dict[str, int],
+    header: dict[str, Any],
+    channel: str | None,
+    requested_by: str | None = None,
+) -> Card:
+    """The card of a hand-off, created on first delivery and found again on retries."""
+    conn.execute(
+        """
+        INSERT INTO slack_cards (handoff_key, kind, draft_set_id, ticket_ref, drafts, header,
+            channel, requested_by)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (handoff_key) DO NOTHING
+        """,
+        (
+            handoff_key,
+            kind,
+            draft_set_id,
+            ticket_ref,
+            Jsonb(drafts),
+            Jsonb(header),
+            channel,
+            requested_by,
+        ),
+    )
+    card = (
+        _cursor(conn)
+        .execute(f"SELECT {COLUMNS} FROM slack_cards WHERE handoff_key = %s", (handoff_key,))
+        .fetchone()
+    )
+    assert card is not None
+    return card
+
+
+def card(conn: psycopg.Connection, card_id: int) -> Card | None:
+    return (
+        _cursor(conn)
+        .execute(f"SELECT {COLUMNS} FROM slack_cards WHERE id = %s", (card_id,))
+        .fetchone()
+    )
+
+
+def card_by_key(conn: psycopg.Connection, handoff_key: str) -> Card | None:
+    return (
+        _cursor(conn)
+        .execute(f"SELECT {COLUMNS} FROM slack_cards WHERE handoff_key = %s", (handoff_key,))
+        .fetchone()
+    )
+
+
+def card_of_set(conn: psycopg.Connection, draft_set_id: int) -> Card | None:
+    return (
+        _cursor(conn)
+        .execute(f"SELECT {COLUMNS} FROM slack_cards WHERE draft_set_id = %s", (draft_set_id,))
+        .fetchone()
+    )
+
+
+def thread_of_ticket(conn: psycopg.Connection, ticket_ref: str, channel: str) -> str | None:
+    """The ts of the thread a ticket already has in this channel."""
+    row = conn.execute(
+        "SELECT parent_ts FROM slack_cards WHERE ticket_ref = %s AND channel = %s"
+        " AND parent_ts IS NOT NULL ORDER BY id LIMIT 1",
+        (ticket_ref, channel),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def set_header(conn: psycopg.Connection, card_id: int, header: dict[str, Any]) -> None:
+    conn.execute(
+        "UPDATE slack_cards SET header = %s, updated_at = now() WHERE id = %s",
+        (Jsonb(header), card_id),
+    )
+
+
+def mark_parent_posted(conn: psycopg.Connection, card_id: int, channel: str, ts: str) -> None:
+    conn.execute(
+        "UPDATE slack_cards SET channel = %s, parent_ts = %s, last_error = NULL,"
+        " updated_at = now() WHERE id = %s",
+        (channel, ts, card_id),
+    )
+
+
+def mark_shown(conn: psycopg.Connection, card_id: int, channel: str, ts: str | None) -> None:
+    conn.execute(
+        "UPDATE slack_cards SET channel = %s, card_ts = %s, shown_at = clock_timestamp(),"
+        " last_error = NULL, updated_at = now() WHERE id = %s",
+        (channel, ts, card_id),
+    )
+
+
+def note_error(conn: psycopg.Connection, card_id: int, error: str) -> None:
+    conn.execute(
+        "UPDATE slack_cards SET last_error = %s, updated_at = now() WHERE id = %s",
+        (error[:500], card_id),
+    )
+
+
+def undelivered(conn: psycopg.Connection, limit: int = 5) -> list[Card]:
+    """Ticket cards Slack refused, newest first, for the admin's App Home."""
+    return (
+        _cursor(conn)
+        .execute(
+            f"SELECT {COLUMNS} FROM slack_cards WHERE kind = 'ticket' AND shown_at IS NULL"
+            " AND last_error IS NOT NULL ORDER BY updated_at DESC LIMIT %s",
+            (limit,),
+        )
+        .fetchall()
+    )
+
+
+def card_counts(conn: psycopg.Connection) -> dict[str, int]:
+    rows = conn.execute(
+        "SELECT kind, count(*) FILTER (WHERE shown_at IS NOT NULL), count(*) FILTER"
+        " (WHERE shown_at IS NULL AND last_error IS NOT NULL) FROM slack_cards GROUP BY kind"
+    ).fetchall()
+    counts: dict[str, int] = {}
+    for kind, shown, failed in rows:
+        counts[f"{kind}.shown"] = shown
+        counts[f"{kind}.failed"] = failed
+    return counts
