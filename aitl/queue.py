@@ -29,3 +29,13 @@ def build_deferrer(url: str) -> procrastinate.App:
     would run a sync defer through the async connector and fail on a sync connection.
     """
     return build_app(url)
+
+
+def is_queued(conn, queueing_lock: str) -> bool:
+    """Whether a job with this queueing lock is waiting; one index lookup, no exception path."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE queueing_lock = %s"
+        " AND status = 'todo')",
+        (queueing_lock,),
+    ).fetchone()
+    return bool(row[0])

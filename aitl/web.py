@@ -48,6 +48,11 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
     return Starlette(routes=routes, lifespan=lifespan)
 
 
+def app_from_environment() -> Starlette:
+    """For ``aitl web --workers N``: uvicorn imports this in each worker process."""
+    return create_app(Settings())
+
+
 async def healthz(request: Request) -> JSONResponse:
     result = await run_in_threadpool(health.check, request.app.state.db)
     body = {"status": "ok" if result.ok else "unhealthy", **result.checks}

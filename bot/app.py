@@ -18,6 +18,9 @@ def create_bolt_app(services: BotServices) -> App:
         signing_secret=s.slack_signing_secret.get_secret_value() if s.slack_signing_secret else "",
         client=services.client,
         token_verification_enabled=False,  # no call to Slack at start-up: it may be down
+        # listeners record, then ack: run them in the request's thread rather than having
+        # Bolt poll another thread for the ack every 10 ms
+        process_before_response=True,
         logger=log,
     )
     for surface in (threads, modals, home, ask):

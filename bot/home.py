@@ -49,14 +49,18 @@ def publish(services: BotServices, user_id: str) -> None:
     slack_api.call(services.client.views_publish, user_id=user_id, view=view.to_dict())
 
 
+def republish(services: BotServices, user_id: str) -> None:
+    """Publish, and log rather than fail when Slack will not take it."""
+    try:
+        publish(services, user_id)
+    except BotError as exc:
+        log.warning("App Home for %s not published: %s", user_id, exc)
+
+
 def on_home_opened(services: BotServices):
     def listener(event: dict) -> None:
-        if event.get("tab", "home") != "home" or not event.get("user"):
-            return
-        try:
-            publish(services, event["user"])
-        except BotError as exc:
-            log.warning("App Home for %s not published: %s", event.get("user"), exc)
+        if event.get("tab", "home") == "home" and event.get("user"):
+            republish(services, event["user"])
 
     return listener
 
@@ -64,10 +68,7 @@ def on_home_opened(services: BotServices):
 def on_refresh(services: BotServices):
     def listener(ack, body: dict) -> None:
         ack()
-        try:
-            publish(services, payloads.user_id(body))
-        except BotError as exc:
-            log.warning("App Home not refreshed: %s", exc)
+        republish(services, payloads.user_id(body))
 
     return listener
 
@@ -75,13 +76,7 @@ def on_refresh(services: BotServices):
 def on_edit(services: BotServices, modal: Callable[..., Any]):
     def listener(ack, body: dict) -> None:
         ack()
-        view = modal(services.admin_panel())
-        try:
-            slack_api.call(
-                services.client.views_open, trigger_id=body.get("trigger_id"), view=view.to_dict()
-            )
-        except BotError as exc:
-            log.warning("could not open the admin modal: %s", exc)
+        slack_api.open_modal(services.client, body, modal(services.admin_panel()))
 
     return listener
 
@@ -96,17 +91,13 @@ def on_save(services: BotServices, read: Callable[[BotServices, dict], Changes])
             try:
                 services.save_config(changes, by=payloads.user_id(body))
             except InvalidOverride as exc:
-                errors = {
-                    FIELD_BLOCKS.get(k, actions.ROUTES): v[:150] for k, v in exc.problems.items()
-                }
+                fallback = FIELD_BLOCKS[next(iter(changes))]
+                errors = {FIELD_BLOCKS.get(k, fallback): v[:150] for k, v in exc.problems.items()}
         if errors:
             ack(response_action="errors", errors=errors)
             return
         ack()
-        try:
-            publish(services, payloads.user_id(body))
-        except BotError as exc:
-            log.warning("App Home not refreshed after a save: %s", exc)
+        republish(services, payloads.user_id(body))
 
     return listener
 

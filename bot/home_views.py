@@ -212,13 +212,8 @@ def people_modal(panel: AdminPanel) -> View:
         close="Cancel",
         blocks=[
             _input(actions.AGENTS_GROUP, "Agents user group id (S…)", panel.agents_group),
-            InputBlock(
-                block_id=actions.AGENTS_CHANNEL,
-                label="…or members of this channel",
-                optional=True,
-                element=ChannelSelectElement(
-                    action_id=actions.AGENTS_CHANNEL, initial_channel=panel.agents_channel
-                ),
+            _channel_input(
+                actions.AGENTS_CHANNEL, "…or members of this channel", panel.agents_channel
             ),
             InputBlock(
                 block_id=actions.MANAGERS,
@@ -231,14 +226,7 @@ def people_modal(panel: AdminPanel) -> View:
             _input(
                 actions.MANAGERS_GROUP, "…or a managers user group id (S…)", panel.managers_group
             ),
-            InputBlock(
-                block_id=actions.DIGEST_CHANNEL,
-                label="Also post the digest in",
-                optional=True,
-                element=ChannelSelectElement(
-                    action_id=actions.DIGEST_CHANNEL, initial_channel=panel.digest_channel
-                ),
-            ),
+            _channel_input(actions.DIGEST_CHANNEL, "Also post the digest in", panel.digest_channel),
             ContextBlock(
                 elements=[MarkdownTextObject(text="Admins come from the deployment's settings.")]
             ),
@@ -255,13 +243,8 @@ def routing_modal(panel: AdminPanel) -> View:
         submit="Save",
         close="Cancel",
         blocks=[
-            InputBlock(
-                block_id=actions.DEFAULT_CHANNEL,
-                label="Default channel for ticket threads",
-                optional=True,
-                element=ChannelSelectElement(
-                    action_id=actions.DEFAULT_CHANNEL, initial_channel=panel.default_channel
-                ),
+            _channel_input(
+                actions.DEFAULT_CHANNEL, "Default channel for ticket threads", panel.default_channel
             ),
             InputBlock(
                 block_id=actions.ROUTES,
@@ -288,6 +271,15 @@ def schedule_modal(panel: AdminPanel) -> View:
             _input(actions.RETRAIN_CRON, "Retrain (crontab, UTC)", panel.retrain_cron, False),
             _input(actions.DIGEST_CRON, "Digest (crontab, UTC)", panel.digest_cron, False),
         ],
+    )
+
+
+def _channel_input(block_id: str, label: str, initial: str | None) -> InputBlock:
+    return InputBlock(
+        block_id=block_id,
+        label=label,
+        optional=True,
+        element=ChannelSelectElement(action_id=block_id, initial_channel=initial),
     )
 
 

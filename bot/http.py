@@ -6,14 +6,12 @@ a forged or oversized request never gets parsed, and every refusal carries its r
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs
 
-from slack_bolt import App
-from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from slack_bolt import App, BoltRequest
+from slack_bolt.adapter.starlette.handler import to_starlette_response
 from slack_sdk.signature import SignatureVerifier
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -28,7 +26,7 @@ from bot.exceptions import (
 )
 
 TOLERANCE_S = 300
-FORM = "application/x-www-form-urlencoded"
+FORM, JSON = "application/x-www-form-urlencoded", "application/json"
 INTERACTIVE = {
     "block_actions",
     "block_suggestion",
@@ -58,10 +56,15 @@ class SlackEndpoint:
         try:
             body = await self._read(request)
             self._verify(request, body)
-            check_payload(request.headers.get("content-type", ""), body)
+            bolt_request = parse_request(
+                request.headers.get("content-type", ""),
+                body,
+                headers=request.headers,
+                query=request.query_params,
+            )
         except RequestRejected as exc:
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=exc.status_code)
-        bolt_response = await run_in_threadpool(self.app.dispatch, to_bolt_request(request, body))
+        bolt_response = await run_in_threadpool(self.app.dispatch, bolt_request)
         return to_starlette_response(bolt_response)
 
     async def _read(self, request: Request) -> bytes:
@@ -95,43 +98,41 @@ class _Clock:
         self.now = now
 
 
-def check_payload(content_type: str, body: bytes) -> None:
-    """Raise a RequestRejected naming what is wrong with a signed body."""
+def parse_request(
+    content_type: str, body: bytes, *, headers: Any = None, query: Any = None
+) -> BoltRequest:
+    """The body parsed once, by Bolt, then checked; RequestRejected names what is wrong."""
     media = content_type.split(";")[0].strip().lower()
-    text = _decode(body)
-    if media == FORM:
-        _check_form(text)
-    elif media == "application/json":
-        _check_event(_json(text))
-    else:
+    if media not in (FORM, JSON):
         raise UnsupportedContentType(f"Slack does not send {media or 'bodies without a type'}")
-
-
-def _decode(body: bytes) -> str:
     try:
-        return body.decode("utf-8")
+        text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedPayload("the body is not UTF-8") from exc
-
-
-def _json(text: str) -> Any:
     try:
-        return json.loads(text)
+        request = BoltRequest(
+            body=text, headers=headers or {"content-type": content_type}, query=query
+        )
     except (ValueError, RecursionError) as exc:
         raise MalformedPayload("the body is not valid JSON") from exc
+    except (AttributeError, TypeError) as exc:  # valid JSON, but not an object Bolt can read
+        raise MalformedPayload("the body is not a JSON object") from exc
+    check_payload(media, request.body)
+    return request
 
 
-def _check_form(text: str) -> None:
-    try:
-        form = parse_qs(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=200)
-    except ValueError as exc:
-        raise MalformedPayload("the form body cannot be parsed") from exc
-    if "payload" in form:
-        _check_interactive(_json(form["payload"][0]))
-    elif "command" in form:
-        if not form.get("user_id", [""])[0] or not form["command"][0].startswith("/"):
+def check_payload(media: str, payload: Any) -> None:
+    if not isinstance(payload, dict):
+        raise MalformedPayload("the body is not a JSON object")
+    if media == JSON or payload.get("type") in EVENTS:
+        _check_event(payload)
+    elif "type" in payload:
+        _check_interactive(payload)
+    elif "command" in payload:
+        command = payload.get("command")
+        if not payload.get("user_id") or not isinstance(command, str) or command[:1] != "/":
             raise MalformedPayload("a slash command needs a command and a user_id")
-    elif "ssl_check" not in form:
+    elif "ssl_check" not in payload:
         raise MalformedPayload("the form has no payload, command or ssl_check")
 
 

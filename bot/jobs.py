@@ -12,6 +12,8 @@ import psycopg
 from procrastinate import RetryStrategy
 from procrastinate.exceptions import AlreadyEnqueued
 
+from aitl import queue as queue_jobs
+
 NAMESPACE = "bot"
 RETRY = RetryStrategy(max_attempts=8, exponential_wait=2)
 
@@ -57,6 +59,8 @@ def defer_refresh(
 ) -> bool:
     """Queue a refresh unless one is already waiting; False when one was."""
     lock = f"slack-card:{card_id}"
+    if queue_jobs.is_queued(conn, lock):
+        return False
     try:
         with conn.transaction():  # a savepoint: a refused duplicate must not abort the click
             queue.configure_task(

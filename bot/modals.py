@@ -13,7 +13,7 @@ from aitl.exceptions import AitlError
 from aitl.pii import redact
 from bot import actions, payloads, slack_api
 from bot.actions import ButtonValue
-from bot.exceptions import BotError, UnknownCard
+from bot.exceptions import UnknownCard
 from bot.guards import agents_only
 from bot.modals_views import (
     NOTE_CHARS,
@@ -55,15 +55,6 @@ def _context(services: BotServices, body: dict, button: ButtonValue, **extra: An
     )
 
 
-def _open(services: BotServices, body: dict, view) -> None:
-    try:
-        slack_api.call(
-            services.client.views_open, trigger_id=body.get("trigger_id"), view=view.to_dict()
-        )
-    except BotError as exc:
-        log.warning("could not open a modal: %s", exc)
-
-
 def on_adopt_click(services: BotServices):
     def listener(ack, body: dict, respond) -> None:
         action = payloads.first_action(body)
@@ -77,7 +68,7 @@ def on_adopt_click(services: BotServices):
         except UnknownCard:
             tell(respond, GONE)
             return
-        _open(services, body, adoption_modal(context, draft))
+        slack_api.open_modal(services.client, body, adoption_modal(context, draft))
 
     return listener
 
@@ -171,7 +162,7 @@ def on_missing_click(services: BotServices):
         except UnknownCard:
             tell(respond, GONE)
             return
-        _open(services, body, missing_modal(context))
+        slack_api.open_modal(services.client, body, missing_modal(context))
 
     return listener
 

@@ -21,10 +21,14 @@ class Recorded:
     card: bot_store.Card
 
 
+CARD_CACHE_SIZE = 10_000
+
+
 class FeedbackRecorder:
     def __init__(self, db: Database, queue: procrastinate.App) -> None:
         self.db = db
         self.queue = queue
+        self._cards: dict[int, bot_store.Card] = {}  # shown cards no longer change
 
     def record(
         self, feedback: Feedback, *, label: str | None = None, response_url: str | None = None
@@ -34,9 +38,7 @@ class FeedbackRecorder:
         ``label`` names the draft the click chose (A or B); the card knows its id.
         """
         with self.db.connection() as conn:
-            card = bot_store.card_of_set(conn, feedback.draft_set_id)
-            if card is None:
-                raise UnknownCard(f"no card shows draft set {feedback.draft_set_id}")
+            card = self._card(conn, feedback.draft_set_id)
             if label is not None:
                 if label not in card.drafts:
                     raise MalformedPayload(f"this card has no draft {label}")
@@ -54,3 +56,16 @@ class FeedbackRecorder:
                 url = response_url if card.kind == "ask" else None
                 jobs.defer_refresh(self.queue, conn, card.id, url)
         return Recorded(event, created, card)
+
+    def _card(self, conn, draft_set_id: int) -> bot_store.Card:
+        card = self._cards.get(draft_set_id)
+        if card is not None:
+            return card
+        card = bot_store.card_of_set(conn, draft_set_id)
+        if card is None:
+            raise UnknownCard(f"no card shows draft set {draft_set_id}")
+        if card.shown_at is not None:
+            if len(self._cards) >= CARD_CACHE_SIZE:
+                self._cards.clear()
+            self._cards[draft_set_id] = card
+        return card

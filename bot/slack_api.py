@@ -6,8 +6,9 @@ a few times; past that the caller's job fails with SlackUnavailable and the queu
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -17,7 +18,7 @@ from slack_sdk.web import SlackResponse
 from aitl.settings import Settings
 from bot.exceptions import SlackRefused, SlackUnavailable
 
-T = TypeVar("T")
+log = logging.getLogger(__name__)
 RETRYABLE_ERRORS = frozenset(
     {"ratelimited", "service_unavailable", "internal_error", "fatal_error", "request_timeout"}
 )
@@ -51,3 +52,13 @@ def call(method: Callable[..., SlackResponse], **kwargs: Any) -> SlackResponse:
         raise SlackUnavailable(f"Slack {name}: {exc}") from exc
     except OSError as exc:
         raise SlackUnavailable(f"Slack {name}: {exc}") from exc
+
+
+def open_modal(client: WebClient, body: dict[str, Any], view: Any) -> bool:
+    """Open a modal on the click's trigger (valid for 3 s); a failure is logged, not raised."""
+    try:
+        call(client.views_open, trigger_id=body.get("trigger_id"), view=view.to_dict())
+    except (SlackUnavailable, SlackRefused) as exc:
+        log.warning("could not open the %s modal: %s", getattr(view, "callback_id", ""), exc)
+        return False
+    return True

@@ -9,7 +9,7 @@ from slack_bolt import App
 
 from bot import actions, payloads, slack_api
 from bot.actions import ButtonValue
-from bot.exceptions import BotError, RequestRejected, UnknownCard
+from bot.exceptions import RequestRejected, UnknownCard
 from bot.guards import agents_only
 from bot.modals_views import full_draft_modal
 from bot.services import BotServices
@@ -102,12 +102,7 @@ def on_show_full(services: BotServices):
             tell(respond, GONE)
             return
         view = full_draft_modal(draft.label, draft.text, ticket_label(card))
-        try:
-            slack_api.call(
-                services.client.views_open, trigger_id=body.get("trigger_id"), view=view.to_dict()
-            )
-        except BotError as exc:
-            log.warning("could not open the draft: %s", exc)
+        slack_api.open_modal(services.client, body, view)
 
     return listener
 

@@ -24,7 +24,7 @@ from bot.home_views import (
     routing_modal,
     schedule_modal,
 )
-from bot.http import check_payload
+from bot.http import parse_request
 from bot.modals_views import ModalContext, adoption_modal, full_draft_modal, missing_modal
 from flywheel.events import StoredFeedback
 from flywheel.store import AgentStats
@@ -232,7 +232,8 @@ def form(payload) -> bytes:
         (FORM, form({"type": "block_actions", "actions": [{"action_id": "a"}]}), "user.id"),
         (FORM, form({"type": "view_submission", "user": {"id": "U1"}}), "needs a view"),
         (FORM, b"command=%2Faitl", "user_id"),
-        ("application/json", b"[1]", "Events API"),
+        ("application/json", b"[1]", "not a JSON object"),
+        ("application/json", b'{"type": "block_actions"}', "Events API"),
         ("application/json", b"[" * 100_000, "not valid JSON"),
         ("application/json", b'{"type": "event_callback"}', "event with a type"),
         ("application/json", b"\xff\xfe", "UTF-8"),
@@ -240,7 +241,7 @@ def form(payload) -> bytes:
 )
 def test_malformed_bodies_are_refused_with_a_reason(content_type, body, reason):
     with pytest.raises((MalformedPayload, UnsupportedContentType), match=reason):
-        check_payload(content_type, body)
+        parse_request(content_type, body)
 
 
 def test_real_slack_payloads_pass_the_checks(slack_fixtures):
@@ -250,9 +251,10 @@ def test_real_slack_payloads_pass_the_checks(slack_fixtures):
         "test_block_suggestion__body.json",
         "test_view_closed__body.json",
     ):
-        check_payload(FORM, form(json.loads((slack_fixtures / name).read_text())))
+        payload = json.loads((slack_fixtures / name).read_text())
+        assert parse_request(FORM, form(payload)).body == payload
     for name in ("test_events__TestEvents_valid_event_body.json",):
-        check_payload("application/json", (slack_fixtures / name).read_bytes())
+        parse_request("application/json", (slack_fixtures / name).read_bytes())
 
 
 def test_admin_overrides_are_validated_like_settings_and_win_over_the_environment(settings, db):

@@ -327,7 +327,9 @@ def test_edited_reply_is_kept_for_training_and_posted(services, thread, slack, w
     assert bodies == ["Hi Jane, please hold the reset button."]
 
 
-def test_a_rationale_without_a_reason_is_sent_back_with_errors(services, thread, slack, web):
+def test_a_rationale_without_a_reason_is_sent_back_then_not_used_is_stored(
+    services, thread, slack, web
+):
     _, _, card = thread
     click(slack, web, AGENT_ALICE, card, "aitl.adopt.not_used")
     response = submit(slack, web, AGENT_ALICE, {actions.REASON: {actions.REASON: {}}})
@@ -336,6 +338,16 @@ def test_a_rationale_without_a_reason_is_sent_back_with_errors(services, thread,
         "errors": {actions.REASON: "Pick the main reason."},
     }
     assert events(services.zendesk.db) == []
+    fixed = submit(slack, web, AGENT_ALICE, {actions.REASON: select(actions.REASON, "generic")})
+    assert fixed.json()["response_action"] == "update"
+    [event] = events(services.zendesk.db)
+    assert event[:4] == ("adoption", "not_used", AGENT_ALICE, None)
+    assert event[5] == {"reason": "generic", "post_to_ticket": False}
+    block_id, _ = relevance_block(card)
+    click(slack, web, AGENT_ALICE, card, actions.NOT_RELEVANT, block_id=block_id)
+    assert events(services.zendesk.db)[-1][:2] == ("relevance", "not_relevant")
+    run_worker(services)
+    assert rows(services.zendesk.db, "SELECT count(*) FROM zendesk_writebacks") == [(0,)]
 
 
 def test_missing_knowledge_search_then_pick_an_article(services, thread, slack, web):

@@ -24,15 +24,25 @@ def register(app: typer.Typer) -> None:
     app.command()(demo)
 
 
-def web(ctx: typer.Context, host: str = typer.Option(None), port: int = typer.Option(None)) -> None:
-    """Serve the web app (health now; Slack and Zendesk endpoints as they land)."""
+def web(
+    ctx: typer.Context,
+    host: str = typer.Option(None),
+    port: int = typer.Option(None),
+    workers: int = typer.Option(1, min=1, help="Processes serving requests (the GIL caps one)"),
+) -> None:
+    """Serve the web app: health, the Zendesk webhook and the Slack endpoint."""
     import uvicorn
 
-    from aitl.web import create_app
-
     settings = ctx.obj.settings
+    host, port = host or settings.web_host, port or settings.web_port
+    if workers == 1:
+        from aitl.web import create_app
+
+        uvicorn.run(create_app(settings), host=host, port=port)
+        return
+    # each worker process builds its app from the same environment
     uvicorn.run(
-        create_app(settings), host=host or settings.web_host, port=port or settings.web_port
+        "aitl.web:app_from_environment", factory=True, host=host, port=port, workers=workers
     )
 
 
