@@ -144,6 +144,31 @@ class Settings(BaseSettings):
     # --- the weekly loop -----------------------------------------------------------------
     retrain_cron: str = "0 2 * * 1"
     digest_cron: str = "0 8 * * 1"
+    flywheel_holdout: float = Field(default=0.1, gt=0, lt=0.5, description="Held-out share.")
+    flywheel_min_examples: int = Field(
+        default=8, ge=2, description="Fewest judged examples a model is trained on."
+    )
+    flywheel_min_eval_queries: int = Field(default=3, ge=1)
+    gate_margin: float = Field(
+        default=0.005,
+        ge=-1,
+        le=1,
+        description="Gain in the primary metric a challenger needs (negative: accept losses).",
+    )
+    gate_tolerance: float = Field(
+        default=0.02, ge=0, description="Largest fall allowed in any other metric."
+    )
+    retriever_epochs: float = Field(default=1.0, gt=0)
+    retriever_batch_size: int = Field(default=32, ge=2)
+    reranker_epochs: float = Field(default=1.0, gt=0)
+    flywheel_max_seq_length: int = Field(
+        default=256, ge=16, le=512, description="Tokens per text when training."
+    )
+    generator_epochs: float = Field(default=1.0, gt=0)
+    judge: Literal["rules", "llm", "off"] = Field(
+        default="rules", description="llm: the chat model at AITL_OPENAI_BASE_URL also judges."
+    )
+    judge_min_read_s: float = Field(default=3.0, ge=0)
 
     # --- processes -----------------------------------------------------------------------
     web_host: str = "127.0.0.1"

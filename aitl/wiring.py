@@ -22,18 +22,44 @@ class Services:
 
 def build_services(settings: Settings, db: Database, queue: procrastinate.App) -> Services:
     from connectors.services import ZendeskServices
+    from flywheel.serving import LivePipeline
 
-    zendesk = ZendeskServices(settings, db, queue)
+    pipeline = LivePipeline(settings, db)  # the registry's champions, shared by both
+    zendesk = ZendeskServices(settings, db, queue, pipeline=pipeline)
     if not settings.slack_configured:
         return Services(zendesk, None)
     from bot.handoff import SlackHandoff
     from bot.services import BotServices
 
     slack = BotServices(
-        settings, db, queue, writer=lambda: zendesk.writeback, panel=ZendeskPanel(zendesk)
+        settings,
+        db,
+        queue,
+        writer=lambda: zendesk.writeback,
+        panel=ZendeskPanel(zendesk),
+        registry=lambda: registry_entries(db),
+        pipeline=pipeline,
+        models=QueuedModelChanges(queue),
     )
     zendesk.handoff = SlackHandoff(slack)
     return Services(zendesk, slack)
+
+
+class QueuedModelChanges:
+    """App Home's Promote / Roll back, run by the worker with the same registry functions."""
+
+    def __init__(self, queue: procrastinate.App) -> None:
+        self.queue = queue
+
+    def promote(self, kind: str, version: str, by: str) -> None:
+        from flywheel import jobs
+
+        jobs.defer_model_change(self.queue, "promote", kind=kind, version=version, by=by)
+
+    def rollback(self, kind: str, by: str) -> None:
+        from flywheel import jobs
+
+        jobs.defer_model_change(self.queue, "rollback", kind=kind, by=by)
 
 
 class ZendeskPanel:
@@ -55,3 +81,20 @@ class ZendeskPanel:
         from connectors import routing
 
         return routing.validate(routes)
+
+
+def registry_entries(db: Database) -> list[Any]:
+    """The model registry as App Home lists it."""
+    from bot.home_views import ModelEntry
+    from flywheel import store
+
+    with db.connection() as conn:
+        rows = store.models(conn)
+    shown = [r for r in rows if r.status in ("champion", "challenger")]
+    return [
+        ModelEntry(r.kind, r.version, r.status, _numbers(r.metrics), r.created_at) for r in shown
+    ]
+
+
+def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}

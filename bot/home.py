@@ -12,7 +12,15 @@ from aitl.overrides import InvalidOverride
 from bot import actions, payloads, slack_api
 from bot.exceptions import BotError
 from bot.guards import admins_only
-from bot.home_views import home_view, parse_routes, people_modal, routing_modal, schedule_modal
+from bot.home_views import (
+    PROMOTE,
+    ROLL_BACK,
+    home_view,
+    parse_routes,
+    people_modal,
+    routing_modal,
+    schedule_modal,
+)
 from bot.services import BotServices
 
 log = logging.getLogger(__name__)
@@ -39,6 +47,8 @@ def register(app: App, services: BotServices) -> None:
         (actions.ADMIN_SCHEDULE, schedule_modal),
     ):
         app.action(action_id, middleware=guard)(on_edit(services, modal))
+    app.action(PROMOTE, middleware=guard)(on_model_change(services, "promote"))
+    app.action(ROLL_BACK, middleware=guard)(on_model_change(services, "rollback"))
     app.view(actions.ADMIN_PEOPLE, middleware=guard)(on_save(services, _people_changes))
     app.view(actions.ADMIN_ROUTING, middleware=guard)(on_save(services, _routing_changes))
     app.view(actions.ADMIN_SCHEDULE, middleware=guard)(on_save(services, _schedule_changes))
@@ -77,6 +87,26 @@ def on_edit(services: BotServices, modal: Callable[..., Any]):
     def listener(ack, body: dict) -> None:
         ack()
         slack_api.open_modal(services.client, body, modal(services.admin_panel()))
+
+    return listener
+
+
+def on_model_change(services: BotServices, change: str):
+    """Promote or Roll back from App Home: queued for the worker; Home shows the result later."""
+
+    def listener(ack, body: dict) -> None:
+        ack()
+        if services.models is None:
+            log.warning("App Home asked to %s, but no model registry is wired", change)
+            return
+        action = payloads.first_action(body)
+        kind, _, version = str(action.get("value") or "").partition(":")
+        user = payloads.user_id(body)
+        if change == "promote":
+            services.models.promote(kind, version, user)
+        else:
+            services.models.rollback(kind, user)
+        log.info("%s of %s %s queued by %s", change, kind, version, user)
 
     return listener
 

@@ -31,11 +31,17 @@ class FeedbackRecorder:
         self._cards: dict[int, bot_store.Card] = {}  # shown cards no longer change
 
     def record(
-        self, feedback: Feedback, *, label: str | None = None, response_url: str | None = None
+        self,
+        feedback: Feedback,
+        *,
+        label: str | None = None,
+        response_url: str | None = None,
+        refresh: bool = True,
     ) -> Recorded:
         """Stored and committed before Slack is acknowledged; a failure here is not acked.
 
-        ``label`` names the draft the click chose (A or B); the card knows its id.
+        ``label`` names the draft the click chose (A or B); the card knows its id. Without
+        ``refresh`` no card update is queued (a card that is not in Slack).
         """
         with self.db.connection() as conn:
             card = self._card(conn, feedback.draft_set_id)
@@ -52,7 +58,7 @@ class FeedbackRecorder:
                 draft_ids=card.draft_ids,
                 shown_at=card.shown_at or card.created_at,
             )
-            if created:
+            if created and refresh:
                 url = response_url if card.kind == "ask" else None
                 jobs.defer_refresh(self.queue, conn, card.id, url)
         return Recorded(event, created, card)

@@ -48,6 +48,14 @@ class ConnectorPanel(Protocol):
     def route_problems(self, routes: Sequence[dict[str, str]]) -> list[str]: ...
 
 
+class ModelControl(Protocol):
+    """Promotion and rollback, queued for the worker (a retriever re-embeds the KB)."""
+
+    def promote(self, kind: str, version: str, by: str) -> None: ...
+
+    def rollback(self, kind: str, by: str) -> None: ...
+
+
 class NoConnector:
     def status(self) -> dict[str, Any]:
         return {}
@@ -66,6 +74,8 @@ class BotServices:
         writer: Callable[[], ReplyWriter] | None = None,
         panel: ConnectorPanel | None = None,
         registry: Callable[[], Sequence[ModelEntry]] | None = None,
+        pipeline: Callable[[], DraftPipeline] | None = None,
+        models: ModelControl | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -73,6 +83,8 @@ class BotServices:
         self.writer = writer
         self.panel = panel or NoConnector()
         self.registry = registry or (lambda: [])
+        self._pipeline_source = pipeline
+        self.models = models
         self._config_lock = threading.Lock()
         self._config: tuple[float, Settings] | None = None
 
@@ -114,13 +126,15 @@ class BotServices:
     def cards(self) -> CardService:
         return CardService(self.db, self.client, self.directory, lambda: self.pipeline)
 
+    @property
+    def pipeline(self) -> DraftPipeline:
+        if self._pipeline_source is None:
+            self._pipeline_source = _built_once(factory.pipeline(self.settings, self.db))
+        return self._pipeline_source()
+
     @cached_property
     def recorder(self) -> FeedbackRecorder:
         return FeedbackRecorder(self.db, self.queue)
-
-    @cached_property
-    def pipeline(self) -> DraftPipeline:
-        return factory.pipeline(self.settings, self.db)
 
     def search_kb(self, query: str, k: int = 20) -> list[RetrievedChunk]:
         """Knowledge-base chunks for the missing-knowledge search box."""
@@ -160,6 +174,10 @@ class BotServices:
             cards=counts,
             undelivered=[(c.ticket_ref, c.last_error or "") for c in refused],
         )
+
+
+def _built_once(pipeline: DraftPipeline) -> Callable[[], DraftPipeline]:
+    return lambda: pipeline
 
 
 def _next_run(cron: str) -> datetime | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from aitl.db import Database
 from aitl.pii import redact
@@ -27,7 +28,7 @@ def pipeline_ticket(ticket: store.StoredTicket, comments: list[store.StoredComme
 
 class Drafter:
     def __init__(
-        self, db: Database, pipeline: DraftPipeline, handoff: DraftHandoff, ticket_url
+        self, db: Database, pipeline: Callable[[], DraftPipeline], handoff: DraftHandoff, ticket_url
     ) -> None:
         self.db = db
         self.pipeline = pipeline
@@ -43,7 +44,7 @@ class Drafter:
             comments = store.comments(conn, request.ticket_id)
         set_id = request.draft_set_id
         if set_id is None:  # drafted once only, even when delivery is retried
-            result = self.pipeline.draft(pipeline_ticket(ticket, comments))
+            result = self.pipeline().draft(pipeline_ticket(ticket, comments))
             with self.db.connection() as conn:
                 set_id = rag_store.save_draft_set(
                     conn, f"zendesk:{ticket.ticket_id}", redact(result.ticket.query_text()), result

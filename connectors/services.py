@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 
 import procrastinate
@@ -17,6 +18,7 @@ from connectors.poller import TicketPoller
 from connectors.tickets import SyncPolicy, TicketSync
 from connectors.writeback import WriteBack
 from rag import factory
+from rag.pipeline import DraftPipeline
 
 API_TOKEN, WEBHOOK_SECRET, EMAIL = "zendesk.api_token", "zendesk.webhook_secret", "zendesk.email"
 
@@ -28,11 +30,13 @@ class ZendeskServices:
         db: Database,
         queue: procrastinate.App,
         handoff: DraftHandoff | None = None,
+        pipeline: Callable[[], DraftPipeline] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.queue = queue
         self.handoff = handoff or RecordOnly()
+        self.pipeline = pipeline or _once(lambda: factory.pipeline(settings, db))
 
     @cached_property
     def secrets(self) -> SecretStore:
@@ -81,9 +85,7 @@ class ZendeskServices:
 
     @cached_property
     def drafter(self) -> Drafter:
-        return Drafter(
-            self.db, factory.pipeline(self.settings, self.db), self.handoff, self.client.ticket_url
-        )
+        return Drafter(self.db, self.pipeline, self.handoff, self.client.ticket_url)
 
     @cached_property
     def writeback(self) -> WriteBack:
@@ -135,6 +137,18 @@ class ZendeskServices:
             seen = sum(r.seen for r in reports.values())
             store.save_cursor(conn, "help_center", None, seen)
         return reports
+
+
+def _once(build: Callable[[], DraftPipeline]) -> Callable[[], DraftPipeline]:
+    """Build the pipeline on first use and keep it (what runs without the model registry)."""
+    built: list[DraftPipeline] = []
+
+    def get() -> DraftPipeline:
+        if not built:
+            built.append(build())
+        return built[0]
+
+    return get
 
 
 def _secret(value) -> str | None:

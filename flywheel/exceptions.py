@@ -1,7 +1,10 @@
 """Errors of the flywheel.
 
 FlywheelError
-└── InvalidFeedback
+├── InvalidFeedback
+├── NotEnoughData        (the data window holds too little to train or evaluate)
+├── RunInProgress        (another cycle holds the lock)
+└── RegistryError        (no such model, nothing to roll back to)
 """
 
 from __future__ import annotations
@@ -15,3 +18,15 @@ class FlywheelError(AitlError):
 
 class InvalidFeedback(FlywheelError):
     """A feedback event does not make sense (unknown kind, value or draft set)."""
+
+
+class NotEnoughData(FlywheelError):
+    """Not enough judged feedback in the data window to train."""
+
+
+class RunInProgress(FlywheelError):
+    """Another flywheel cycle is running."""
+
+
+class RegistryError(FlywheelError):
+    """The model registry cannot do that."""

@@ -155,3 +155,228 @@ def agent_stats(conn: psycopg.Connection, agent_id: str, since: datetime) -> Age
         (agent_id, since),
     ).fetchall()
     return AgentStats(dict(counts), sets, dict(adoptions), last)
+
+
+# --- the data window ---------------------------------------------------------------------
+
+
+def standing_events(conn: psycopg.Connection, cutoff: datetime) -> list[StoredFeedback]:
+    """The answer standing in each slot as of ``cutoff`` (later clicks and changes unseen)."""
+    cur = conn.cursor(row_factory=class_row(StoredFeedback))
+    return cur.execute(
+        f"""
+        SELECT {COLUMNS} FROM (
+            SELECT DISTINCT ON (draft_set_id, kind, subject, agent_id) {COLUMNS}
+            FROM feedback_events WHERE recorded_at < %s
+            ORDER BY draft_set_id, kind, subject, agent_id, id DESC
+        ) standing ORDER BY clicked_at, id
+        """,
+        (cutoff,),
+    ).fetchall()
+
+
+# --- runs --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    status: str
+    trigger: str
+    cutoff: datetime
+    config: dict
+    counts: dict
+    metrics: dict
+    decisions: dict
+    artefacts: dict
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+RUN_COLUMNS = (
+    "id, status, trigger, cutoff, config, counts, metrics, decisions, artefacts, error,"
+    " started_at, finished_at"
+)
+
+
+def start_run(conn: psycopg.Connection, trigger: str, cutoff: datetime, config: dict) -> int:
+    return conn.execute(
+        "INSERT INTO flywheel_runs (trigger, cutoff, config) VALUES (%s, %s, %s) RETURNING id",
+        (trigger, cutoff, Jsonb(config)),
+    ).fetchone()[0]
+
+
+def finish_run(conn: psycopg.Connection, run_id: int, status: str, **fields) -> None:
+    allowed = ("counts", "metrics", "decisions", "artefacts")
+    sets = [f"{name} = %s" for name in allowed if name in fields]
+    values = [Jsonb(fields[name]) for name in allowed if name in fields]
+    conn.execute(
+        f"UPDATE flywheel_runs SET status = %s, error = %s, finished_at = now()"
+        f"{''.join(', ' + s for s in sets)} WHERE id = %s",
+        (status, fields.get("error"), *values, run_id),
+    )
+
+
+def fail_abandoned_runs(conn: psycopg.Connection) -> int:
+    """Runs left 'running' by a process that died; called while holding the run lock."""
+    return conn.execute(
+        "UPDATE flywheel_runs SET status = 'failed', finished_at = now(),"
+        " error = 'abandoned: the process running it stopped' WHERE status = 'running'"
+    ).rowcount
+
+
+def runs(conn: psycopg.Connection, limit: int = 10) -> list[Run]:
+    cur = conn.cursor(row_factory=class_row(Run))
+    return cur.execute(
+        f"SELECT {RUN_COLUMNS} FROM flywheel_runs ORDER BY id DESC LIMIT %s", (limit,)
+    ).fetchall()
+
+
+def save_verdicts(conn: psycopg.Connection, run_id: int, verdicts) -> None:
+    with conn.cursor().copy(
+        "COPY judge_verdicts (run_id, event_id, judge, keep, reason) FROM STDIN"
+    ) as copy:
+        for v in verdicts:
+            copy.write_row((run_id, v.event_id, v.judge, v.keep, v.reason))
+
+
+def save_reliability(conn: psycopg.Connection, run_id: int, agents) -> None:
+    for a in agents:
+        conn.execute(
+            "INSERT INTO agent_reliability (run_id, agent_id, events, judge_agreement,"
+            " peer_agreement, weight) VALUES (%s, %s, %s, %s, %s, %s)",
+            (run_id, a.agent_id, a.events, a.judge_agreement, a.peer_agreement, a.weight),
+        )
+
+
+def verdict_counts(conn: psycopg.Connection, run_id: int) -> dict[str, dict[str, int]]:
+    rows = conn.execute(
+        "SELECT e.kind, v.keep, count(*) FROM judge_verdicts v JOIN feedback_events e"
+        " ON e.id = v.event_id WHERE v.run_id = %s GROUP BY e.kind, v.keep",
+        (run_id,),
+    ).fetchall()
+    counts: dict[str, dict[str, int]] = {}
+    for kind, keep, n in rows:
+        counts.setdefault(kind, {"kept": 0, "filtered": 0})["kept" if keep else "filtered"] += n
+    return counts
+
+
+# --- the model registry ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    id: int
+    kind: str
+    version: str
+    path: str
+    status: str
+    run_id: int | None
+    embedding_version: str | None
+    metrics: dict
+    baseline: dict
+    decision: str | None
+    created_at: datetime
+    promoted_at: datetime | None
+    retired_at: datetime | None
+
+
+MODEL_COLUMNS = (
+    "id, kind, version, path, status, run_id, embedding_version, metrics, baseline, decision,"
+    " created_at, promoted_at, retired_at"
+)
+
+
+def models(conn: psycopg.Connection, kind: str | None = None) -> list[ModelRow]:
+    cur = conn.cursor(row_factory=class_row(ModelRow))
+    return cur.execute(
+        f"SELECT {MODEL_COLUMNS} FROM model_registry WHERE (%(k)s::text IS NULL OR kind = %(k)s)"
+        " ORDER BY kind, id DESC",
+        {"k": kind},
+    ).fetchall()
+
+
+def model(conn: psycopg.Connection, kind: str, version: str) -> ModelRow | None:
+    cur = conn.cursor(row_factory=class_row(ModelRow))
+    return cur.execute(
+        f"SELECT {MODEL_COLUMNS} FROM model_registry WHERE kind = %s AND version = %s",
+        (kind, version),
+    ).fetchone()
+
+
+def champion(conn: psycopg.Connection, kind: str) -> ModelRow | None:
+    cur = conn.cursor(row_factory=class_row(ModelRow))
+    return cur.execute(
+        f"SELECT {MODEL_COLUMNS} FROM model_registry WHERE kind = %s AND status = 'champion'",
+        (kind,),
+    ).fetchone()
+
+
+def add_model(conn: psycopg.Connection, **row) -> int:
+    return conn.execute(
+        "INSERT INTO model_registry (kind, version, path, status, run_id, embedding_version,"
+        " metrics, baseline, decision) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (
+            row["kind"],
+            row["version"],
+            row["path"],
+            row["status"],
+            row.get("run_id"),
+            row.get("embedding_version"),
+            Jsonb(row.get("metrics", {})),
+            Jsonb(row.get("baseline", {})),
+            row.get("decision"),
+        ),
+    ).fetchone()[0]
+
+
+def crown(conn: psycopg.Connection, kind: str, version: str, decision: str) -> None:
+    """Make ``version`` the champion of its kind; the old champion retires, in one transaction."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('aitl.registry'))")
+    conn.execute(
+        "UPDATE model_registry SET status = 'retired', retired_at = now()"
+        " WHERE kind = %s AND status = 'champion'",
+        (kind,),
+    )
+    conn.execute(
+        "UPDATE model_registry SET status = 'champion', promoted_at = now(), retired_at = NULL,"
+        " decision = %s WHERE kind = %s AND version = %s",
+        (decision, kind, version),
+    )
+
+
+def uncrown(conn: psycopg.Connection, kind: str, decision: str) -> None:
+    """The kind goes back to its shipped model: no champion row."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('aitl.registry'))")
+    conn.execute(
+        "UPDATE model_registry SET status = 'retired', retired_at = now(), decision = %s"
+        " WHERE kind = %s AND status = 'champion'",
+        (decision, kind),
+    )
+
+
+def previous_champion(conn: psycopg.Connection, kind: str) -> ModelRow | None:
+    """The model that was champion before the current one, for a rollback."""
+    cur = conn.cursor(row_factory=class_row(ModelRow))
+    return cur.execute(
+        f"""
+        SELECT {MODEL_COLUMNS} FROM model_registry
+        WHERE kind = %s AND status = 'retired' AND promoted_at IS NOT NULL
+          AND promoted_at < coalesce(
+              (SELECT promoted_at FROM model_registry WHERE kind = %s AND status = 'champion'),
+              'infinity')
+        ORDER BY promoted_at DESC LIMIT 1
+        """,
+        (kind, kind),
+    ).fetchone()
+
+
+def champions_signature(conn: psycopg.Connection) -> tuple:
+    """Changes whenever a champion or challenger changes: serving rebuilds its pipeline then."""
+    return tuple(
+        conn.execute(
+            "SELECT kind, version, status FROM model_registry"
+            " WHERE status IN ('champion', 'challenger') ORDER BY kind, version"
+        ).fetchall()
+    )

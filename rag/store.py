@@ -393,3 +393,38 @@ def chunk_refs(conn: psycopg.Connection, chunk_ids: Sequence[int]) -> dict[int, 
         (list(chunk_ids),),
     ).fetchall()
     return {r[0]: ChunkRef(*r) for r in rows}
+
+
+@dataclass(frozen=True)
+class DraftSetInfo:
+    """What training needs of a draft set: the (redacted) query, its context and its drafts."""
+
+    id: int
+    ticket_ref: str
+    query: str
+    context: list[int]
+    created_at: datetime
+    drafts: dict[str, StoredDraft]
+
+
+def draft_set_infos(conn: psycopg.Connection, set_ids: Sequence[int]) -> dict[int, DraftSetInfo]:
+    rows = conn.execute(
+        "SELECT id, ticket_ref, query, context, created_at FROM rag_draft_sets WHERE id = ANY(%s)",
+        (list(set_ids),),
+    ).fetchall()
+    drafts: dict[int, dict[str, StoredDraft]] = {}
+    for row in conn.execute(
+        "SELECT id, draft_set_id, label, text, citations, producer FROM rag_drafts"
+        " WHERE draft_set_id = ANY(%s)",
+        (list(set_ids),),
+    ).fetchall():
+        drafts.setdefault(row[1], {})[row[2]] = StoredDraft(*row)
+    return {r[0]: DraftSetInfo(*r, drafts=drafts.get(r[0], {})) for r in rows}
+
+
+def live_chunk_texts(conn: psycopg.Connection) -> list[tuple[int, str, str]]:
+    """Every live chunk as (id, title, text): the corpus an offline evaluation searches."""
+    return conn.execute(
+        "SELECT c.id, d.title, c.text FROM kb_chunks c JOIN kb_documents d ON d.id = c.document_id"
+        " WHERE c.retired_at IS NULL AND d.deleted_at IS NULL ORDER BY c.id"
+    ).fetchall()

@@ -10,6 +10,8 @@ from rich.console import Console
 
 from aitl.cli import db as db_cli
 from aitl.cli import drafts, kb, processes, zendesk
+from aitl.cli import flywheel as flywheel_cli
+from aitl.cli import models as models_cli
 from aitl.cli.context import Context
 from aitl.exceptions import AitlError
 from aitl.settings import Settings
@@ -25,6 +27,8 @@ app = typer.Typer(
 app.add_typer(db_cli.app, name="db")
 app.add_typer(kb.app, name="kb")
 app.add_typer(zendesk.app, name="zendesk")
+app.add_typer(flywheel_cli.app, name="flywheel")
+app.add_typer(models_cli.app, name="models")
 drafts.register(app)
 processes.register(app)
 

@@ -52,12 +52,20 @@ def worker(ctx: typer.Context) -> None:
     from aitl.wiring import build_services
     from bot import jobs as bot_jobs
     from connectors import jobs as zendesk_jobs
+    from flywheel import jobs as flywheel_jobs
+    from flywheel.services import FlywheelServices
 
-    services = build_services(ctx.obj.settings, ctx.obj.db, services_queue(ctx))
-    build_app(ctx.obj.db.url, [zendesk_jobs.blueprint(), bot_jobs.blueprint()]).run_worker(
-        concurrency=ctx.obj.settings.worker_concurrency,
+    settings, db = ctx.obj.settings, ctx.obj.db
+    services = build_services(settings, db, services_queue(ctx))
+    blueprints = [zendesk_jobs.blueprint(), bot_jobs.blueprint(), flywheel_jobs.blueprint()]
+    build_app(db.url, blueprints).run_worker(
+        concurrency=settings.worker_concurrency,
         install_signal_handlers=True,
-        additional_context={"zendesk": services.zendesk, "slack": services.slack},
+        additional_context={
+            "zendesk": services.zendesk,
+            "slack": services.slack,
+            "flywheel": FlywheelServices(settings, db),
+        },
     )
 
 
@@ -105,9 +113,20 @@ def scheduler(ctx: typer.Context, poll_s: float = typer.Option(10.0, hidden=True
 
 
 def scheduled_jobs(ctx: typer.Context) -> list[tuple[str, str, object]]:
-    """What runs on a schedule; slow work is deferred to the worker queue, not run here."""
-    settings, db = ctx.obj.settings, ctx.obj.db
-    found: list[tuple[str, str, object]] = []
+    """What runs on a schedule; slow work is deferred to the worker queue, not run here.
+
+    Crons come from the settings with the admin's App Home changes applied.
+    """
+    from aitl import overrides
+    from flywheel import jobs as flywheel_jobs
+
+    db = ctx.obj.db
+    with db.connection() as conn:
+        settings = overrides.effective(ctx.obj.settings, conn)
+    queue = services_queue(ctx)
+    found: list[tuple[str, str, object]] = [
+        ("retrain", settings.retrain_cron, lambda: flywheel_jobs.defer_cycle(queue, "schedule"))
+    ]
     if settings.kb_sync_path is not None:
         ingestor = factory.ingestor(settings, db)
         found.append(
@@ -120,9 +139,6 @@ def scheduled_jobs(ctx: typer.Context) -> list[tuple[str, str, object]]:
             )
         )
     if settings.zendesk_subdomain or settings.zendesk_base_url:
-        from aitl.cli.zendesk import services
-
-        queue = services(ctx).queue
         found.append(
             (
                 "zendesk_poll",

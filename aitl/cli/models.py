@@ -1,0 +1,41 @@
+"""``aitl models``: the registry, and promotion or rollback by hand (App Home does the same)."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="The model registry.", no_args_is_help=True)
+console = Console()
+
+
+def _registry(ctx: typer.Context):
+    from flywheel.services import FlywheelServices
+
+    return FlywheelServices(ctx.obj.settings, ctx.obj.db).registry
+
+
+@app.command("list")
+def list_models(ctx: typer.Context) -> None:
+    """Every trained model with its status, metrics and the gate's decision."""
+    rows = _registry(ctx).list()
+    table = Table("kind", "version", "status", "metrics", "decision")
+    for r in rows:
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in r.metrics.items() if isinstance(v, float))
+        table.add_row(r.kind, r.version, r.status, metrics, r.decision or "")
+    console.print(table if rows else "No trained models yet: the shipped ones are live.")
+
+
+@app.command()
+def promote(ctx: typer.Context, kind: str, version: str) -> None:
+    """Make a trained model live (a retriever's index is built first when missing)."""
+    row = _registry(ctx).promote(kind, version, "promoted from the CLI")
+    console.print(f"{row.kind} {row.version} is live")
+
+
+@app.command()
+def rollback(ctx: typer.Context, kind: str) -> None:
+    """Put the previous champion back; with none, the shipped model."""
+    previous = _registry(ctx).rollback(kind, "rolled back from the CLI")
+    console.print(f"{kind}: {previous.version if previous else 'the shipped model'} is live")

@@ -1,0 +1,378 @@
+"""One turn of the flywheel: judge the clicks, build the datasets, train, evaluate, gate, promote.
+
+Only one cycle runs at a time (a Postgres advisory lock). Nothing live changes until the gate
+has decided: a retriever goes live by an atomic index switch, a reranker or generator by one
+registry update. A cycle that fails, or a process killed mid-run, leaves the live models as
+they were; the next cycle marks the abandoned run failed and starts clean.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aitl.db import Database
+from aitl.leader import Leadership
+from aitl.settings import Settings
+from flywheel import datasets, reliability, store
+from flywheel.datasets import Datasets
+from flywheel.evaluation import RetrieverEvaluator
+from flywheel.exceptions import NotEnoughData, RunInProgress
+from flywheel.judge import Judge, JudgeContext, NoJudge, RuleJudge, RuleSettings
+from flywheel.registry import GatePolicy, Registry, decide
+from rag import factory
+from rag import store as rag_store
+from rag.chunking import embedding_text
+from rag.prompts import PromptLibrary
+
+log = logging.getLogger(__name__)
+RUN_LOCK = "aitl.flywheel"
+Progress = Callable[[str], None]
+
+
+@dataclass
+class CycleReport:
+    run_id: int
+    status: str
+    counts: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    decisions: dict[str, Any] = field(default_factory=dict)
+    artefacts: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    error: str | None = None
+
+
+class Flywheel:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        *,
+        judge: Judge | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.versions = factory.embedding_versions(settings, db)
+        self.registry = Registry(db, self.versions)
+        self.judge = judge or default_judge(settings)
+        self.progress = progress or (lambda step: log.info("flywheel: %s", step))
+        self.policy = GatePolicy(settings.gate_margin, settings.gate_tolerance)
+
+    def run(self, trigger: str = "cli") -> CycleReport:
+        lock = Leadership(self.db.url, RUN_LOCK)
+        if not lock.try_acquire():
+            raise RunInProgress()
+        try:
+            return self._locked_run(trigger)
+        finally:
+            lock.release()
+
+    def _locked_run(self, trigger: str) -> CycleReport:
+        started = time.monotonic()
+        cutoff = datetime.now(UTC)
+        with self.db.connection() as conn:
+            store.fail_abandoned_runs(conn)
+            run_id = store.start_run(conn, trigger, cutoff, self._config())
+        report = CycleReport(run_id, "running")
+        try:
+            self._cycle(report, cutoff)
+            report.status = "succeeded"
+        except NotEnoughData as exc:
+            report.status, report.error = "not_enough_data", str(exc)
+        except Exception as exc:
+            report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            report.seconds = round(time.monotonic() - started, 1)
+            self._finish(report)
+        return report
+
+    def _finish(self, report: CycleReport) -> None:
+        with self.db.connection() as conn:
+            store.finish_run(
+                conn,
+                report.run_id,
+                report.status,
+                counts=report.counts,
+                metrics=report.metrics,
+                decisions=report.decisions,
+                artefacts={**report.artefacts, "seconds": report.seconds},
+                error=report.error,
+            )
+
+    def _config(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "judge": self.judge.name,
+            "holdout": s.flywheel_holdout,
+            "min_examples": s.flywheel_min_examples,
+            "gate": {"margin": s.gate_margin, "tolerance": s.gate_tolerance},
+            "retriever": {"epochs": s.retriever_epochs, "batch_size": s.retriever_batch_size},
+            "reranker": {"epochs": s.reranker_epochs},
+            "generator": {"backend": s.generator, "epochs": s.generator_epochs},
+        }
+
+    # --- the steps ------------------------------------------------------------------------
+
+    def _cycle(self, report: CycleReport, cutoff: datetime) -> None:
+        self.progress("reading and judging the clicks")
+        prepared = prepare(self.settings, self.db, self.judge, cutoff)
+        with self.db.connection() as conn:
+            store.save_verdicts(conn, report.run_id, prepared.verdicts)
+            store.save_reliability(conn, report.run_id, prepared.agents.values())
+        data = prepared.data
+        report.counts = {
+            "events": len(prepared.events),
+            "judge": filtered_shares(prepared.events, prepared.kept_ids),
+            "agents": {a.agent_id: a.weight for a in prepared.agents.values()},
+            **data.counts(),
+        }
+        self._check_enough(data)
+        depth = max(100, self.settings.retrieve_k)
+        evaluator = RetrieverEvaluator(corpus(self.db), data.eval_queries, k=depth)
+        accepted: list[tuple[str, str, str]] = []
+        retriever = self._retriever(report, data, evaluator, accepted)
+        self._reranker(report, data, evaluator, retriever, accepted)
+        self._generator(report, data)
+        self._promote(accepted)
+
+    def _promote(self, accepted: list[tuple[str, str, str]]) -> None:
+        """Last, once everything trained and was evaluated: a failed run changes nothing live.
+
+        The retriever goes first: building its index is the slow step that can still fail,
+        and a failure there leaves the other kinds uncrowned too.
+        """
+        for kind, version, reason in sorted(accepted, key=lambda a: a[0] != "retriever"):
+            self.progress(f"promoting the {kind}: {reason}")
+            self.registry.promote(kind, version, reason)
+
+    def _check_enough(self, data: Datasets) -> None:
+        s = self.settings
+        if len(data.eval_queries) < s.flywheel_min_eval_queries:
+            raise NotEnoughData(
+                f"{len(data.eval_queries)} held-out tickets with a relevant article; a fair"
+                f" comparison needs {s.flywheel_min_eval_queries}"
+            )
+        if max(len(data.retriever), len(data.reranker), len(data.generator)) < (
+            s.flywheel_min_examples
+        ):
+            raise NotEnoughData(
+                f"{len(data.retriever)} retriever pairs, {len(data.reranker)} reranker examples,"
+                f" {len(data.generator)} preference pairs; training needs {s.flywheel_min_examples}"
+            )
+
+    def _out_dir(self, kind: str, report: CycleReport) -> tuple[str, Path]:
+        version = f"r{report.run_id}-{datetime.now(UTC):%Y%m%d%H%M%S}"
+        return version, self.settings.models_dir / kind / version
+
+    def _live_retriever_path(self) -> str:
+        _, embedder = self.versions.live_or_bootstrap()
+        return str(embedder.path)
+
+    def _retriever(self, report: CycleReport, data: Datasets, evaluator, accepted) -> str:
+        """Train and judge a retriever; returns the one that will be live after this run."""
+        from flywheel.train_retrieval import RetrieverTraining, train_retriever
+
+        base = self._live_retriever_path()
+        if len(data.retriever) < self.settings.flywheel_min_examples:
+            report.decisions["retriever"] = _skipped(len(data.retriever), "retriever pairs")
+            return base
+        version, out = self._out_dir("retriever", report)
+        self.progress(f"training the retriever on {len(data.retriever)} pairs")
+        config = RetrieverTraining(
+            epochs=self.settings.retriever_epochs,
+            batch_size=self.settings.retriever_batch_size,
+            max_seq_length=self.settings.flywheel_max_seq_length,
+        )
+        trained = train_retriever(base, data.retriever, out, config)
+        self.progress("evaluating the retriever: champion vs challenger")
+        before, after = evaluator.evaluate(base), evaluator.evaluate(trained.path)
+        decision = decide(before, after, self.policy)
+        self._settle(report, "retriever", version, trained, before, after, decision, accepted)
+        return trained.path if decision.promote else base
+
+    def _reranker(self, report: CycleReport, data: Datasets, evaluator, retriever, accepted):
+        from flywheel.train_retrieval import RerankerTraining, train_reranker
+
+        if len(data.reranker) < self.settings.flywheel_min_examples:
+            report.decisions["reranker"] = _skipped(len(data.reranker), "reranker examples")
+            return
+        champion = self.registry.champion("reranker")
+        version, out = self._out_dir("reranker", report)
+        self.progress(f"training the reranker on {len(data.reranker)} examples")
+        base = champion.path if champion else retriever_base(self.settings)
+        config = RerankerTraining(
+            epochs=self.settings.reranker_epochs,
+            max_seq_length=self.settings.flywheel_max_seq_length,
+        )
+        trained = train_reranker(base, data.reranker, out, config)
+        self.progress("evaluating the reranker: champion vs challenger")
+        depth = self.settings.retrieve_k
+        before = evaluator.evaluate(
+            retriever, reranker_path=champion.path if champion else None, rerank_k=depth
+        )
+        after = evaluator.evaluate(retriever, reranker_path=trained.path, rerank_k=depth)
+        decision = decide(before, after, self.policy)
+        self._settle(report, "reranker", version, trained, before, after, decision, accepted)
+
+    def _generator(self, report: CycleReport, data: Datasets) -> None:
+        from flywheel.train_generator import GeneratorTraining, train_generator, trainable
+
+        s = self.settings
+        reason = trainable(s.generator, s.hf_model_path)
+        if reason is not None:
+            report.decisions["generator"] = {"promoted": False, "reason": f"skipped: {reason}"}
+            return
+        if len(data.generator) < s.flywheel_min_examples:
+            report.decisions["generator"] = _skipped(len(data.generator), "preference pairs")
+            return
+        champion = self.registry.champion("generator")
+        adapter = Path(champion.path) if champion else s.hf_adapter_path
+        version, out = self._out_dir("generator", report)
+        self.progress(f"training the generator (ORPO + LoRA) on {len(data.generator)} pairs")
+        trained = train_generator(
+            s.hf_model_path,
+            data.generator,
+            out,
+            GeneratorTraining(epochs=s.generator_epochs),
+            adapter=adapter,
+        )
+        with self.db.connection() as conn:
+            store.add_model(
+                conn,
+                kind="generator",
+                version=version,
+                path=trained.path,
+                status="challenger",
+                run_id=report.run_id,
+                decision="not evaluated offline: drafts A/B now compare it with the champion",
+            )
+        report.artefacts["generator"] = trained.path
+        report.metrics["generator"] = {"win_rate": "not evaluated (no LLM judge offline)"}
+        report.decisions["generator"] = {
+            "promoted": False,
+            "reason": "challenger: served as one of drafts A/B so agents' clicks measure it",
+        }
+
+    def _settle(self, report, kind, version, trained, before, after, decision, accepted) -> None:
+        """Record the challenger and the decision; what the gate accepts is promoted last."""
+        report.metrics[kind] = {"champion": before.metrics, "challenger": after.metrics}
+        report.artefacts[kind] = trained.path
+        with self.db.connection() as conn:
+            store.add_model(
+                conn,
+                kind=kind,
+                version=version,
+                path=trained.path,
+                status="rejected" if not decision.promote else "challenger",
+                run_id=report.run_id,
+                embedding_version=f"{kind}_{version}".replace("-", "_")
+                if kind == "retriever"
+                else None,
+                metrics=after.metrics,
+                baseline=before.metrics,
+                decision=decision.reason,
+            )
+        if decision.promote:
+            accepted.append((kind, version, decision.reason))
+        report.decisions[kind] = {
+            "promoted": decision.promote,
+            "reason": decision.reason,
+            "version": version,
+        }
+
+
+def index_name(version: str) -> str:
+    """The knowledge-base index a trained retriever gets (a valid embedding version name)."""
+    return f"retriever_{version}".replace("-", "_")
+
+
+@dataclass
+class Prepared:
+    """The judged window: what training and export both start from."""
+
+    events: list
+    context: JudgeContext
+    verdicts: list
+    agents: dict
+    kept_ids: set[int]
+    data: Datasets
+
+
+def prepare(settings: Settings, db: Database, judge: Judge, cutoff: datetime) -> Prepared:
+    with db.connection() as conn:
+        events = store.standing_events(conn, cutoff)
+    if not events:
+        raise NotEnoughData("no feedback events before the cut-off: nothing to learn from")
+    context = load_context(db, events)
+    verdicts = judge.judge(events, context)
+    agents = reliability.estimate(events, verdicts)
+    kept_ids = {v.event_id for v in verdicts if v.keep}
+    kept = [e for e in events if e.id in kept_ids]
+    weights = {a.agent_id: a.weight for a in agents.values()}
+    prompts = PromptLibrary(settings.prompts_dir)
+    data = datasets.build(kept, context, weights, prompts, holdout=settings.flywheel_holdout)
+    return Prepared(events, context, verdicts, agents, kept_ids, data)
+
+
+def load_context(db: Database, events) -> JudgeContext:
+    set_ids = sorted({e.draft_set_id for e in events})
+    with db.connection() as conn:
+        sets = rag_store.draft_set_infos(conn, set_ids)
+        chunk_ids = {c for e in events for c in e.chunk_ids}
+        chunk_ids |= {c for info in sets.values() for c in info.context}
+        chunks = rag_store.chunk_refs(conn, sorted(chunk_ids))
+    return JudgeContext(sets, chunks)
+
+
+def corpus(db: Database) -> list[tuple[int, str]]:
+    """Every live chunk as the retriever embeds it: what offline evaluation searches."""
+    with db.connection() as conn:
+        rows = rag_store.live_chunk_texts(conn)
+    return [(chunk_id, embedding_text(title, text)) for chunk_id, title, text in rows]
+
+
+def _skipped(count: int, what: str) -> dict[str, Any]:
+    return {"promoted": False, "reason": f"skipped: {count} {what} (too few to train)"}
+
+
+def retriever_base(settings: Settings) -> str:
+    """A new reranker starts from the shipped MiniLM (a cross-encoder head is added)."""
+    return settings.embedding_model
+
+
+def filtered_shares(events, kept_ids: set[int]) -> dict[str, dict[str, float]]:
+    """Share of events the judge filtered per dataset, as the paper reports it."""
+    groups = {
+        "retriever": ("relevance", "missing_knowledge"),
+        "generator": ("preference", "adoption"),
+    }
+    shares = {}
+    for name, kinds in groups.items():
+        mine = [e for e in events if e.kind in kinds]
+        filtered = sum(e.id not in kept_ids for e in mine)
+        shares[name] = {
+            "events": len(mine),
+            "filtered": filtered,
+            "share": round(filtered / len(mine), 4) if mine else 0.0,
+        }
+    return shares
+
+
+def default_judge(settings: Settings) -> Judge:
+    if settings.judge == "off":
+        return NoJudge()
+    rules = RuleJudge(RuleSettings(min_read_s=settings.judge_min_read_s))
+    if settings.judge != "llm":
+        return rules
+    from flywheel.judge import LLMJudge
+    from flywheel.llm import chat_function
+
+    prompts = PromptLibrary(settings.prompts_dir)
+    return LLMJudge(chat_function(settings), prompts.text, settings.openai_model, rules)

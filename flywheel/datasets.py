@@ -1,0 +1,190 @@
+"""Training and held-out data from judged events, split 90/10 by time as the paper does.
+
+A ticket (all its draft sets) lands on one side of the split only. The held-out tickets become
+evaluation queries and preference pairs; missing knowledge that names no article goes to the
+gap report, never to training.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from flywheel.evaluation import EvalQuery
+from flywheel.events import StoredFeedback
+from flywheel.examples import PreferencePair, RerankExample, RetrievalExample
+from flywheel.judge import JudgeContext
+from rag.chunking import embedding_text
+from rag.generation import CONCISE, DraftInput, llm_messages
+from rag.models import RetrievedChunk, Ticket
+from rag.prompts import PromptLibrary
+from rag.store import ChunkRef, DraftSetInfo
+
+
+@dataclass
+class Datasets:
+    retriever: list[RetrievalExample] = field(default_factory=list)
+    reranker: list[RerankExample] = field(default_factory=list)
+    generator: list[PreferencePair] = field(default_factory=list)
+    eval_queries: list[EvalQuery] = field(default_factory=list)
+    eval_pairs: list[PreferencePair] = field(default_factory=list)
+    gaps: list[StoredFeedback] = field(default_factory=list)
+    train_tickets: int = 0
+    eval_tickets: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "retriever_pairs": len(self.retriever),
+            "reranker_examples": len(self.reranker),
+            "generator_pairs": len(self.generator),
+            "eval_queries": len(self.eval_queries),
+            "eval_pairs": len(self.eval_pairs),
+            "gaps": len(self.gaps),
+            "train_tickets": self.train_tickets,
+            "eval_tickets": self.eval_tickets,
+        }
+
+
+def split_by_time(events: Sequence[StoredFeedback], holdout: float) -> tuple[set[str], set[str]]:
+    """Tickets in the order of their first click; the last ``holdout`` share is held out."""
+    first: dict[str, tuple] = {}
+    for e in events:
+        first.setdefault(e.ticket_ref, (e.clicked_at, e.id))
+    ordered = sorted(first, key=first.__getitem__)
+    held = max(1, round(len(ordered) * holdout)) if len(ordered) > 1 else 0
+    cut = len(ordered) - held
+    return set(ordered[:cut]), set(ordered[cut:])
+
+
+def build(
+    events: Sequence[StoredFeedback],
+    context: JudgeContext,
+    weights: dict[str, float],
+    prompts: PromptLibrary,
+    *,
+    holdout: float = 0.1,
+) -> Datasets:
+    """``events`` are the ones the judge kept."""
+    train, held = split_by_time(events, holdout)
+    data = Datasets(train_tickets=len(train), eval_tickets=len(held))
+    by_set: dict[int, list[StoredFeedback]] = {}
+    for e in events:
+        by_set.setdefault(e.draft_set_id, []).append(e)
+    for set_id, own in by_set.items():
+        info = context.sets.get(set_id)
+        if info is None:
+            continue
+        data.gaps.extend(e for e in own if e.kind == "missing_knowledge" and not e.chunk_ids)
+        if info.ticket_ref in held:
+            _held_out(data, info, own, context, prompts)
+        else:
+            _training(data, info, own, context, weights, prompts)
+    return data
+
+
+def _labels(own: Iterable[StoredFeedback]) -> tuple[dict[int, list], dict[int, list]]:
+    """Chunk → events saying relevant (or naming it as missing) / not relevant."""
+    positive: dict[int, list] = {}
+    negative: dict[int, list] = {}
+    for e in own:
+        if e.kind == "relevance" and e.chunk_ids:
+            target = positive if e.value == "relevant" else negative
+            target.setdefault(e.chunk_ids[0], []).append(e)
+        elif e.kind == "missing_knowledge" and e.chunk_ids:
+            positive.setdefault(e.chunk_ids[0], []).append(e)
+    return positive, negative
+
+
+def _text(chunk: ChunkRef) -> str:
+    return embedding_text(chunk.title, chunk.text)
+
+
+def _weight(found: list[StoredFeedback], weights: dict[str, float]) -> float:
+    return max(weights.get(e.agent_id, 1.0) for e in found)
+
+
+def _training(data, info: DraftSetInfo, own, context, weights, prompts) -> None:
+    positive, negative = _labels(own)
+    negatives = tuple(_text(context.chunks[c]) for c in negative if c in context.chunks)
+    query_id = f"set:{info.id}"
+    for chunk_id, found in positive.items():
+        chunk = context.chunks.get(chunk_id)
+        if chunk is None:
+            continue
+        data.retriever.append(
+            RetrievalExample(
+                query_id,
+                info.query,
+                chunk_id,
+                _text(chunk),
+                negatives,
+                _weight(found, weights),
+                tuple(e.id for e in found),
+            )
+        )
+    for labels, value in ((positive, 1.0), (negative, 0.0)):
+        for chunk_id, found in labels.items():
+            if chunk_id in context.chunks:
+                data.reranker.append(
+                    RerankExample(
+                        query_id,
+                        info.query,
+                        chunk_id,
+                        _text(context.chunks[chunk_id]),
+                        value,
+                        _weight(found, weights),
+                        tuple(e.id for e in found),
+                    )
+                )
+    data.generator.extend(_pairs(info, own, context, prompts, weights))
+
+
+def _held_out(data, info: DraftSetInfo, own, context, prompts) -> None:
+    positive, _ = _labels(own)
+    if positive:
+        data.eval_queries.append(EvalQuery(f"set:{info.id}", info.query, frozenset(positive)))
+    data.eval_pairs.extend(_pairs(info, own, context, prompts, {}))
+
+
+def _pairs(info, own, context, prompts, weights) -> list[PreferencePair]:
+    """Prefer A/B gives (chosen, rejected); an edited reply is preferred over its draft."""
+    prompt = generation_prompt(info, context, prompts)
+    pairs = []
+    for e in own:
+        if e.kind == "preference" and e.value in ("A", "B") and {"A", "B"} <= set(info.drafts):
+            other = "B" if e.value == "A" else "A"
+            chosen, rejected = info.drafts[e.value].text, info.drafts[other].text
+        elif e.kind == "adoption" and e.value == "edited" and e.rationale.get("edited_reply"):
+            draft = info.drafts.get(e.rationale.get("label") or "")
+            if draft is None:
+                continue
+            chosen, rejected = e.rationale["edited_reply"], draft.text
+        else:
+            continue
+        if chosen.strip() != rejected.strip():
+            pairs.append(
+                PreferencePair(prompt, chosen, rejected, weights.get(e.agent_id, 1.0), (e.id,))
+            )
+    return pairs
+
+
+def generation_prompt(info: DraftSetInfo, context: JudgeContext, prompts: PromptLibrary) -> str:
+    """The prompt the generator saw: the ticket with its retrieved context, as one text."""
+    passages = tuple(
+        RetrievedChunk(c.chunk_id, c.document_id, c.title, c.text, c.url, "", c.external_id, 0.0)
+        for c in (context.chunks.get(cid) for cid in info.context)
+        if c is not None
+    )
+    request = DraftInput(Ticket(subject="", body=info.query), passages, CONCISE)
+    messages = llm_messages(prompts, request)
+    return f"{messages['system']}\n\n{messages['user']}\n\n"
+
+
+def write_jsonl(path, rows: Iterable[dict]) -> int:
+    count = 0
+    with open(path, "w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count

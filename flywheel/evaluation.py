@@ -1,0 +1,184 @@
+"""IR evaluation of retrievers and rerankers on judged queries: what the promotion gate reads.
+
+Metrics come from ``ir_measures`` (trec_eval semantics), never computed by hand here. A query
+with no relevant chunk is not judged and does not count; a judged query the run misses counts
+as zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ir_measures
+import numpy as np
+from ir_measures import RR, R, nDCG
+
+from flywheel.exceptions import NotEnoughData
+
+METRICS = ("recall@75", "precision@8", "mrr@10", "ndcg@10")
+MEASURES = {
+    "recall@75": R @ 75,
+    "precision@8": ir_measures.P @ 8,
+    "mrr@10": RR @ 10,
+    "ndcg@10": nDCG @ 10,
+}
+PRIMARY = "recall@75"
+
+Qrels = dict[str, dict[str, int]]
+Run = dict[str, dict[str, float]]
+
+
+@dataclass(frozen=True)
+class EvalQuery:
+    """A judged ticket: its query text and the chunks that answer it."""
+
+    query_id: str
+    text: str
+    relevant: frozenset[int]
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Metrics by name, and which one decides (and in which direction) a promotion."""
+
+    metrics: dict[str, float]
+    primary: str
+    greater_is_better: bool
+    queries: int
+
+    @property
+    def score(self) -> float:
+        return self.metrics[self.primary]
+
+
+def retrieval_metrics(qrels: Qrels, run: Run, *, primary: str = PRIMARY) -> EvalResult:
+    """All of METRICS over the judged queries of ``qrels``; NotEnoughData when none is judged."""
+    if primary not in METRICS:
+        raise ValueError(f"primary metric {primary!r} is not one of {METRICS}")
+    judged = {q: docs for q, docs in qrels.items() if any(rel > 0 for rel in docs.values())}
+    if not judged:
+        raise NotEnoughData("no query has a relevant chunk; there is nothing to evaluate")
+    values = ir_measures.calc_aggregate(list(MEASURES.values()), judged, run)
+    metrics = {name: float(values.get(measure, 0.0)) for name, measure in MEASURES.items()}
+    return EvalResult(metrics=metrics, primary=primary, greater_is_better=True, queries=len(judged))
+
+
+def load_encoder(path: str):
+    """The embedding model to evaluate; a module function so tests can count loads."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(path, device="cpu", local_files_only=True)
+
+
+def load_cross_encoder(path: str):
+    from sentence_transformers import CrossEncoder
+
+    return CrossEncoder(path, device="cpu", local_files_only=True)
+
+
+class RetrieverEvaluator:
+    """Exact (brute-force cosine) search of the given chunks with a given embedding model, so a
+    challenger that is not yet in pgvector is measured exactly like the champion."""
+
+    def __init__(
+        self,
+        chunks: Sequence[tuple[int, str]],
+        queries: Sequence[EvalQuery],
+        *,
+        k: int = 100,
+        batch_size: int = 64,
+    ) -> None:
+        self.chunk_ids = [int(chunk_id) for chunk_id, _ in chunks]
+        self.chunk_texts = [text for _, text in chunks]
+        self.queries = list(queries)
+        self.k = k
+        self.batch_size = batch_size
+        self.qrels: Qrels = {
+            q.query_id: {str(c): 1 for c in q.relevant} for q in self.queries if q.relevant
+        }
+        # (chunk vectors, query vectors) by model folder: the champion is evaluated many times
+        self._vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def evaluate(
+        self,
+        model_path: str | Path,
+        *,
+        reranker_path: str | Path | None = None,
+        rerank_k: int = 20,
+    ) -> EvalResult:
+        """Metrics of the retriever alone, or with the reranker reordering its top ``rerank_k``."""
+        ranked = self.retrieve(model_path)
+        if reranker_path is not None:
+            ranked = self.rerank(ranked, reranker_path, rerank_k)
+        return retrieval_metrics(self.qrels, to_run(ranked))
+
+    def retrieve(self, model_path: str | Path) -> dict[str, list[tuple[int, float]]]:
+        """Each query's top-k (chunk id, cosine) pairs, best first."""
+        chunk_vectors, query_vectors = self.vectors(model_path)
+        scores = query_vectors @ chunk_vectors.T
+        k = min(self.k, len(self.chunk_ids))
+        ranked = {}
+        for query, row in zip(self.queries, scores, strict=True):
+            top = np.argsort(-row, kind="stable")[:k]
+            ranked[query.query_id] = [(self.chunk_ids[i], float(row[i])) for i in top]
+        return ranked
+
+    def vectors(self, model_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised chunk and query embeddings of a model, encoded once per model folder."""
+        key = str(Path(model_path).resolve())
+        if key not in self._vectors:
+            model = load_encoder(key)
+            self._vectors[key] = (
+                self._encode(model, self.chunk_texts),
+                self._encode(model, [q.text for q in self.queries]),
+            )
+        return self._vectors[key]
+
+    def _encode(self, model: Any, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
+        return model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+
+    def rerank(
+        self, ranked: dict[str, list[tuple[int, float]]], reranker_path: str | Path, rerank_k: int
+    ) -> dict[str, list[tuple[int, float]]]:
+        """The cross-encoder reorders each query's head; the tail keeps the retriever's order."""
+        model = load_cross_encoder(str(Path(reranker_path).resolve()))
+        texts = dict(zip(self.chunk_ids, self.chunk_texts, strict=True))
+        by_id = {q.query_id: q.text for q in self.queries}
+        pairs = [(by_id[q], texts[c]) for q, hits in ranked.items() for c, _ in hits[:rerank_k]]
+        scores = iter(self._cross_scores(model, pairs))
+        reranked = {}
+        for query_id, hits in ranked.items():
+            head = [(c, next(scores)) for c, _ in hits[:rerank_k]]
+            head.sort(key=lambda hit: -hit[1])
+            reranked[query_id] = head + hits[rerank_k:]
+        return reranked
+
+    def _cross_scores(self, model: Any, pairs: list[tuple[str, str]]) -> list[float]:
+        if not pairs:
+            return []
+        scores = model.predict(
+            pairs, batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True
+        )
+        return [float(s) for s in np.asarray(scores).reshape(len(pairs), -1)[:, 0]]
+
+
+def to_run(ranked: dict[str, list[tuple[int, float]]]) -> Run:
+    """A run whose scores follow the given order exactly: rank-based, so a reranked head (on a
+    cross-encoder's scale) sits above a tail of cosines and ties cannot reorder anything."""
+    return {
+        query_id: {
+            str(chunk_id): float(len(hits) - rank) for rank, (chunk_id, _) in enumerate(hits)
+        }
+        for query_id, hits in ranked.items()
+    }

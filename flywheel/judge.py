@@ -1,0 +1,284 @@
+"""The virtual judge: screens every feedback event before training, with a verdict and a reason.
+
+Without an LLM, rules catch what a careful reviewer would: an agent contradicting themselves,
+clicks too fast to have read anything, "relevant" on a passage that shares nothing with the
+ticket, "missing" knowledge that was in fact shown. With a chat model configured, an LLM judge
+reads each relevance and preference event through ``prompts/judge_*.txt`` and answers in JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from flywheel.events import StoredFeedback
+from rag.store import ChunkRef, DraftSetInfo
+
+WORD = re.compile(r"[a-z0-9]{3,}")
+STOPWORDS = frozenset(
+    [
+        "the",
+        "and",
+        "for",
+        "you",
+        "your",
+        "are",
+        "was",
+        "were",
+        "with",
+        "this",
+        "that",
+        "have",
+        "has",
+        "had",
+        "not",
+        "but",
+        "can",
+        "will",
+        "would",
+        "could",
+        "should",
+        "there",
+        "their",
+        "they",
+        "them",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "how",
+        "does",
+        "did",
+        "doing",
+        "about",
+        "from",
+        "into",
+        "onto",
+        "than",
+        "then",
+        "also",
+        "just",
+        "very",
+        "much",
+        "more",
+        "most",
+        "any",
+        "some",
+        "all",
+        "our",
+        "ours",
+        "its",
+        "it's",
+        "been",
+        "being",
+        "get",
+        "got",
+        "like",
+        "want",
+        "need",
+        "please",
+        "thanks",
+        "thank",
+        "hello",
+        "hi",
+        "yes",
+        "one",
+        "two",
+        "may",
+        "might",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    event_id: int
+    keep: bool
+    reason: str
+    judge: str
+
+
+@dataclass(frozen=True)
+class JudgeContext:
+    """What the judge may look at besides the events: the draft sets and the chunks."""
+
+    sets: dict[int, DraftSetInfo]
+    chunks: dict[int, ChunkRef]
+
+
+@dataclass(frozen=True)
+class RuleSettings:
+    min_read_s: float = 3.0  # preference and adoption need the drafts read
+    min_glance_s: float = 0.8  # a relevance check needs the passage glanced at
+    min_overlap: int = 1  # content words a "relevant" passage shares with the ticket
+
+
+class Judge(Protocol):
+    name: str
+
+    def judge(self, events: Sequence[StoredFeedback], context: JudgeContext) -> list[Verdict]: ...
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in WORD.findall(text.lower()) if w not in STOPWORDS}
+
+
+@dataclass
+class RuleJudge:
+    settings: RuleSettings = field(default_factory=RuleSettings)
+    name: str = "rules"
+
+    def judge(self, events: Sequence[StoredFeedback], context: JudgeContext) -> list[Verdict]:
+        contradictions = _contradictions(events)
+        return [self._one(e, context, contradictions) for e in events]
+
+    def _one(self, event: StoredFeedback, context: JudgeContext, contradictions) -> Verdict:
+        reason = (
+            contradictions.get(event.id)
+            or self._too_fast(event)
+            or self._no_overlap(event, context)
+            or _already_shown(event, context)
+        )
+        return Verdict(event.id, reason is None, reason or "consistent", self.name)
+
+    def _too_fast(self, event: StoredFeedback) -> str | None:
+        seconds = (event.clicked_at - event.shown_at).total_seconds()
+        needed = self.settings.min_glance_s if event.kind == "relevance" else 0.0
+        if event.kind in ("preference", "adoption"):
+            needed = self.settings.min_read_s
+        if 0 <= seconds < needed:
+            return f"clicked {seconds:.1f} s after the drafts were shown (< {needed:.1f} s)"
+        return None
+
+    def _no_overlap(self, event: StoredFeedback, context: JudgeContext) -> str | None:
+        if event.kind != "relevance" or event.value != "relevant" or not event.chunk_ids:
+            return None
+        chunk = context.chunks.get(event.chunk_ids[0])
+        info = context.sets.get(event.draft_set_id)
+        if chunk is None or info is None:
+            return None
+        # the title names the product or place; sharing only that says nothing
+        shared = (content_words(info.query) & content_words(chunk.text)) - content_words(
+            chunk.title
+        )
+        if len(shared) < self.settings.min_overlap:
+            return "marked relevant but shares no content word with the ticket"
+        return None
+
+
+def _contradictions(events: Sequence[StoredFeedback]) -> dict[int, str]:
+    """Preferred one draft but sent the other as it was: both answers are suspect."""
+    by_slot: dict[tuple[int, str], dict[str, StoredFeedback]] = {}
+    for e in events:
+        if e.kind in ("preference", "adoption"):
+            by_slot.setdefault((e.draft_set_id, e.agent_id), {})[e.kind] = e
+    found: dict[int, str] = {}
+    for answers in by_slot.values():
+        pref, adopt = answers.get("preference"), answers.get("adoption")
+        if pref is None or adopt is None or adopt.value != "as_is":
+            continue
+        sent = adopt.rationale.get("label")
+        if pref.value in ("A", "B") and sent in ("A", "B") and sent != pref.value:
+            why = f"preferred {pref.value} but sent {sent} as it was"
+            found[pref.id] = found[adopt.id] = why
+        elif pref.value == "both_bad":
+            found[pref.id] = found[adopt.id] = "said both drafts were bad, then sent one as it was"
+    return found
+
+
+def _already_shown(event: StoredFeedback, context: JudgeContext) -> str | None:
+    if event.kind != "missing_knowledge" or not event.chunk_ids:
+        return None
+    info = context.sets.get(event.draft_set_id)
+    if info is not None and event.chunk_ids[0] in info.context:
+        return "named as missing, but that passage was among the ones shown"
+    return None
+
+
+@dataclass
+class NoJudge:
+    """Keeps every event (``AITL_JUDGE=off``): what training looks like without a judge."""
+
+    name: str = "off"
+
+    def judge(self, events: Sequence[StoredFeedback], context: JudgeContext) -> list[Verdict]:
+        return [Verdict(e.id, True, "not judged", self.name) for e in events]
+
+
+# --- the LLM judge ------------------------------------------------------------------------
+
+
+Chat = Callable[[str, str], str]  # (system, user) -> the model's text
+
+
+@dataclass
+class LLMJudge:
+    """Asks a chat model about each relevance and preference event; the rules still run first
+    (an LLM cannot tell how fast someone clicked), and whatever the LLM does not cover keeps
+    the rules' verdict."""
+
+    chat: Chat
+    prompts: Callable[[str], str]  # file name -> text, from prompts/
+    model: str = "llm"
+    rules: RuleJudge = field(default_factory=RuleJudge)
+
+    @property
+    def name(self) -> str:
+        return f"llm:{self.model}"
+
+    def judge(self, events: Sequence[StoredFeedback], context: JudgeContext) -> list[Verdict]:
+        verdicts = []
+        for event, ruled in zip(events, self.rules.judge(events, context), strict=True):
+            if not ruled.keep or event.kind not in ("relevance", "preference"):
+                verdicts.append(ruled)
+                continue
+            verdicts.append(self._ask(event, context) or ruled)
+        return verdicts
+
+    def _ask(self, event: StoredFeedback, context: JudgeContext) -> Verdict | None:
+        question = _question(event, context)
+        if question is None:
+            return None
+        system = self.prompts("judge_system.txt")
+        user = self.prompts(f"judge_{event.kind}.txt").format(**question)
+        try:
+            answer = _parse(self.chat(system, user))
+        except ValueError:
+            return None  # an unreadable answer leaves the rules' verdict
+        return Verdict(event.id, answer["keep"], answer["reason"][:300], self.name)
+
+
+def _question(event: StoredFeedback, context: JudgeContext) -> dict[str, str] | None:
+    info = context.sets.get(event.draft_set_id)
+    if info is None:
+        return None
+    if event.kind == "relevance" and event.chunk_ids and event.chunk_ids[0] in context.chunks:
+        chunk = context.chunks[event.chunk_ids[0]]
+        return {
+            "ticket": info.query,
+            "passage": f"{chunk.title}\n{chunk.text}",
+            "label": event.value.replace("_", " "),
+        }
+    if event.kind == "preference" and {"A", "B"} <= set(info.drafts):
+        return {
+            "ticket": info.query,
+            "draft_a": info.drafts["A"].text,
+            "draft_b": info.drafts["B"].text,
+            "label": event.value.replace("_", " "),
+        }
+    return None
+
+
+def _parse(text: str) -> dict:
+    """The first JSON object in the answer, with a boolean 'keep' and a 'reason'."""
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        raise ValueError("no JSON object in the judge's answer")
+    data = json.loads(text[start : end + 1])
+    if not isinstance(data.get("keep"), bool):
+        raise ValueError("the judge's answer has no boolean 'keep'")
+    return {"keep": data["keep"], "reason": str(data.get("reason") or "llm judge")}

@@ -1,0 +1,124 @@
+"""The model registry and the gate: which retriever, reranker and generator are live.
+
+No row for a kind means its shipped model is live (MiniLM, the cosine order, the configured
+generator). A challenger is promoted only when the gate says so; promoting a retriever first
+embeds the knowledge base with it beside the live index (blue/green) and then switches in one
+transaction, keeping the old index for a rollback. ``aitl models`` and App Home call these.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aitl.db import Database
+from flywheel import store
+from flywheel.evaluation import EvalResult
+from flywheel.exceptions import RegistryError
+from rag import store as rag_store
+from rag.versions import EmbeddingVersions
+
+log = logging.getLogger(__name__)
+KINDS = ("retriever", "reranker", "generator")
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    margin: float = 0.005  # the primary metric must rise by at least this much (absolute)
+    tolerance: float = 0.02  # no other metric may fall by more than this
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+
+
+def decide(champion: EvalResult, challenger: EvalResult, policy: GatePolicy) -> Decision:
+    """Promote on a clear gain in the primary metric with nothing else worse past tolerance."""
+    primary = challenger.primary
+    sign = 1 if challenger.greater_is_better else -1
+    gain = sign * (challenger.metrics[primary] - champion.metrics[primary])
+    if gain < policy.margin:
+        return Decision(
+            False,
+            f"{primary} {champion.metrics[primary]:.4f} → {challenger.metrics[primary]:.4f}"
+            f" (needs +{policy.margin:.4f})",
+        )
+    for name, before in champion.metrics.items():
+        after = challenger.metrics.get(name, before)
+        if name != primary and sign * (after - before) < -policy.tolerance:
+            return Decision(False, f"{name} fell {before:.4f} → {after:.4f}")
+    return Decision(
+        True,
+        f"{primary} {champion.metrics[primary]:.4f} → {challenger.metrics[primary]:.4f},"
+        " nothing else worse past tolerance",
+    )
+
+
+class Registry:
+    def __init__(self, db: Database, versions: EmbeddingVersions) -> None:
+        self.db = db
+        self.versions = versions
+
+    def list(self) -> list[store.ModelRow]:
+        with self.db.connection() as conn:
+            return store.models(conn)
+
+    def champion(self, kind: str) -> store.ModelRow | None:
+        with self.db.connection() as conn:
+            return store.champion(conn, kind)
+
+    def promote(self, kind: str, version: str, reason: str) -> store.ModelRow:
+        """Make a registered model live; a retriever's index is built first if it is missing."""
+        row = self._get(kind, version)
+        if row.status == "champion":
+            return row
+        if kind == "retriever":
+            self._go_live_index(row)
+        with self.db.connection() as conn:
+            store.crown(conn, kind, version, reason)
+        log.info("promoted %s %s: %s", kind, version, reason)
+        return self._get(kind, version)
+
+    def rollback(self, kind: str, reason: str = "rolled back by an admin") -> store.ModelRow | None:
+        """The previous champion goes live again; with none, the shipped model does."""
+        with self.db.connection() as conn:
+            current = store.champion(conn, kind)
+            previous = store.previous_champion(conn, kind)
+        if current is None:
+            raise RegistryError(f"no trained {kind} is live: nothing to roll back")
+        if kind == "retriever":
+            self._switch_index(previous.embedding_version if previous else None)
+        with self.db.connection() as conn:
+            if previous is None:
+                store.uncrown(conn, kind, reason)
+            else:
+                store.crown(conn, kind, previous.version, reason)
+        return previous
+
+    def _get(self, kind: str, version: str) -> store.ModelRow:
+        if kind not in KINDS:
+            raise RegistryError(f"unknown model kind {kind!r}; one of {', '.join(KINDS)}")
+        with self.db.connection() as conn:
+            row = store.model(conn, kind, version)
+        if row is None:
+            raise RegistryError(f"no {kind} {version!r} in the registry")
+        return row
+
+    def _go_live_index(self, row: store.ModelRow) -> None:
+        name = row.embedding_version or row.version
+        with self.db.connection() as conn:
+            exists = rag_store.get_version(conn, name) is not None
+        if not exists:
+            self.versions.build(name, row.path)
+        self.versions.switch(name)
+
+    def _switch_index(self, name: str | None) -> None:
+        if name is None:  # the index built with the model from settings
+            with self.db.connection() as conn:
+                shipped = [v for v in rag_store.list_versions(conn) if v.origin == "settings"]
+            name = shipped[0].version if shipped else None
+        if name is None:
+            raise RegistryError("the shipped model's index is gone; re-ingest the knowledge base")
+        self.versions.switch(name)

@@ -1,0 +1,61 @@
+"""A feedback window for flywheel tests: the sample tickets drafted by the real pipeline, shown,
+and annotated by simulated agents through the recorder the Slack listeners use."""
+
+from __future__ import annotations
+
+import json
+
+from aitl.queue import build_deferrer
+from aitl.settings import PROJECT_ROOT
+from bot.recorder import FeedbackRecorder
+from bot.simulation import AgentPolicy, SimulatedAgent, show
+from rag import factory
+from rag import store as rag_store
+from rag.models import Ticket
+
+TICKETS = PROJECT_ROOT / "samples" / "tickets.jsonl"
+
+
+def sample_tickets(variants: int = 3) -> list[tuple[str, Ticket, list[str]]]:
+    """Each sample ticket as written, as its body alone and as its subject alone."""
+    found = []
+    for line in TICKETS.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        forms = [
+            Ticket(record["subject"], record["body"]),
+            Ticket("", record["body"]),
+            Ticket("", record["subject"]),
+        ][:variants]
+        for n, ticket in enumerate(forms):
+            found.append((f"sample:{record['id']}:{n}", ticket, record["expected_articles"]))
+    return found
+
+
+def gold_chunks(db, articles: list[str]) -> set[int]:
+    with db.connection() as conn:
+        rows = conn.execute(
+            "SELECT c.id FROM kb_chunks c JOIN kb_documents d ON d.id = c.document_id"
+            " WHERE d.external_id = ANY(%s) AND c.retired_at IS NULL",
+            (articles,),
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def annotate_samples(
+    settings, db, *, agents: int = 2, policy: AgentPolicy | None = None, variants: int = 3
+) -> int:
+    """Draft, show and annotate every sample ticket; returns the number of events stored."""
+    pipeline = factory.pipeline(settings, db)
+    recorder = FeedbackRecorder(db, build_deferrer(db.url))
+    team = [
+        SimulatedAgent(f"USIM{i}", recorder, policy or AgentPolicy(noise=0.0), seed=i)
+        for i in range(agents)
+    ]
+    stored = 0
+    for n, (ref, ticket, articles) in enumerate(sample_tickets(variants)):
+        result = pipeline.draft(ticket)
+        with db.connection() as conn:
+            set_id = rag_store.save_draft_set(conn, ref, ticket.query_text(), result)
+        shown = show(db, set_id, ref)
+        stored += team[n % len(team)].annotate(shown, gold_chunks(db, articles))
+    return stored
