@@ -38,6 +38,13 @@ class Leadership:
             return False
 
     def release(self) -> None:
+        """Unlock before closing: a closed connection's backend may hold the lock a moment
+        longer, and the next try_acquire would find it still taken."""
         if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+            try:
+                self._conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (self.name,))
+            except psycopg.Error:
+                pass  # the connection is gone, and the lock with it
+            finally:
+                self._conn.close()
+                self._conn = None

@@ -223,7 +223,7 @@ def test_help_center_sync_fills_updates_and_prunes_the_knowledge_base(services, 
     sandbox.add_article("Unreleased", "<p>Not yet.</p>", draft=True)
     reports = services.sync_kb()
     assert (reports[helpcenter.ARTICLES].added, reports[helpcenter.ARTICLES].failures) == (2, [])
-    hits = services.drafter.pipeline.retriever.search("can you gift wrap my order", 3)
+    hits = services.drafter.pipeline().retriever.search("can you gift wrap my order", 3)
     assert hits[0].title == "Gift wrapping" and hits[0].source == helpcenter.ARTICLES
     assert hits[0].url.startswith(sandbox.url) and f"/articles/{kept['id']}-" in hits[0].url
 

@@ -1,0 +1,120 @@
+"""The flywheel as the product runs it: `aitl flywheel` and `aitl models` on the command line,
+the scheduler's weekly cycle run by the worker, App Home's Promote button, and a trainable
+generator whose challenger then writes one of drafts A/B."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from typer.testing import CliRunner
+
+from aitl import overrides
+from aitl.cli import app
+from aitl.cli.context import Context
+from aitl.queue import build_app
+from flywheel import jobs as flywheel_jobs
+from flywheel import store
+from flywheel.cycle import Flywheel
+from flywheel.services import FlywheelServices
+from flywheel.serving import LivePipeline
+from rag.models import Ticket
+from tests.conftest import make_settings
+from tests.support.flywheel import annotate_samples
+from tests.support.tiny_models import build_tiny_causal_lm
+
+
+def rows(db, sql, *args):
+    with db.connection() as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def test_cli_runs_a_cycle_and_lists_the_registry(database_url, tmp_path):
+    runner = CliRunner()
+    env = {"DATABASE_URL": database_url, "AITL_DATA_DIR": str(tmp_path / "data")}
+    ran = runner.invoke(app, ["flywheel", "run"], env=env, catch_exceptions=False)
+    assert ran.exit_code == 0, ran.output
+    assert "not_enough_data" in ran.output and "no feedback events" in ran.output
+    listed = runner.invoke(app, ["flywheel", "runs"], env=env, catch_exceptions=False)
+    assert "not_enough_data" in listed.output
+    models = runner.invoke(app, ["models", "list"], env=env, catch_exceptions=False)
+    assert "shipped ones are live" in models.output
+    refused = runner.invoke(app, ["models", "rollback", "reranker"], env=env)
+    assert refused.exit_code != 0 and "nothing to roll back" in str(refused.exception)
+    exported = runner.invoke(app, ["flywheel", "export", "--out", str(tmp_path / "x")], env=env)
+    assert exported.exit_code != 0 and "no feedback events" in str(exported.exception)
+
+
+def test_the_scheduler_queues_the_weekly_cycle_once_and_the_worker_runs_it(settings, db):
+    from aitl.cli.processes import scheduled_jobs
+
+    with db.connection() as conn:
+        overrides.save(conn, settings, {"retrain_cron": "15 4 * * 3"}, "UADMIN")
+    ctx = SimpleNamespace(obj=Context(settings))
+    ctx.obj.__dict__["db"] = db  # share the test's pool
+    jobs = {name: (cron, fn) for name, cron, fn in scheduled_jobs(ctx)}
+    cron, queue_cycle = jobs["retrain"]
+    assert cron == "15 4 * * 3", "the admin's App Home schedule wins"
+    queue_cycle()
+    queue_cycle()  # a second tick while one waits adds nothing
+    assert rows(
+        db, "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'flywheel:cycle'"
+    ) == [(1,)]
+    build_app(db.url, [flywheel_jobs.blueprint()]).run_worker(
+        wait=False,
+        install_signal_handlers=False,
+        listen_notify=False,
+        additional_context={"flywheel": FlywheelServices(settings, db)},
+    )
+    assert rows(db, "SELECT status, trigger FROM flywheel_runs") == [
+        ("not_enough_data", "schedule")
+    ]
+
+
+@pytest.mark.slow
+def test_a_trained_generator_becomes_the_challenger_draft(kb_settings, kb_db, tmp_path):
+    tiny = build_tiny_causal_lm(tmp_path / "tiny")
+    settings = make_settings(
+        kb_settings.database_url.get_secret_value(),
+        tmp_path,
+        flywheel_holdout=0.25,
+        flywheel_min_examples=4,
+        flywheel_max_seq_length=64,
+        retriever_batch_size=8,
+        gate_margin=1.0,  # keep the shipped retriever and reranker: this test is the generator's
+        generator_max_new_tokens=8,
+    )
+    annotate_samples(settings, kb_db, variants=1)  # drafted by the extractive generator
+    hf = settings.model_copy(update={"generator": "hf", "hf_model_path": tiny})
+    report = Flywheel(hf, kb_db).run("test")
+    assert report.status == "succeeded", report.error
+    assert report.decisions["generator"]["reason"].startswith("challenger")
+    [(status, path)] = rows(
+        kb_db, "SELECT status, path FROM model_registry WHERE kind = 'generator'"
+    )
+    assert status == "challenger" and (tmp_path / "models" / "generator").exists()
+    drafted = LivePipeline(hf, kb_db)().draft(Ticket("Hub", "My hub is offline"))
+    roles = sorted(d.producer["role"] for d in drafted.drafts)
+    assert roles == ["challenger", "champion"]
+    adapters = {d.producer.get("adapter") for d in drafted.drafts}
+    assert path in {str(a) for a in adapters if a}, drafted.drafts[0].producer
+
+
+def test_app_home_promote_queues_the_registry_change(settings, db):
+    from aitl.queue import build_deferrer
+    from aitl.wiring import QueuedModelChanges
+
+    with db.connection() as conn:
+        store.add_model(conn, kind="reranker", version="r9", path="/m/r9", status="challenger")
+    QueuedModelChanges(build_deferrer(db.url)).promote("reranker", "r9", "UADMIN")
+    [(args,)] = rows(db, "SELECT args FROM procrastinate_jobs WHERE task_name = 'flywheel:promote'")
+    assert args == {"kind": "reranker", "version": "r9", "by": "UADMIN"}
+    build_app(db.url, [flywheel_jobs.blueprint()]).run_worker(
+        wait=False,
+        install_signal_handlers=False,
+        listen_notify=False,
+        additional_context={"flywheel": FlywheelServices(settings, db)},
+    )
+    assert rows(db, "SELECT status, decision FROM model_registry") == [
+        ("champion", "promoted by UADMIN")
+    ]
