@@ -76,8 +76,9 @@ class SimulatedAgent:
             else _Clock(shown.card.shown_at, self.policy.read_seconds)
         )
         stored = 0
+        noise = 0.5 if careless else self.policy.noise  # unread, a mark is a coin toss
         for chunk_id in shown.sources:
-            relevant = (chunk_id in gold) != (self.rng.random() < self.policy.noise)
+            relevant = (chunk_id in gold) != (self.rng.random() < noise)
             value = "relevant" if relevant else "not_relevant"
             stored += self._click(
                 shown,

@@ -32,6 +32,7 @@ from rag.prompts import PromptLibrary
 
 log = logging.getLogger(__name__)
 RUN_LOCK = "aitl.flywheel"
+RERANKER_PRIMARY = "precision@8"  # reranking the top results cannot change recall@75
 Progress = Callable[[str], None]
 
 
@@ -218,7 +219,7 @@ class Flywheel:
             retriever, reranker_path=champion.path if champion else None, rerank_k=depth
         )
         after = evaluator.evaluate(retriever, reranker_path=trained.path, rerank_k=depth)
-        decision = decide(before, after, self.policy)
+        decision = decide(before, after, self.policy, primary=RERANKER_PRIMARY)
         self._settle(report, "reranker", version, trained, before, after, decision, accepted)
 
     def _generator(self, report: CycleReport, data: Datasets) -> None:

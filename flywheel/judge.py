@@ -191,10 +191,12 @@ def _contradictions(events: Sequence[StoredFeedback]) -> dict[int, str]:
 
 
 def _already_shown(event: StoredFeedback, context: JudgeContext) -> str | None:
+    """Shown means cited on the card (what the agent saw), not merely given to the generator."""
     if event.kind != "missing_knowledge" or not event.chunk_ids:
         return None
     info = context.sets.get(event.draft_set_id)
-    if info is not None and event.chunk_ids[0] in info.context:
+    cited = {c for d in info.drafts.values() for c in d.citations} if info else set()
+    if event.chunk_ids[0] in cited:
         return "named as missing, but that passage was among the ones shown"
     return None
 

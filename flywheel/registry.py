@@ -34,9 +34,15 @@ class Decision:
     reason: str
 
 
-def decide(champion: EvalResult, challenger: EvalResult, policy: GatePolicy) -> Decision:
-    """Promote on a clear gain in the primary metric with nothing else worse past tolerance."""
-    primary = challenger.primary
+def decide(
+    champion: EvalResult, challenger: EvalResult, policy: GatePolicy, primary: str | None = None
+) -> Decision:
+    """Promote on a clear gain in the primary metric with nothing else worse past tolerance.
+
+    A reranker reorders only the head of the list, so its primary metric is precision@8, not
+    the retriever's recall@75 (which reranking cannot move).
+    """
+    primary = primary or challenger.primary
     sign = 1 if challenger.greater_is_better else -1
     gain = sign * (challenger.metrics[primary] - champion.metrics[primary])
     if gain < policy.margin:
