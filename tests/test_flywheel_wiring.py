@@ -24,6 +24,16 @@ from tests.support.flywheel import annotate_samples
 from tests.support.tiny_models import build_tiny_causal_lm
 
 
+def run_flywheel_worker(settings, db) -> None:
+    """Run the queued flywheel jobs to completion, as `aitl worker` would."""
+    build_app(db.url, [flywheel_jobs.blueprint()]).run_worker(
+        wait=False,
+        install_signal_handlers=False,
+        listen_notify=False,
+        additional_context={"flywheel": FlywheelServices(settings, db)},
+    )
+
+
 def rows(db, sql, *args):
     with db.connection() as conn:
         return conn.execute(sql, args).fetchall()
@@ -60,12 +70,7 @@ def test_the_scheduler_queues_the_weekly_cycle_once_and_the_worker_runs_it(setti
     assert rows(
         db, "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'flywheel:cycle'"
     ) == [(1,)]
-    build_app(db.url, [flywheel_jobs.blueprint()]).run_worker(
-        wait=False,
-        install_signal_handlers=False,
-        listen_notify=False,
-        additional_context={"flywheel": FlywheelServices(settings, db)},
-    )
+    run_flywheel_worker(settings, db)
     assert rows(db, "SELECT status, trigger FROM flywheel_runs") == [
         ("not_enough_data", "schedule")
     ]
@@ -109,12 +114,7 @@ def test_app_home_promote_queues_the_registry_change(settings, db):
     QueuedModelChanges(build_deferrer(db.url)).promote("reranker", "r9", "UADMIN")
     [(args,)] = rows(db, "SELECT args FROM procrastinate_jobs WHERE task_name = 'flywheel:promote'")
     assert args == {"kind": "reranker", "version": "r9", "by": "UADMIN"}
-    build_app(db.url, [flywheel_jobs.blueprint()]).run_worker(
-        wait=False,
-        install_signal_handlers=False,
-        listen_notify=False,
-        additional_context={"flywheel": FlywheelServices(settings, db)},
-    )
+    run_flywheel_worker(settings, db)
     assert rows(db, "SELECT status, decision FROM model_registry") == [
         ("champion", "promoted by UADMIN")
     ]
