@@ -570,3 +570,38 @@ def test_show_more_opens_a_long_draft_in_full(services, slack, web, kb_db):
     shown = "".join(b["text"]["text"] for b in modal["blocks"] if b["type"] == "section")
     assert shown == long_text and modal["title"]["text"] == "Draft A"
     assert events(kb_db) == [], "reading a draft is not feedback"
+
+
+def test_an_admin_promotes_a_challenger_from_app_home(services, slack, web, kb_db, settings):
+    from flywheel import jobs as flywheel_jobs
+    from flywheel import store as flywheel_store
+    from flywheel.services import FlywheelServices
+
+    with kb_db.connection() as conn:
+        flywheel_store.add_model(
+            conn,
+            kind="reranker",
+            version="r7",
+            path="/models/reranker/r7",
+            status="challenger",
+            metrics={"precision@8": 0.31},
+        )
+    body = json.dumps(slack.app_home_opened(ADMIN)).encode()
+    post(slack, web, body, **{"Content-Type": "application/json"})
+    _wait_for(lambda: "Promote" in json.dumps(slack.home(ADMIN) or {}))
+    assert "precision@8 0.310" in json.dumps(slack.home(ADMIN))
+    home_id = slack.home(ADMIN)["id"]
+    for user in (AGENT_BOB, ADMIN):  # an agent's crafted click is refused
+        payload = slack.block_actions(user, None, None, "aitl.admin.promote", view=home_id)
+        assert post(slack, web, encode_interactivity(payload)).status_code == 200
+    queued = rows(kb_db, "SELECT args FROM procrastinate_jobs WHERE task_name = 'flywheel:promote'")
+    assert queued == [({"kind": "reranker", "version": "r7", "by": ADMIN},)]
+    build_app(kb_db.url, [flywheel_jobs.blueprint()]).run_worker(
+        wait=False,
+        install_signal_handlers=False,
+        listen_notify=False,
+        additional_context={"flywheel": FlywheelServices(settings, kb_db)},
+    )
+    assert rows(kb_db, "SELECT status, decision FROM model_registry") == [
+        ("champion", f"promoted by {ADMIN}")
+    ]
