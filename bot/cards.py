@@ -26,6 +26,7 @@ from flywheel import store as feedback_store
 from rag import store as rag_store
 from rag.models import Ticket
 from rag.pipeline import DraftPipeline
+from rag.store import StoredDraft
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,10 @@ class CardService:
         order = list(dict.fromkeys(cited))
         sources = [refs[cid] for cid in order if cid in refs]
         return CardContent(card.draft_set_id, card.kind, card.header, drafts, sources, answers)
+
+    def drafts(self, draft_set_id: int) -> list[StoredDraft]:
+        with self.db.connection() as conn:
+            return rag_store.drafts_of_set(conn, draft_set_id)
 
     def card_of_set(self, draft_set_id: int) -> bot_store.Card:
         with self.db.connection() as conn:

@@ -74,8 +74,7 @@ def on_adopt_click(services: BotServices):
 
 
 def _draft_text(services: BotServices, draft_set_id: int, label: str) -> str | None:
-    card = services.cards.card_of_set(draft_set_id)
-    drafts = services.cards.content(card).drafts
+    drafts = services.cards.drafts(draft_set_id)
     return next((d.text for d in drafts if d.label == label), None)
 
 
@@ -149,7 +148,7 @@ def _write_back(services: BotServices, recorded, edited: str, *, public: bool) -
 
 
 def _draft_by_id(services: BotServices, card, draft_id: int | None) -> str:
-    drafts = services.cards.content(card).drafts
+    drafts = services.cards.drafts(card.draft_set_id)
     return next((d.text for d in drafts if d.id == draft_id), "")
 
 

@@ -6,6 +6,7 @@ that writes an adopted reply back to the ticket, and a panel with the connector'
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -83,7 +84,7 @@ class BotServices:
         self.writer = writer
         self.panel = panel or NoConnector()
         self.registry = registry or (lambda: [])
-        self._pipeline_source = pipeline
+        self._pipeline_source = pipeline or functools.cache(lambda: factory.pipeline(settings, db))
         self.models = models
         self._config_lock = threading.Lock()
         self._config: tuple[float, Settings] | None = None
@@ -128,8 +129,6 @@ class BotServices:
 
     @property
     def pipeline(self) -> DraftPipeline:
-        if self._pipeline_source is None:
-            self._pipeline_source = _built_once(factory.pipeline(self.settings, self.db))
         return self._pipeline_source()
 
     @cached_property
@@ -174,10 +173,6 @@ class BotServices:
             cards=counts,
             undelivered=[(c.ticket_ref, c.last_error or "") for c in refused],
         )
-
-
-def _built_once(pipeline: DraftPipeline) -> Callable[[], DraftPipeline]:
-    return lambda: pipeline
 
 
 def _next_run(cron: str) -> datetime | None:

@@ -97,7 +97,9 @@ def on_show_full(services: BotServices):
         ack()
         try:
             card = services.cards.card_of_set(button.draft_set_id)
-            draft = next(d for d in services.cards.content(card).drafts if d.label == button.extra)
+            draft = next(
+                d for d in services.cards.drafts(card.draft_set_id) if d.label == button.extra
+            )
         except (UnknownCard, StopIteration):
             tell(respond, GONE)
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from functools import cached_property
 
@@ -36,7 +37,8 @@ class ZendeskServices:
         self.db = db
         self.queue = queue
         self.handoff = handoff or RecordOnly()
-        self.pipeline = pipeline or _once(lambda: factory.pipeline(settings, db))
+        # without the model registry: build the pipeline on first use and keep it
+        self.pipeline = pipeline or functools.cache(lambda: factory.pipeline(settings, db))
 
     @cached_property
     def secrets(self) -> SecretStore:
@@ -137,18 +139,6 @@ class ZendeskServices:
             seen = sum(r.seen for r in reports.values())
             store.save_cursor(conn, "help_center", None, seen)
         return reports
-
-
-def _once(build: Callable[[], DraftPipeline]) -> Callable[[], DraftPipeline]:
-    """Build the pipeline on first use and keep it (what runs without the model registry)."""
-    built: list[DraftPipeline] = []
-
-    def get() -> DraftPipeline:
-        if not built:
-            built.append(build())
-        return built[0]
-
-    return get
 
 
 def _secret(value) -> str | None:

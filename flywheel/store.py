@@ -250,18 +250,6 @@ def save_reliability(conn: psycopg.Connection, run_id: int, agents) -> None:
         )
 
 
-def verdict_counts(conn: psycopg.Connection, run_id: int) -> dict[str, dict[str, int]]:
-    rows = conn.execute(
-        "SELECT e.kind, v.keep, count(*) FROM judge_verdicts v JOIN feedback_events e"
-        " ON e.id = v.event_id WHERE v.run_id = %s GROUP BY e.kind, v.keep",
-        (run_id,),
-    ).fetchall()
-    counts: dict[str, dict[str, int]] = {}
-    for kind, keep, n in rows:
-        counts.setdefault(kind, {"kept": 0, "filtered": 0})["kept" if keep else "filtered"] += n
-    return counts
-
-
 # --- the model registry ------------------------------------------------------------------
 
 

@@ -12,26 +12,13 @@ from typer.testing import CliRunner
 from aitl import overrides
 from aitl.cli import app
 from aitl.cli.context import Context
-from aitl.queue import build_app
-from flywheel import jobs as flywheel_jobs
 from flywheel import store
 from flywheel.cycle import Flywheel
-from flywheel.services import FlywheelServices
 from flywheel.serving import LivePipeline
 from rag.models import Ticket
 from tests.conftest import make_settings
-from tests.support.flywheel import annotate_samples
+from tests.support.flywheel import annotate_samples, run_flywheel_worker
 from tests.support.tiny_models import build_tiny_causal_lm
-
-
-def run_flywheel_worker(settings, db) -> None:
-    """Run the queued flywheel jobs to completion, as `aitl worker` would."""
-    build_app(db.url, [flywheel_jobs.blueprint()]).run_worker(
-        wait=False,
-        install_signal_handlers=False,
-        listen_notify=False,
-        additional_context={"flywheel": FlywheelServices(settings, db)},
-    )
 
 
 def rows(db, sql, *args):

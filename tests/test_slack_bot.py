@@ -573,9 +573,8 @@ def test_show_more_opens_a_long_draft_in_full(services, slack, web, kb_db):
 
 
 def test_an_admin_promotes_a_challenger_from_app_home(services, slack, web, kb_db, settings):
-    from flywheel import jobs as flywheel_jobs
     from flywheel import store as flywheel_store
-    from flywheel.services import FlywheelServices
+    from tests.support.flywheel import run_flywheel_worker
 
     with kb_db.connection() as conn:
         flywheel_store.add_model(
@@ -596,12 +595,7 @@ def test_an_admin_promotes_a_challenger_from_app_home(services, slack, web, kb_d
         assert post(slack, web, encode_interactivity(payload)).status_code == 200
     queued = rows(kb_db, "SELECT args FROM procrastinate_jobs WHERE task_name = 'flywheel:promote'")
     assert queued == [({"kind": "reranker", "version": "r7", "by": ADMIN},)]
-    build_app(kb_db.url, [flywheel_jobs.blueprint()]).run_worker(
-        wait=False,
-        install_signal_handlers=False,
-        listen_notify=False,
-        additional_context={"flywheel": FlywheelServices(settings, kb_db)},
-    )
+    run_flywheel_worker(settings, kb_db)
     assert rows(kb_db, "SELECT status, decision FROM model_registry") == [
         ("champion", f"promoted by {ADMIN}")
     ]

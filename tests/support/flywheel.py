@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from aitl.queue import build_deferrer
+from aitl.queue import build_app, build_deferrer
 from aitl.settings import PROJECT_ROOT
 from bot.recorder import FeedbackRecorder
 from bot.simulation import AgentPolicy, SimulatedAgent, show
@@ -59,3 +59,16 @@ def annotate_samples(
         shown = show(db, set_id, ref)
         stored += team[n % len(team)].annotate(shown, gold_chunks(db, articles))
     return stored
+
+
+def run_flywheel_worker(settings, db) -> None:
+    """Run the queued flywheel jobs to completion, as `aitl worker` would."""
+    from flywheel import jobs as flywheel_jobs
+    from flywheel.services import FlywheelServices
+
+    build_app(db.url, [flywheel_jobs.blueprint()]).run_worker(
+        wait=False,
+        install_signal_handlers=False,
+        listen_notify=False,
+        additional_context={"flywheel": FlywheelServices(settings, db)},
+    )
