@@ -149,6 +149,11 @@ class Settings(BaseSettings):
         default=8, ge=2, description="Fewest judged examples a model is trained on."
     )
     flywheel_min_eval_queries: int = Field(default=3, ge=1)
+    flywheel_max_examples: int = Field(
+        default=4000,
+        ge=2,
+        description="Newest judged examples each model trains on per cycle (bounds its time).",
+    )
     gate_margin: float = Field(
         default=0.005,
         ge=-1,

@@ -385,9 +385,15 @@ def _cycle_lines(cycles: dict[str, CycleFigures]) -> list[tuple[str, list[str]]]
     ]
     for name in ("retriever_pairs", "reranker_examples", "train_tickets", "eval_queries"):
         lines.append((name.replace("_", " "), each(lambda f, n=name: f"{f.counts.get(n, 0):,}")))
+    lines.append(("left over the per-cycle cap", each(_over_cap)))
     for kind in TRAINED_KINDS:
         lines.append((f"gate: {kind}", each(lambda f, k=kind: _decision(f.decisions.get(k)))))
     return lines
+
+
+def _over_cap(figures: CycleFigures) -> str:
+    over = figures.counts.get("over_cap") or {}
+    return ", ".join(f"{n:,} {name.replace('_', ' ')}" for name, n in over.items()) or "none"
 
 
 def _decision(decision: dict[str, Any] | None) -> str:
@@ -434,6 +440,7 @@ def _settings_used(settings: Settings) -> dict[str, Any]:
         "generator",
         "flywheel_holdout",
         "flywheel_min_examples",
+        "flywheel_max_examples",
         "gate_margin",
         "gate_tolerance",
         "retriever_epochs",

@@ -29,11 +29,22 @@ from rag import factory
 from rag import store as rag_store
 from rag.chunking import embedding_text
 from rag.prompts import PromptLibrary
+from rag.versions import KnownVectors
 
 log = logging.getLogger(__name__)
 RUN_LOCK = "aitl.flywheel"
 RERANKER_PRIMARY = "precision@8"  # reranking the top results cannot change recall@75
 Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A challenger the gate accepted, promoted once the whole cycle has succeeded."""
+
+    kind: str
+    version: str
+    reason: str
+    known: KnownVectors | None = None  # a retriever's evaluated chunk vectors
 
 
 @dataclass
@@ -113,6 +124,7 @@ class Flywheel:
             "judge": self.judge.name,
             "holdout": s.flywheel_holdout,
             "min_examples": s.flywheel_min_examples,
+            "max_examples": s.flywheel_max_examples,
             "gate": {"margin": s.gate_margin, "tolerance": s.gate_tolerance},
             "retriever": {"epochs": s.retriever_epochs, "batch_size": s.retriever_batch_size},
             "reranker": {"epochs": s.reranker_epochs},
@@ -127,31 +139,48 @@ class Flywheel:
         with self.db.connection() as conn:
             store.save_verdicts(conn, report.run_id, prepared.verdicts)
             store.save_reliability(conn, report.run_id, prepared.agents.values())
-        data = prepared.data
+        data, left = prepared.data.capped(self.settings.flywheel_max_examples)
         report.counts = {
             "events": len(prepared.events),
             "judge": filtered_shares(prepared.events, prepared.kept_ids),
             "agents": {a.agent_id: a.weight for a in prepared.agents.values()},
             **data.counts(),
+            "over_cap": left,
         }
+        if left:
+            self.progress(
+                "over the per-cycle cap of "
+                f"{self.settings.flywheel_max_examples:,}, the oldest are left: "
+                + ", ".join(f"{n:,} {name.replace('_', ' ')}" for name, n in left.items())
+            )
         self._check_enough(data)
         depth = max(100, self.settings.retrieve_k)
         evaluator = RetrieverEvaluator(corpus(self.db), data.eval_queries, k=depth)
-        accepted: list[tuple[str, str, str]] = []
+        self._seed_live_vectors(evaluator)
+        accepted: list[Accepted] = []
         retriever = self._retriever(report, data, evaluator, accepted)
         self._reranker(report, data, evaluator, retriever, accepted)
         self._generator(report, data)
         self._promote(accepted)
 
-    def _promote(self, accepted: list[tuple[str, str, str]]) -> None:
+    def _seed_live_vectors(self, evaluator: RetrieverEvaluator) -> None:
+        """The live retriever's chunk vectors are in its index: read, not encoded again."""
+        version, embedder = self.versions.live_or_bootstrap()
+        with self.db.connection() as conn:
+            stored = rag_store.stored_embeddings(conn, version.version, evaluator.chunk_ids)
+        if evaluator.seed(embedder.path, stored):
+            self.progress(f"read {len(stored):,} chunk vectors from the live index")
+
+    def _promote(self, accepted: list[Accepted]) -> None:
         """Last, once everything trained and was evaluated: a failed run changes nothing live.
 
         The retriever goes first: building its index is the slow step that can still fail,
-        and a failure there leaves the other kinds uncrowned too.
+        and a failure there leaves the other kinds uncrowned too. Its index reuses the vectors
+        the evaluation computed.
         """
-        for kind, version, reason in sorted(accepted, key=lambda a: a[0] != "retriever"):
-            self.progress(f"promoting the {kind}: {reason}")
-            self.registry.promote(kind, version, reason)
+        for item in sorted(accepted, key=lambda a: a.kind != "retriever"):
+            self.progress(f"promoting the {item.kind}: {item.reason}")
+            self.registry.promote(item.kind, item.version, item.reason, known=item.known)
 
     def _check_enough(self, data: Datasets) -> None:
         s = self.settings
@@ -195,7 +224,10 @@ class Flywheel:
         self.progress("evaluating the retriever: champion vs challenger")
         before, after = evaluator.evaluate(base), evaluator.evaluate(trained.path)
         decision = decide(before, after, self.policy)
-        self._settle(report, "retriever", version, trained, before, after, decision, accepted)
+        known = evaluator.known_vectors(trained.path)
+        self._settle(
+            report, "retriever", version, trained, before, after, decision, accepted, known
+        )
         return trained.path if decision.promote else base
 
     def _reranker(self, report: CycleReport, data: Datasets, evaluator, retriever, accepted):
@@ -261,7 +293,9 @@ class Flywheel:
             "reason": "challenger: served as one of drafts A/B so agents' clicks measure it",
         }
 
-    def _settle(self, report, kind, version, trained, before, after, decision, accepted) -> None:
+    def _settle(
+        self, report, kind, version, trained, before, after, decision, accepted, known=None
+    ) -> None:
         """Record the challenger and the decision; what the gate accepts is promoted last."""
         report.metrics[kind] = {"champion": before.metrics, "challenger": after.metrics}
         report.artefacts[kind] = trained.path
@@ -281,7 +315,7 @@ class Flywheel:
                 decision=decision.reason,
             )
         if decision.promote:
-            accepted.append((kind, version, decision.reason))
+            accepted.append(Accepted(kind, version, decision.reason, known))
         report.decisions[kind] = {
             "promoted": decision.promote,
             "reason": decision.reason,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from flywheel.evaluation import EvalQuery
 from flywheel.events import StoredFeedback
@@ -44,6 +45,37 @@ class Datasets:
             "train_tickets": self.train_tickets,
             "eval_tickets": self.eval_tickets,
         }
+
+    def capped(self, limit: int) -> tuple[Datasets, dict[str, int]]:
+        """At most ``limit`` training examples per model, the newest kept; and what was left.
+
+        The cap bounds a cycle's training time whatever the week's volume. Each model trains
+        on from the live champion, so the older examples it drops were mostly learnt already.
+        """
+        kept = replace(
+            self,
+            retriever=newest(self.retriever, limit),
+            reranker=newest(self.reranker, limit),
+            generator=newest(self.generator, limit),
+        )
+        left = {
+            "retriever_pairs": len(self.retriever) - len(kept.retriever),
+            "reranker_examples": len(self.reranker) - len(kept.reranker),
+            "generator_pairs": len(self.generator) - len(kept.generator),
+        }
+        return kept, {name: n for name, n in left.items() if n > 0}
+
+
+Example = TypeVar("Example", RetrievalExample, RerankExample, PreferencePair)
+
+
+def newest(examples: Sequence[Example], limit: int) -> list[Example]:
+    """The ``limit`` examples from the latest clicks (event ids grow with time), in their order."""
+    if len(examples) <= limit:
+        return list(examples)
+    order = sorted(range(len(examples)), key=lambda i: max(examples[i].event_ids, default=0))
+    chosen = set(order[-limit:])
+    return [e for i, e in enumerate(examples) if i in chosen]
 
 
 def split_by_time(events: Sequence[StoredFeedback], holdout: float) -> tuple[set[str], set[str]]:

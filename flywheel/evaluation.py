@@ -99,8 +99,9 @@ class RetrieverEvaluator:
         self.qrels: Qrels = {
             q.query_id: {str(c): 1 for c in q.relevant} for q in self.queries if q.relevant
         }
-        # (chunk vectors, query vectors) by model folder: the champion is evaluated many times
-        self._vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        # vectors by model folder: the champion is evaluated many times
+        self._chunk_vectors: dict[str, np.ndarray] = {}
+        self._query_vectors: dict[str, np.ndarray] = {}
 
     def evaluate(
         self,
@@ -128,14 +129,34 @@ class RetrieverEvaluator:
 
     def vectors(self, model_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         """Normalised chunk and query embeddings of a model, encoded once per model folder."""
-        key = str(Path(model_path).resolve())
-        if key not in self._vectors:
+        key = _key(model_path)
+        if key not in self._query_vectors:
             model = load_encoder(key)
-            self._vectors[key] = (
-                self._encode(model, self.chunk_texts),
-                self._encode(model, [q.text for q in self.queries]),
-            )
-        return self._vectors[key]
+            if key not in self._chunk_vectors:
+                self._chunk_vectors[key] = self._encode(model, self.chunk_texts)
+            self._query_vectors[key] = self._encode(model, [q.text for q in self.queries])
+        return self._chunk_vectors[key], self._query_vectors[key]
+
+    def seed(self, model_path: str | Path, stored: dict[int, np.ndarray]) -> bool:
+        """Use a model's stored chunk vectors (the live index's) instead of encoding the corpus.
+
+        Only when every chunk has one: a partial index would make the comparison unfair.
+        """
+        if not self.chunk_ids or any(c not in stored for c in self.chunk_ids):
+            return False
+        self._chunk_vectors[_key(model_path)] = np.stack([stored[c] for c in self.chunk_ids])
+        return True
+
+    def known_vectors(self, model_path: str | Path) -> dict[int, tuple[str, np.ndarray]]:
+        """Chunk id → (text, vector) of an evaluated model, for building its index without
+        encoding the knowledge base a second time."""
+        chunk_vectors = self._chunk_vectors.get(_key(model_path))
+        if chunk_vectors is None:
+            return {}
+        return {
+            chunk_id: (text, chunk_vectors[i])
+            for i, (chunk_id, text) in enumerate(zip(self.chunk_ids, self.chunk_texts, strict=True))
+        }
 
     def _encode(self, model: Any, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -171,6 +192,10 @@ class RetrieverEvaluator:
             pairs, batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True
         )
         return [float(s) for s in np.asarray(scores).reshape(len(pairs), -1)[:, 0]]
+
+
+def _key(model_path: str | Path) -> str:
+    return str(Path(model_path).resolve())
 
 
 def to_run(ranked: dict[str, list[tuple[int, float]]]) -> Run:

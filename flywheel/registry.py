@@ -16,7 +16,7 @@ from flywheel import store
 from flywheel.evaluation import EvalResult
 from flywheel.exceptions import RegistryError
 from rag import store as rag_store
-from rag.versions import EmbeddingVersions
+from rag.versions import EmbeddingVersions, KnownVectors
 
 log = logging.getLogger(__name__)
 KINDS = ("retriever", "reranker", "generator")
@@ -75,13 +75,16 @@ class Registry:
         with self.db.connection() as conn:
             return store.champion(conn, kind)
 
-    def promote(self, kind: str, version: str, reason: str) -> store.ModelRow:
-        """Make a registered model live; a retriever's index is built first if it is missing."""
+    def promote(
+        self, kind: str, version: str, reason: str, *, known: KnownVectors | None = None
+    ) -> store.ModelRow:
+        """Make a registered model live; a retriever's index is built first if it is missing
+        (from ``known`` vectors of the same model where they are still current)."""
         row = self._get(kind, version)
         if row.status == "champion":
             return row
         if kind == "retriever":
-            self._go_live_index(row)
+            self._go_live_index(row, known)
         with self.db.connection() as conn:
             store.crown(conn, kind, version, reason)
         log.info("promoted %s %s: %s", kind, version, reason)
@@ -112,12 +115,12 @@ class Registry:
             raise RegistryError(f"no {kind} {version!r} in the registry")
         return row
 
-    def _go_live_index(self, row: store.ModelRow) -> None:
+    def _go_live_index(self, row: store.ModelRow, known: KnownVectors | None) -> None:
         name = row.embedding_version or row.version
         with self.db.connection() as conn:
             exists = rag_store.get_version(conn, name) is not None
         if not exists:
-            self.versions.build(name, row.path)
+            self.versions.build(name, row.path, known=known)
         self.versions.switch(name)
 
     def _switch_index(self, name: str | None) -> None:

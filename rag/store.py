@@ -261,6 +261,20 @@ def chunks_missing_embeddings(
     return [ChunkText(*r) for r in rows]
 
 
+def stored_embeddings(
+    conn: psycopg.Connection, version: str, chunk_ids: Sequence[int]
+) -> dict[int, np.ndarray]:
+    """The vectors a version holds for these chunks (absent ids are simply missing)."""
+    rows = conn.execute(
+        "SELECT chunk_id, embedding FROM kb_chunk_embeddings"
+        " WHERE version = %s AND chunk_id = ANY(%s)",
+        (version, list(chunk_ids)),
+    ).fetchall()
+    return {
+        int(chunk_id): np.asarray(vector.to_numpy(), dtype=np.float32) for chunk_id, vector in rows
+    }
+
+
 def count_embeddings(conn: psycopg.Connection, version: str) -> int:
     row = conn.execute(
         "SELECT count(*) FROM kb_chunk_embeddings WHERE version = %s", (version,)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from aitl.db import Database
 from rag import exceptions, store
@@ -12,6 +14,9 @@ from rag.chunking import embedding_text
 from rag.embedding import Embedder, version_slug
 
 Progress = Callable[[int, int], None]
+# chunk id → (the text that was embedded, its vector): vectors computed elsewhere, e.g. by an
+# offline evaluation of the same model, reused only where the chunk's text is still the same
+KnownVectors = Mapping[int, tuple[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -71,8 +76,19 @@ class EmbeddingVersions:
         assert version is not None
         return version, self.embedder_for(version)
 
-    def build(self, name: str, model_path: str, *, progress: Progress | None = None) -> str:
-        """Embed every live chunk with another model into a new version, not yet live."""
+    def build(
+        self,
+        name: str,
+        model_path: str,
+        *,
+        progress: Progress | None = None,
+        known: KnownVectors | None = None,
+    ) -> str:
+        """Embed every live chunk with another model into a new version, not yet live.
+
+        ``known`` vectors are the same model's, so a chunk whose text has not changed since
+        they were computed is not encoded again.
+        """
         name = version_slug(name)
         embedder = self._embedder(model_path, "model path")
         with self.db.connection() as conn:
@@ -80,7 +96,7 @@ class EmbeddingVersions:
                 raise exceptions.EmbeddingError(f"embedding version {name!r} already exists")
             self._create(conn, name, embedder, origin="trained", state="building")
         self._embedders[name] = embedder
-        self.fill_missing(name, progress=progress)
+        self.fill_missing(name, progress=progress, known=known)
         with self.db.connection() as conn:
             store.set_version_state(conn, name, "ready")
         return name
@@ -98,7 +114,9 @@ class EmbeddingVersions:
             self._fill_in(conn, name, self.embedder_for(version), batch=self.settings.batch_size)
             return store.switch_live(conn, name)
 
-    def fill_missing(self, name: str, *, progress: Progress | None = None) -> int:
+    def fill_missing(
+        self, name: str, *, progress: Progress | None = None, known: KnownVectors | None = None
+    ) -> int:
         """Embed live chunks that this version lacks; batch by batch, each batch committed."""
         with self.db.connection() as conn:
             version = store.get_version(conn, name)
@@ -110,7 +128,9 @@ class EmbeddingVersions:
         added = 0
         while True:
             with self.db.connection() as conn:
-                n = self._fill_in(conn, name, embedder, batch=max(self.settings.batch_size, 256))
+                n = self._fill_in(
+                    conn, name, embedder, batch=max(self.settings.batch_size, 256), known=known
+                )
             if n == 0:
                 return added
             added += n
@@ -118,11 +138,24 @@ class EmbeddingVersions:
                 progress(min(done + added, total), total)
 
     @staticmethod
-    def _fill_in(conn, name: str, embedder: Embedder, *, batch: int) -> int:
+    def _fill_in(
+        conn, name: str, embedder: Embedder, *, batch: int, known: KnownVectors | None = None
+    ) -> int:
         missing = store.chunks_missing_embeddings(conn, name, batch)
-        if missing:
-            vectors = embedder.encode([embedding_text(c.title, c.text) for c in missing])
-            store.insert_embeddings(conn, name, [c.chunk_id for c in missing], vectors)
+        if not missing:
+            return 0
+        texts = [embedding_text(c.title, c.text) for c in missing]
+        vectors = np.zeros((len(missing), embedder.dimension), dtype=np.float32)
+        fresh = []
+        for i, (chunk, text) in enumerate(zip(missing, texts, strict=True)):
+            was, vector = (known or {}).get(chunk.chunk_id, ("", None))
+            if vector is not None and was == text:
+                vectors[i] = vector
+            else:
+                fresh.append(i)
+        if fresh:
+            vectors[fresh] = embedder.encode([texts[i] for i in fresh])
+        store.insert_embeddings(conn, name, [c.chunk_id for c in missing], vectors)
         return len(missing)
 
     def _create(self, conn, name: str, embedder: Embedder, *, origin: str, state: str) -> None:

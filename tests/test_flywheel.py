@@ -15,6 +15,8 @@ from flywheel.cycle import RUN_LOCK, Flywheel
 from flywheel.exceptions import RunInProgress
 from flywheel.serving import LivePipeline
 from rag import factory
+from rag import store as rag_store
+from rag.chunking import embedding_text
 from tests.conftest import clone_database, drop_database, make_settings
 from tests.support.flywheel import annotate_samples
 
@@ -101,11 +103,16 @@ def test_a_tiny_window_says_what_it_lacks(kb_settings, kb_db, tmp_path):
 
 def test_a_cycle_judges_trains_evaluates_and_promotes_through_the_gate(annotated):
     base, kb_db, events = annotated
-    settings = base.model_copy(update={"gate_margin": -1.0, "gate_tolerance": 1.0})
+    settings = base.model_copy(
+        update={"gate_margin": -1.0, "gate_tolerance": 1.0, "flywheel_max_examples": 30}
+    )
     before_index = live_index(kb_db)
     report = Flywheel(settings, kb_db).run("test")
     assert report.status == "succeeded", report.error
     assert report.counts["events"] == events
+    # the per-cycle cap keeps the newest examples and says how many it left
+    assert report.counts["retriever_pairs"] == report.counts["reranker_examples"] == 30
+    assert report.counts["over_cap"]["reranker_examples"] > 0
     judge = report.counts["judge"]
     assert judge["generator"]["filtered"] > 0, "careless clicks are too fast to count"
     verdicts = rows(kb_db, "SELECT count(*), count(*) FILTER (WHERE NOT keep) FROM judge_verdicts")
@@ -120,6 +127,8 @@ def test_a_cycle_judges_trains_evaluates_and_promotes_through_the_gate(annotated
     }
     assert set(champions) == {"retriever", "reranker"}
     assert live_index(kb_db) == champions["retriever"].embedding_version != before_index
+    # the new index reused the evaluation's vectors: they are the trained model's own
+    assert_index_matches_model(kb_db, champions["retriever"])
     assert Path(champions["reranker"].path, "config.json").exists()
 
     # the next drafts use the promoted reranker
@@ -133,6 +142,25 @@ def test_a_cycle_judges_trains_evaluates_and_promotes_through_the_gate(annotated
     assert "cosine" in LivePipeline(settings, kb_db, check_every_s=0)().reranker.name.lower()
     statuses = rows(kb_db, "SELECT kind, status FROM model_registry ORDER BY kind")
     assert statuses == [("reranker", "retired"), ("retriever", "retired")]
+
+
+def assert_index_matches_model(db, champion) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    with db.connection() as conn:
+        chunks = conn.execute(
+            "SELECT c.id, d.title, c.text FROM kb_chunks c JOIN kb_documents d"
+            " ON d.id = c.document_id WHERE c.retired_at IS NULL ORDER BY c.id"
+        ).fetchall()
+        stored = rag_store.stored_embeddings(
+            conn, champion.embedding_version, [c[0] for c in chunks]
+        )
+    assert len(stored) == len(chunks)
+    sample = chunks[:: max(1, len(chunks) // 20)]
+    model = SentenceTransformer(champion.path, device="cpu", local_files_only=True)
+    fresh = model.encode([embedding_text(t, x) for _, t, x in sample], normalize_embeddings=True)
+    for (chunk_id, _, _), vector in zip(sample, fresh, strict=True):
+        assert float(stored[chunk_id] @ vector) > 0.999
 
 
 def factory_registry(settings, db):

@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from flywheel.datasets import build, split_by_time
+from flywheel.datasets import Datasets, build, newest, split_by_time
 from flywheel.evaluation import EvalResult
 from flywheel.events import StoredFeedback
+from flywheel.examples import RetrievalExample
 from flywheel.judge import JudgeContext, LLMJudge, NoJudge, RuleJudge
 from flywheel.registry import GatePolicy, decide
 from flywheel.reliability import estimate
@@ -192,3 +193,16 @@ def test_serving_uses_champions_and_the_newest_generator_challenger(tmp_path):
     assert champion.hf_adapter_path == Path("/m/generator/g1")
     assert challenger.hf_adapter_path == Path("/m/generator/g2")
     assert served_settings(settings.model_copy(update={"generator": "extractive"}), rows)[1] is None
+
+
+def test_the_cap_keeps_the_newest_examples_in_their_order():
+    examples = [
+        RetrievalExample(f"set:{i}", "q", i, "p", event_ids=(eid,))
+        for i, eid in enumerate([5, 1, 9, 3, 7])
+    ]
+    assert [e.positive_id for e in newest(examples, 3)] == [0, 2, 4]
+    assert newest(examples, 10) == examples
+    data, left = Datasets(retriever=examples).capped(2)
+    assert [e.event_ids for e in data.retriever] == [(9,), (7,)]
+    assert left == {"retriever_pairs": 3}
+

@@ -110,6 +110,31 @@ def test_switch_embeds_chunks_ingested_while_the_version_was_built(
     assert any(h.title == "Gift wrapping" for h in hits)
 
 
+def test_build_reuses_known_vectors_only_where_the_text_is_unchanged(
+    ingested, kb_db, projected_model
+):
+    """A flywheel promotion hands over the vectors its evaluation computed: the index must
+    hold exactly those, except for a chunk whose text changed since (encoded afresh)."""
+    import numpy as np
+
+    from rag.chunking import embedding_text
+
+    versions = factory.embedding_versions(ingested, kb_db)
+    with kb_db.connection() as conn:
+        chunks = store.live_chunk_texts(conn)
+    planted = {cid: np.eye(64, dtype=np.float32)[cid % 64] for cid, _, _ in chunks}
+    known = {cid: (embedding_text(title, text), planted[cid]) for cid, title, text in chunks}
+    stale = chunks[0][0]
+    known[stale] = ("an older text of this chunk", planted[stale])
+    built = versions.build("reused_v2", str(projected_model(64)), known=known)
+    with kb_db.connection() as conn:
+        stored = store.stored_embeddings(conn, built, list(planted))
+    assert set(stored) == set(planted)
+    assert all(np.array_equal(stored[c], planted[c]) for c in planted if c != stale)
+    assert not np.array_equal(stored[stale], planted[stale])
+    assert abs(float(np.linalg.norm(stored[stale])) - 1.0) < 1e-3  # the model's own vector
+
+
 def test_search_before_any_ingest_says_what_to_do(settings, db):
     with pytest.raises(exceptions.NoLiveEmbeddingVersion, match="aitl kb ingest"):
         factory.pipeline(settings, db).retriever.search("anything", 3)
