@@ -170,6 +170,11 @@ class Settings(BaseSettings):
         default=256, ge=16, le=512, description="Tokens per text when training."
     )
     generator_epochs: float = Field(default=1.0, gt=0)
+    generator_eval_tickets: int = Field(
+        default=40,
+        ge=1,
+        description="Held-out tickets both generators draft for the LLM judge (AITL_JUDGE=llm).",
+    )
     judge: Literal["rules", "llm", "off"] = Field(
         default="rules", description="llm: the chat model at AITL_OPENAI_BASE_URL also judges."
     )
@@ -193,10 +198,10 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _cron(cls, value: str) -> str:
-        from apscheduler.triggers.cron import CronTrigger
+        from aitl.crontab import cron_trigger
 
         try:
-            CronTrigger.from_crontab(value, timezone="UTC")
+            cron_trigger(value)
         except ValueError as exc:
             raise ValueError(f"not a crontab expression ({exc})") from exc
         return value

@@ -176,7 +176,6 @@ class BotServices:
 
 
 def _next_run(cron: str) -> datetime | None:
-    from apscheduler.triggers.cron import CronTrigger
+    from aitl.crontab import next_run
 
-    trigger = CronTrigger.from_crontab(cron, timezone="UTC")
-    return trigger.get_next_fire_time(None, datetime.now(UTC))
+    return next_run(cron)

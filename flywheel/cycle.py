@@ -23,8 +23,9 @@ from flywheel import datasets, reliability, store
 from flywheel.datasets import Datasets
 from flywheel.evaluation import RetrieverEvaluator
 from flywheel.exceptions import NotEnoughData, RunInProgress
+from flywheel.generator_eval import decide_generator, describe
 from flywheel.judge import Judge, JudgeContext, NoJudge, RuleJudge, RuleSettings
-from flywheel.registry import GatePolicy, Registry, decide
+from flywheel.registry import Decision, GatePolicy, Registry, decide
 from rag import factory
 from rag import store as rag_store
 from rag.chunking import embedding_text
@@ -160,7 +161,7 @@ class Flywheel:
         accepted: list[Accepted] = []
         retriever = self._retriever(report, data, evaluator, accepted)
         self._reranker(report, data, evaluator, retriever, accepted)
-        self._generator(report, data)
+        self._generator(report, data, accepted)
         self._promote(accepted)
 
     def _seed_live_vectors(self, evaluator: RetrieverEvaluator) -> None:
@@ -254,7 +255,7 @@ class Flywheel:
         decision = decide(before, after, self.policy, primary=RERANKER_PRIMARY)
         self._settle(report, "reranker", version, trained, before, after, decision, accepted)
 
-    def _generator(self, report: CycleReport, data: Datasets) -> None:
+    def _generator(self, report: CycleReport, data: Datasets, accepted) -> None:
         from flywheel.train_generator import GeneratorTraining, train_generator, trainable
 
         s = self.settings
@@ -276,22 +277,69 @@ class Flywheel:
             GeneratorTraining(epochs=s.generator_epochs),
             adapter=adapter,
         )
+        report.artefacts["generator"] = trained.path
+        record = self._judge_generator(data, adapter, Path(trained.path))
+        if record is None:
+            outcome = "online"
+            decision = Decision(False, "not evaluated offline (no LLM judge configured)")
+            report.metrics["generator"] = {"win_rate": "not evaluated (no LLM judge configured)"}
+        else:
+            outcome = decide_generator(
+                record,
+                margin=s.gate_margin,
+                tolerance=s.gate_tolerance,
+                min_judged=s.flywheel_min_eval_queries,
+            )
+            decision = describe(record, outcome)
+            report.metrics["generator"] = {"challenger": record.as_metrics()}
         with self.db.connection() as conn:
             store.add_model(
                 conn,
                 kind="generator",
                 version=version,
                 path=trained.path,
-                status="challenger",
+                status="rejected" if outcome == "reject" else "challenger",
                 run_id=report.run_id,
-                decision="not evaluated offline: drafts A/B now compare it with the champion",
+                metrics=record.as_metrics() if record else None,
+                decision=decision.reason,
             )
-        report.artefacts["generator"] = trained.path
-        report.metrics["generator"] = {"win_rate": "not evaluated (no LLM judge offline)"}
+        if outcome == "promote":
+            accepted.append(Accepted("generator", version, decision.reason))
+        elif outcome == "online":
+            decision = Decision(
+                False,
+                f"{decision.reason}; served as one of drafts A/B so agents' clicks measure it",
+            )
         report.decisions["generator"] = {
-            "promoted": False,
-            "reason": "challenger: served as one of drafts A/B so agents' clicks measure it",
+            "promoted": decision.promote,
+            "reason": decision.reason,
+            "version": version,
         }
+
+    def _judge_generator(self, data: Datasets, champion: Path | None, challenger: Path):
+        """The challenger's win rate on held-out tickets, when an LLM judge is configured."""
+        s = self.settings
+        if s.judge != "llm" or not data.eval_requests:
+            return None
+        from flywheel.generator_eval import win_rate
+        from flywheel.llm import chat_function
+        from rag.llm_backends import HuggingFaceDrafter
+
+        prompts = PromptLibrary(s.prompts_dir)
+
+        def drafter(adapter: Path | None) -> HuggingFaceDrafter:
+            return HuggingFaceDrafter(
+                prompts,
+                model_path=s.hf_model_path,
+                adapter_path=adapter,
+                max_new_tokens=s.generation_max_new_tokens,
+            )
+
+        requests = data.eval_requests[-s.generator_eval_tickets :]
+        self.progress(f"evaluating the generator: {len(requests)} held-out tickets, LLM judge")
+        return win_rate(
+            requests, drafter(champion), drafter(challenger), chat_function(s), prompts.text
+        )
 
     def _settle(
         self, report, kind, version, trained, before, after, decision, accepted, known=None

@@ -30,6 +30,8 @@ class Datasets:
     generator: list[PreferencePair] = field(default_factory=list)
     eval_queries: list[EvalQuery] = field(default_factory=list)
     eval_pairs: list[PreferencePair] = field(default_factory=list)
+    # held-out tickets as the generator sees them: what its offline win rate is judged on
+    eval_requests: list[DraftInput] = field(default_factory=list)
     gaps: list[StoredFeedback] = field(default_factory=list)
     train_tickets: int = 0
     eval_tickets: int = 0
@@ -41,6 +43,7 @@ class Datasets:
             "generator_pairs": len(self.generator),
             "eval_queries": len(self.eval_queries),
             "eval_pairs": len(self.eval_pairs),
+            "eval_prompts": len(self.eval_requests),
             "gaps": len(self.gaps),
             "train_tickets": self.train_tickets,
             "eval_tickets": self.eval_tickets,
@@ -177,6 +180,8 @@ def _held_out(data, info: DraftSetInfo, own, context, prompts) -> None:
     if positive:
         data.eval_queries.append(EvalQuery(f"set:{info.id}", info.query, frozenset(positive)))
     data.eval_pairs.extend(_pairs(info, own, context, prompts, {}))
+    if info.drafts:
+        data.eval_requests.append(draft_input(info, context))
 
 
 def _pairs(info, own, context, prompts, weights) -> list[PreferencePair]:
@@ -201,15 +206,19 @@ def _pairs(info, own, context, prompts, weights) -> list[PreferencePair]:
     return pairs
 
 
-def generation_prompt(info: DraftSetInfo, context: JudgeContext, prompts: PromptLibrary) -> str:
-    """The prompt the generator saw: the ticket with its retrieved context, as one text."""
+def draft_input(info: DraftSetInfo, context: JudgeContext) -> DraftInput:
+    """The ticket with the context the generator retrieved for it, as the generator reads it."""
     passages = tuple(
         RetrievedChunk(c.chunk_id, c.document_id, c.title, c.text, c.url, "", c.external_id, 0.0)
         for c in (context.chunks.get(cid) for cid in info.context)
         if c is not None
     )
-    request = DraftInput(Ticket(subject="", body=info.query), passages, CONCISE)
-    messages = llm_messages(prompts, request)
+    return DraftInput(Ticket(subject="", body=info.query), passages, CONCISE)
+
+
+def generation_prompt(info: DraftSetInfo, context: JudgeContext, prompts: PromptLibrary) -> str:
+    """The prompt the generator saw: the ticket with its retrieved context, as one text."""
+    messages = llm_messages(prompts, draft_input(info, context))
     return f"{messages['system']}\n\n{messages['user']}\n\n"
 
 

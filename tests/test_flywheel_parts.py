@@ -205,4 +205,3 @@ def test_the_cap_keeps_the_newest_examples_in_their_order():
     data, left = Datasets(retriever=examples).capped(2)
     assert [e.event_ids for e in data.retriever] == [(9,), (7,)]
     assert left == {"retriever_pairs": 3}
-

@@ -17,6 +17,7 @@ from flywheel.cycle import Flywheel
 from flywheel.serving import LivePipeline
 from rag.models import Ticket
 from tests.conftest import make_settings
+from tests.support.fake_openai import FakeOpenAI, Reply
 from tests.support.flywheel import annotate_samples, run_flywheel_worker
 from tests.support.tiny_models import build_tiny_causal_lm
 
@@ -74,13 +75,14 @@ def test_a_trained_generator_becomes_the_challenger_draft(kb_settings, kb_db, tm
         flywheel_max_seq_length=64,
         retriever_batch_size=8,
         gate_margin=1.0,  # keep the shipped retriever and reranker: this test is the generator's
-        generator_max_new_tokens=8,
+        generation_max_new_tokens=8,
     )
     annotate_samples(settings, kb_db, variants=1)  # drafted by the extractive generator
     hf = settings.model_copy(update={"generator": "hf", "hf_model_path": tiny})
     report = Flywheel(hf, kb_db).run("test")
     assert report.status == "succeeded", report.error
-    assert report.decisions["generator"]["reason"].startswith("challenger")
+    reason = report.decisions["generator"]["reason"]
+    assert "no LLM judge" in reason and "drafts A/B" in reason
     [(status, path)] = rows(
         kb_db, "SELECT status, path FROM model_registry WHERE kind = 'generator'"
     )
@@ -90,6 +92,29 @@ def test_a_trained_generator_becomes_the_challenger_draft(kb_settings, kb_db, tm
     assert roles == ["challenger", "champion"]
     adapters = {d.producer.get("adapter") for d in drafted.drafts}
     assert path in {str(a) for a in adapters if a}, drafted.drafts[0].producer
+
+    # with a chat model configured, the LLM judge compares both generators' replies offline
+    with FakeOpenAI(judge_answers) as server:
+        judged = hf.model_copy(update={"judge": "llm", "openai_base_url": server.base_url})
+        report = Flywheel(judged, kb_db).run("test")
+    assert report.status == "succeeded", report.error
+    record = report.metrics["generator"]["challenger"]
+    pairwise = [r for r in server.requests if "Reply 1:" in r["messages"][-1]["content"]]
+    assert record["judged"] == record["ties"] == len(pairwise) == report.counts["eval_prompts"]
+    assert record["win_rate"] == 0.5
+    assert "not conclusive" in report.decisions["generator"]["reason"]
+    version = report.decisions["generator"]["version"]
+    [(status, metrics)] = rows(
+        kb_db, "SELECT status, metrics FROM model_registry WHERE version = %s", version
+    )
+    assert status == "challenger" and metrics["win_rate"] == 0.5
+
+
+def judge_answers(body) -> Reply:
+    """Every click is kept; every pair of generated replies is a tie."""
+    if "compare two replies" in body["messages"][0]["content"]:
+        return Reply('{"better": "tie", "reason": "equally good"}')
+    return Reply('{"keep": true, "reason": "sound"}')
 
 
 def test_app_home_promote_queues_the_registry_change(settings, db):

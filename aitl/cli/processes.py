@@ -77,39 +77,59 @@ def services_queue(ctx: typer.Context):
 
 def scheduler(ctx: typer.Context, poll_s: float = typer.Option(10.0, hidden=True)) -> None:
     """Run scheduled jobs; several may run, one leads (Postgres advisory lock)."""
-    from apscheduler.schedulers.background import BackgroundScheduler
-    from apscheduler.triggers.cron import CronTrigger
-
     from aitl.leader import Leadership
+    from aitl.schedule import Schedule
 
-    db = ctx.obj.db
-    leadership = Leadership(db.url)
-    jobs = BackgroundScheduler(timezone="UTC")
-    for job_id, cron, func in scheduled_jobs(ctx):
-        jobs.add_job(
-            func,
-            CronTrigger.from_crontab(cron, timezone="UTC"),
-            id=job_id,
-            max_instances=1,
-            coalesce=True,
-        )
+    leadership = Leadership(ctx.obj.db.url)
+    found = scheduled_jobs(ctx)
+    schedule = Schedule({j: fn for j, _, fn in found}, {j: cron for j, cron, _ in found})
+    for job_id, cron, _ in found:
         console.print(f"scheduler: {job_id} at '{cron}' (UTC)")
     try:
         while True:
-            if not jobs.running and leadership.try_acquire():
+            if not schedule.running and leadership.try_acquire():
                 console.print("scheduler: leading")
-                jobs.start()
-            elif jobs.running and not leadership.holds():
+                schedule.start()
+            elif schedule.running and not leadership.holds():
                 console.print("scheduler: lost leadership, pausing")
-                jobs.shutdown(wait=True)
-                jobs = _fresh(jobs)
+                schedule.pause()
+            if schedule.running:
+                _follow_admin_changes(ctx, schedule)
             time.sleep(poll_s)
     except KeyboardInterrupt:
         pass
     finally:
-        if jobs.running:
-            jobs.shutdown(wait=True)
+        schedule.pause()
         leadership.release()
+
+
+def _follow_admin_changes(ctx: typer.Context, schedule) -> None:
+    """A cron edited in App Home applies now; a database hiccup only delays it a poll."""
+    try:
+        changed = schedule.sync(job_crons(_effective_settings(ctx)))
+    except Exception:  # the scheduler must outlive a failed read
+        log.exception("scheduler: could not re-read the schedules")
+        return
+    for job_id, cron in changed.items():
+        console.print(f"scheduler: {job_id} now at '{cron}' (UTC)")
+
+
+def _effective_settings(ctx: typer.Context):
+    from aitl import overrides
+
+    with ctx.obj.db.connection() as conn:
+        return overrides.effective(ctx.obj.settings, conn)
+
+
+def job_crons(settings) -> dict[str, str]:
+    """Each scheduled job's crontab; a job whose part is not configured is absent."""
+    crons = {"retrain": settings.retrain_cron}
+    if settings.kb_sync_path is not None:
+        crons["kb_sync"] = settings.kb_sync_cron
+    if settings.zendesk_subdomain or settings.zendesk_base_url:
+        crons["zendesk_poll"] = settings.zendesk_poll_cron
+        crons["zendesk_kb_sync"] = settings.zendesk_kb_sync_cron
+    return crons
 
 
 def scheduled_jobs(ctx: typer.Context) -> list[tuple[str, str, object]]:
@@ -117,43 +137,22 @@ def scheduled_jobs(ctx: typer.Context) -> list[tuple[str, str, object]]:
 
     Crons come from the settings with the admin's App Home changes applied.
     """
-    from aitl import overrides
     from flywheel import jobs as flywheel_jobs
 
     db = ctx.obj.db
-    with db.connection() as conn:
-        settings = overrides.effective(ctx.obj.settings, conn)
+    settings = _effective_settings(ctx)
     queue = services_queue(ctx)
-    found: list[tuple[str, str, object]] = [
-        ("retrain", settings.retrain_cron, lambda: flywheel_jobs.defer_cycle(queue, "schedule"))
-    ]
+    functions = {
+        "retrain": lambda: flywheel_jobs.defer_cycle(queue, "schedule"),
+        "zendesk_poll": lambda: _defer_once(queue, "connectors:poll"),
+        "zendesk_kb_sync": lambda: _defer_once(queue, "connectors:sync_kb"),
+    }
     if settings.kb_sync_path is not None:
         ingestor = factory.ingestor(settings, db)
-        found.append(
-            (
-                "kb_sync",
-                settings.kb_sync_cron,
-                lambda: ingestor.ingest_path(
-                    settings.kb_sync_path, source="files", max_bytes=settings.max_document_bytes
-                ),
-            )
+        functions["kb_sync"] = lambda: ingestor.ingest_path(
+            settings.kb_sync_path, source="files", max_bytes=settings.max_document_bytes
         )
-    if settings.zendesk_subdomain or settings.zendesk_base_url:
-        found.append(
-            (
-                "zendesk_poll",
-                settings.zendesk_poll_cron,
-                lambda: _defer_once(queue, "connectors:poll"),
-            )
-        )
-        found.append(
-            (
-                "zendesk_kb_sync",
-                settings.zendesk_kb_sync_cron,
-                lambda: _defer_once(queue, "connectors:sync_kb"),
-            )
-        )
-    return found
+    return [(job_id, cron, functions[job_id]) for job_id, cron in job_crons(settings).items()]
 
 
 def _defer_once(queue, task: str) -> None:
@@ -164,15 +163,6 @@ def _defer_once(queue, task: str) -> None:
             queue.configure_task(task, queueing_lock=task).defer()
     except procrastinate.exceptions.AlreadyEnqueued:
         log.info("%s is already queued", task)
-
-
-def _fresh(old):
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    fresh = BackgroundScheduler(timezone="UTC")
-    for job in old.get_jobs():
-        fresh.add_job(job.func, job.trigger, id=job.id, max_instances=1, coalesce=True)
-    return fresh
 
 
 def demo(
