@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     zendesk_sync_macros: bool = False
     zendesk_sync_solved_tickets: bool = False
     zendesk_kb_sync_cron: str = "0 3 * * *"
+    zendesk_drafts_section_id: int | None = Field(
+        default=None,
+        description="Help Center section for drafts made from knowledge gaps (else the first).",
+    )
     public_url: str | None = Field(default=None, description="Where Zendesk reaches our web app.")
     adoption_as_is_threshold: float = Field(default=0.95, ge=0, le=1)
     adoption_edited_threshold: float = Field(default=0.5, ge=0, le=1)

@@ -40,6 +40,7 @@ def build_services(settings: Settings, db: Database, queue: procrastinate.App) -
         registry=lambda: registry_entries(db),
         pipeline=pipeline,
         models=QueuedModelChanges(queue),
+        help_center=ZendeskHelpCenter(zendesk),
     )
     zendesk.handoff = SlackHandoff(slack)
     return Services(zendesk, slack)
@@ -81,6 +82,24 @@ class ZendeskPanel:
         from connectors import routing
 
         return routing.validate(routes)
+
+
+class ZendeskHelpCenter:
+    """Help Center drafts from the digest's gaps, with the connector's errors in bot terms."""
+
+    def __init__(self, zendesk: Any) -> None:
+        self.zendesk = zendesk
+
+    def draft_article(self, title: str, body_html: str) -> tuple[int, str]:
+        from bot.exceptions import HelpCenterRefused, HelpCenterUnavailable
+        from connectors import exceptions
+
+        try:
+            return self.zendesk.draft_article(title, body_html)
+        except exceptions.ZendeskUnavailable as exc:
+            raise HelpCenterUnavailable(str(exc)) from exc
+        except exceptions.ConnectorError as exc:  # not connected, no section, refused
+            raise HelpCenterRefused(str(exc)) from exc
 
 
 def registry_entries(db: Database) -> list[Any]:

@@ -12,6 +12,7 @@ NOT_AN_AGENT = (
     "Nothing was recorded. Ask an AITL admin to add you."
 )
 NOT_AN_ADMIN = "Only AITL admins can change this. Nothing was changed."
+NOT_A_MANAGER = "The full digest is for AITL managers and admins. Ask an AITL admin for access."
 
 
 class Access:

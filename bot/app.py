@@ -6,7 +6,7 @@ import logging
 
 from slack_bolt import App, BoltResponse
 
-from bot import ask, home, modals, threads
+from bot import ask, digest_actions, home, modals, threads
 from bot.services import BotServices
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ def create_bolt_app(services: BotServices) -> App:
         process_before_response=True,
         logger=log,
     )
-    for surface in (threads, modals, home, ask):
+    for surface in (threads, modals, home, ask, digest_actions):
         surface.register(app, services)
     app.error(on_error)
     return app

@@ -8,7 +8,10 @@ BotError
 │   ├── BadSignature            401
 │   ├── UnsupportedContentType  415
 │   └── MalformedPayload        400
-└── UnknownCard
+├── UnknownCard
+└── DigestError           (a digest cannot be built, found or sent as asked)
+    ├── HelpCenterUnavailable   (Zendesk down or slow: the draft job retries)
+    └── HelpCenterRefused       (not connected, no section, refused: told to the admin)
 """
 
 from __future__ import annotations
@@ -63,3 +66,15 @@ class MalformedPayload(RequestRejected):
 
 class UnknownCard(BotError):
     """No Slack card shows this draft set."""
+
+
+class DigestError(BotError):
+    """The digest cannot be built, found or sent as asked."""
+
+
+class HelpCenterUnavailable(DigestError):
+    """Zendesk did not answer the Help Center call in time; the job retries."""
+
+
+class HelpCenterRefused(DigestError):
+    """Zendesk refused the Help Center draft, or is not connected."""

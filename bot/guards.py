@@ -10,7 +10,7 @@ from typing import Any
 from slack_bolt import BoltResponse
 
 from bot import payloads
-from bot.access import NOT_AN_ADMIN
+from bot.access import NOT_A_MANAGER, NOT_AN_ADMIN
 from bot.exceptions import BotError
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,18 @@ def agents_only(services: Any) -> Callable[..., BoltResponse | None]:
 def admins_only(services: Any) -> Callable[..., BoltResponse | None]:
     def guard(body: dict, respond, next) -> BoltResponse | None:
         return _guard(body, respond, next, services.access.is_admin, lambda: NOT_AN_ADMIN)
+
+    return guard
+
+
+def managers_only(services: Any) -> Callable[..., BoltResponse | None]:
+    """The digest's full report: managers and admins (it names agents)."""
+
+    def allowed(user: str) -> bool:
+        return services.access.is_manager(user) or services.access.is_admin(user)
+
+    def guard(body: dict, respond, next) -> BoltResponse | None:
+        return _guard(body, respond, next, allowed, lambda: NOT_A_MANAGER)
 
     return guard
 

@@ -24,6 +24,7 @@ from bot import slack_api
 from bot import store as bot_store
 from bot.access import Access
 from bot.cards import CardService
+from bot.digest import DigestService, HelpCenterDrafts
 from bot.directory import Directory
 from bot.home_views import AdminPanel, HomeContent, ModelEntry
 from bot.recorder import FeedbackRecorder
@@ -77,6 +78,7 @@ class BotServices:
         registry: Callable[[], Sequence[ModelEntry]] | None = None,
         pipeline: Callable[[], DraftPipeline] | None = None,
         models: ModelControl | None = None,
+        help_center: HelpCenterDrafts | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -86,6 +88,7 @@ class BotServices:
         self.registry = registry or (lambda: [])
         self._pipeline_source = pipeline or functools.cache(lambda: factory.pipeline(settings, db))
         self.models = models
+        self.help_center = help_center
         self._config_lock = threading.Lock()
         self._config: tuple[float, Settings] | None = None
 
@@ -130,6 +133,10 @@ class BotServices:
     @property
     def pipeline(self) -> DraftPipeline:
         return self._pipeline_source()
+
+    @cached_property
+    def digest(self) -> DigestService:
+        return DigestService(self)
 
     @cached_property
     def recorder(self) -> FeedbackRecorder:

@@ -14,7 +14,7 @@ from typing import Any
 
 from aitl.db import Database
 from aitl.pii import redact
-from connectors import store
+from connectors import exceptions, store
 from connectors.client import ZendeskClient
 from connectors.tickets import parse_time
 from rag.ingest import Ingestor, IngestReport
@@ -113,3 +113,24 @@ def sync_knowledge(
     if options.solved_tickets:
         reports[CASES] = ingestor.sync(case_documents(db, options.max_cases), source=CASES)
     return reports
+
+
+def draft_article(
+    client: ZendeskClient, title: str, body_html: str, section_id: int | None = None
+) -> tuple[int, str]:
+    """Save an article as a Help Center draft, never published; returns its id and URL.
+
+    Without a configured section the first one listed is used; with none at all, the admin
+    is told what to create.
+    """
+    if section_id is None:
+        sections = client.sections()
+        if not sections:
+            raise exceptions.ZendeskNotFound(
+                "the Help Center has no section to draft articles in: create one in Zendesk"
+                " Guide, or set AITL_ZENDESK_DRAFTS_SECTION_ID"
+            )
+        section_id = min(sections)
+    article = client.create_article_draft(section_id, title, body_html)
+    return int(article["id"]), str(article.get("html_url") or article.get("url") or "")
+

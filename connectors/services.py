@@ -140,6 +140,12 @@ class ZendeskServices:
             store.save_cursor(conn, "help_center", None, seen)
         return reports
 
+    def draft_article(self, title: str, body_html: str) -> tuple[int, str]:
+        """A Help Center draft (never published) from a digest's knowledge gap."""
+        return helpcenter.draft_article(
+            self.client, title, body_html, self.settings.zendesk_drafts_section_id
+        )
+
 
 def _secret(value) -> str | None:
     return value.get_secret_value() if value is not None else None

@@ -160,18 +160,28 @@ def agent_stats(conn: psycopg.Connection, agent_id: str, since: datetime) -> Age
 # --- the data window ---------------------------------------------------------------------
 
 
-def standing_events(conn: psycopg.Connection, cutoff: datetime) -> list[StoredFeedback]:
-    """The answer standing in each slot as of ``cutoff`` (later clicks and changes unseen)."""
+def standing_events(
+    conn: psycopg.Connection,
+    cutoff: datetime,
+    *,
+    clicked: tuple[datetime, datetime] | None = None,
+) -> list[StoredFeedback]:
+    """The answer standing in each slot as of ``cutoff`` (later clicks and changes unseen);
+    with ``clicked`` = [start, end), only those clicked in that window."""
+    start, end = clicked or (None, None)
     cur = conn.cursor(row_factory=class_row(StoredFeedback))
     return cur.execute(
         f"""
         SELECT {COLUMNS} FROM (
             SELECT DISTINCT ON (draft_set_id, kind, subject, agent_id) {COLUMNS}
-            FROM feedback_events WHERE recorded_at < %s
+            FROM feedback_events WHERE recorded_at < %(cutoff)s
             ORDER BY draft_set_id, kind, subject, agent_id, id DESC
-        ) standing ORDER BY clicked_at, id
+        ) standing
+        WHERE (%(start)s::timestamptz IS NULL OR clicked_at >= %(start)s)
+          AND (%(end)s::timestamptz IS NULL OR clicked_at < %(end)s)
+        ORDER BY clicked_at, id
         """,
-        (cutoff,),
+        {"cutoff": cutoff, "start": start, "end": end},
     ).fetchall()
 
 

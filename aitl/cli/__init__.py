@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from aitl.cli import db as db_cli
+from aitl.cli import digest as digest_cli
 from aitl.cli import drafts, kb, processes, zendesk
 from aitl.cli import flywheel as flywheel_cli
 from aitl.cli import models as models_cli
@@ -29,6 +30,7 @@ app.add_typer(kb.app, name="kb")
 app.add_typer(zendesk.app, name="zendesk")
 app.add_typer(flywheel_cli.app, name="flywheel")
 app.add_typer(models_cli.app, name="models")
+app.add_typer(digest_cli.app, name="digest")
 drafts.register(app)
 processes.register(app)
 

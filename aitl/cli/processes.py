@@ -50,6 +50,7 @@ def worker(ctx: typer.Context) -> None:
     """Run queued jobs from the Postgres queue."""
     from aitl.queue import build_app
     from aitl.wiring import build_services
+    from bot import digest_jobs
     from bot import jobs as bot_jobs
     from connectors import jobs as zendesk_jobs
     from flywheel import jobs as flywheel_jobs
@@ -57,7 +58,12 @@ def worker(ctx: typer.Context) -> None:
 
     settings, db = ctx.obj.settings, ctx.obj.db
     services = build_services(settings, db, services_queue(ctx))
-    blueprints = [zendesk_jobs.blueprint(), bot_jobs.blueprint(), flywheel_jobs.blueprint()]
+    blueprints = [
+        zendesk_jobs.blueprint(),
+        bot_jobs.blueprint(),
+        flywheel_jobs.blueprint(),
+        digest_jobs.blueprint(),
+    ]
     build_app(db.url, blueprints).run_worker(
         concurrency=settings.worker_concurrency,
         install_signal_handlers=True,
@@ -124,6 +130,8 @@ def _effective_settings(ctx: typer.Context):
 def job_crons(settings) -> dict[str, str]:
     """Each scheduled job's crontab; a job whose part is not configured is absent."""
     crons = {"retrain": settings.retrain_cron}
+    if settings.slack_configured:
+        crons["digest"] = settings.digest_cron
     if settings.kb_sync_path is not None:
         crons["kb_sync"] = settings.kb_sync_cron
     if settings.zendesk_subdomain or settings.zendesk_base_url:
@@ -137,6 +145,7 @@ def scheduled_jobs(ctx: typer.Context) -> list[tuple[str, str, object]]:
 
     Crons come from the settings with the admin's App Home changes applied.
     """
+    from bot import digest_jobs
     from flywheel import jobs as flywheel_jobs
 
     db = ctx.obj.db
@@ -144,6 +153,7 @@ def scheduled_jobs(ctx: typer.Context) -> list[tuple[str, str, object]]:
     queue = services_queue(ctx)
     functions = {
         "retrain": lambda: flywheel_jobs.defer_cycle(queue, "schedule"),
+        "digest": lambda: digest_jobs.defer_send(queue),
         "zendesk_poll": lambda: _defer_once(queue, "connectors:poll"),
         "zendesk_kb_sync": lambda: _defer_once(queue, "connectors:sync_kb"),
     }
