@@ -10,7 +10,9 @@ What belongs to a window:
   just ended is measured with the same yardstick as the four before it and the trend shows no
   dip that is only the newest tickets not having been answered yet.
 
-Only the comparison of sent replies with the drafts (difflib) runs in Python.
+Adoption from the replies sent is what the Zendesk connector derived when it read each reply
+(``zendesk_derived_adoptions``); it is counted here, not derived a second time. This module holds
+the digest's read-only SQL, as ``flywheel/store.py`` holds the flywheel's own.
 """
 
 from __future__ import annotations

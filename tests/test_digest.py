@@ -42,7 +42,8 @@ from bot.sandbox_state import (
 )
 from connectors.sandbox import ZendeskSandbox
 from connectors.sandbox import create_app as zendesk_app
-from flywheel.digest import Digest, Figure, Gap
+from flywheel.digest import Digest, Figure, Gap, build_digest
+from flywheel.digest_metrics import week_of
 from flywheel.digest_render import CHART_SIZE, render_chart, render_markdown
 from tests.conftest import make_settings
 from tests.support.flywheel import annotate_samples
@@ -177,6 +178,19 @@ def test_an_empty_week_still_reads_well():
     assert "No tickets were drafted" in text and "No retraining has run yet" in text
     markdown = render_markdown(empty)
     assert "No missing knowledge" in markdown and "No agent clicked" in markdown
+
+
+def test_a_new_install_gets_a_readable_empty_digest(db):
+    def no_model(texts):
+        raise AssertionError("no gaps: nothing to embed")
+
+    window = week_of(datetime.now(UTC))
+    with db.connection() as conn:
+        digest = build_digest(conn, window, no_model)
+    assert digest.empty and digest.gaps == [] and digest.retrain is None
+    assert digest.figure("adoption_rate").change() == "no data this week"
+    assert Image.open(io.BytesIO(render_chart(digest))).size == CHART_SIZE
+    assert "No tickets were drafted" in render_markdown(digest)
 
 
 def test_markdown_has_every_part_of_the_report():
