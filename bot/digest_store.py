@@ -101,6 +101,13 @@ def deliveries(conn: psycopg.Connection, week_start: date) -> list[Delivery]:
     return [Delivery(*r) for r in rows]
 
 
+def last_deliveries(conn: psycopg.Connection) -> tuple[date | None, list[Delivery]]:
+    """The latest week any digest went out for, and its deliveries."""
+    row = conn.execute("SELECT max(week_start) FROM digest_deliveries").fetchone()
+    week = row[0] if row else None
+    return week, deliveries(conn, week) if week else []
+
+
 def request_draft(
     conn: psycopg.Connection, cluster_key: str, week_start: date, title: str, by: str
 ) -> tuple[ArticleDraft, bool]:

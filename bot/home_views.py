@@ -62,6 +62,8 @@ class AdminPanel:
     registry: Sequence[ModelEntry]
     cards: dict[str, int]
     undelivered: list[tuple[str, str]]  # (ticket ref, error)
+    # the last digest sent: its week (ISO date) and (recipient, status, error) per recipient
+    last_digest: tuple[str, list[tuple[str, str, str]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -174,8 +176,23 @@ def _schedule_lines(panel: AdminPanel) -> str:
 
     return (
         f"• Retrain: `{panel.retrain_cron}` ({when(panel.next_retrain)})\n"
-        f"• Digest: `{panel.digest_cron}` ({when(panel.next_digest)})"
+        f"• Digest: `{panel.digest_cron}` ({when(panel.next_digest)})" + _last_digest_lines(panel)
     )
+
+
+def _last_digest_lines(panel: AdminPanel) -> str:
+    """Who got the last digest, and why anyone did not (a manager who left, a channel the bot
+    is not in): the admin can fix it before the next one."""
+    if panel.last_digest is None:
+        return "\n• Last digest: none sent yet"
+    week, deliveries = panel.last_digest
+    sent = sum(status == "sent" for _, status, _ in deliveries)
+    lines = [f"\n• Last digest (week of {week}): sent to {sent} of {len(deliveries)}"]
+    for recipient, status, error in deliveries:
+        if status != "sent":
+            who = f"<#{recipient}>" if recipient.startswith("C") else f"<@{recipient}>"
+            lines.append(f"    ◦ {who}: {escape(status)}" + (f", {escape(error)}" if error else ""))
+    return "\n".join(lines)
 
 
 def _registry_blocks(registry: Sequence[ModelEntry]) -> list[Any]:

@@ -1,5 +1,6 @@
 """A local Slack: the Web API methods the bot uses, answered as Slack answers them, plus
-file upload URLs, response_urls and signed requests to an app.
+file upload URLs, response_urls, signed requests to an app, and a page to click in
+(``/``, see :mod:`bot.sandbox_page`).
 
 Point ``slack_sdk.WebClient(base_url=f"{server.url}/api/")`` at :func:`create_app`'s app.
 State and the payload builders live in :class:`bot.sandbox_state.SlackState`; this module
@@ -22,6 +23,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from aitl.servers import RunningServer, serve_in_thread
+from bot import sandbox_page
 from bot.sandbox_state import (
     Fault,
     Json,
@@ -43,6 +45,11 @@ FAULT_ERRORS = {429: "ratelimited", 500: "internal_error", 503: "service_unavail
 
 class SlackSandbox(SlackState):
     """The sandbox's workspace state, able to post signed requests to an app."""
+
+    #: Where the page's clicks go: the app's ``/slack/events`` (None: the page says so).
+    app_url: str | None = None
+    #: Slack shows an error when the app has not answered within 3 s; so does the page.
+    ack_timeout_s: float = 3.0
 
     def send(
         self,
@@ -68,12 +75,13 @@ def serve(sandbox: SlackSandbox, host: str = "127.0.0.1", port: int = 0) -> Runn
 
 
 def create_app(sandbox: SlackSandbox) -> Starlette:
-    """The ASGI app: ``/api/<method>``, upload URLs and response_urls."""
+    """The ASGI app: ``/api/<method>``, upload URLs, response_urls and the page."""
     app = Starlette(
         routes=[
             Route("/api/{method}", web_api, methods=["GET", "POST"]),
             Route("/upload/v1/{file_id}", upload, methods=["POST"]),
             Route("/response/{url_id}", response_url, methods=["POST"]),
+            *sandbox_page.routes(),
         ]
     )
     app.state.sandbox = sandbox

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hmac
 import itertools
 import json
@@ -27,13 +28,15 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from slack_sdk.signature import SignatureVerifier
 
 from bot.exceptions import BotError
 
 Json = dict[str, Any]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # --- the default workspace: obvious names so tests can refer to them ------------------------
 BOT_TOKEN = "xoxb-sandbox"
@@ -222,6 +225,15 @@ def _block_problems(blocks: list[Any], limit: int) -> list[str]:
     return problems
 
 
+def _ts_key(message: Json) -> tuple[int, ...]:
+    """Slack timestamps sort as (seconds, micros)."""
+    return tuple(int(part) for part in str(message["ts"]).split("."))
+
+
+def _broadcast(message: Json) -> bool:
+    return message.get("subtype") == "thread_broadcast"
+
+
 def _iter_elements(blocks: list[Json]) -> Iterable[tuple[Json, Json]]:
     """(block, element) for every interactive element: accessories, actions, inputs."""
     for block in blocks:
@@ -229,6 +241,24 @@ def _iter_elements(blocks: list[Json]) -> Iterable[tuple[Json, Json]]:
         for element in candidates:
             if isinstance(element, dict) and element.get("action_id"):
                 yield block, element
+
+
+def _changes(
+    method: Callable[Concatenate[SlackState, P], R],
+) -> Callable[Concatenate[SlackState, P], R]:
+    """Bump :attr:`SlackState.version` after ``method``, so a page polling the state redraws
+    only when something changed. Also after a failure: a refused call may already have opened
+    a DM, and one extra redraw costs nothing."""
+
+    @functools.wraps(method)
+    def changing(self: SlackState, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self._lock:
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self._version += 1
+
+    return changing
 
 
 class SlackState:
@@ -265,6 +295,7 @@ class SlackState:
         self.trigger_ttl_s = trigger_ttl_s
         self._clock = clock
         self._lock = threading.RLock()
+        self._version = 0
         self._counters: dict[str, itertools.count[int]] = {}
         self._ts_us = START_TS * 1_000_000
         self._users: dict[str, Json] = {}
@@ -308,6 +339,12 @@ class SlackState:
     def now(self) -> float:
         return self._clock()
 
+    @property
+    def version(self) -> int:
+        """Grows with every change to what people see (messages, views, files...)."""
+        with self._lock:
+            return self._version
+
     def authenticate(self, token: str | None) -> str | None:
         """None when ``token`` is the bot's, else Slack's error code."""
         if not token:
@@ -316,6 +353,7 @@ class SlackState:
 
     # --- users, channels, groups ----------------------------------------------------------
 
+    @_changes
     def add_user(
         self,
         user_id: str,
@@ -340,6 +378,7 @@ class SlackState:
             self._users[user_id] = user
             return copy.deepcopy(user)
 
+    @_changes
     def add_channel(
         self,
         channel_id: str,
@@ -362,6 +401,7 @@ class SlackState:
             self._messages.setdefault(channel_id, {})
             return copy.deepcopy(channel)
 
+    @_changes
     def add_member(self, channel_id: str, user_id: str) -> None:
         with self._lock:
             self._user(user_id)
@@ -369,6 +409,7 @@ class SlackState:
             if user_id not in members:
                 members.append(user_id)
 
+    @_changes
     def add_usergroup(self, usergroup_id: str, handle: str, users: Iterable[str]) -> Json:
         group = {"id": usergroup_id, "team_id": self.team_id, "handle": handle, "name": handle}
         group |= {"is_usergroup": True, "date_delete": 0, "users": list(users)}
@@ -473,6 +514,7 @@ class SlackState:
             message["blocks"] = blocks
         return message
 
+    @_changes
     def post_message(
         self,
         channel: str,
@@ -500,6 +542,7 @@ class SlackState:
             self._store(channel_id, message, root, reply_broadcast)
             return channel_id, copy.deepcopy(message)
 
+    @_changes
     def post_as_user(
         self, channel: str, user: str, text: str, thread_ts: str | None = None
     ) -> Json:
@@ -531,6 +574,7 @@ class SlackState:
             root["reply_users_count"] = len(replies)
         self._messages[channel_id][message["ts"]] = message
 
+    @_changes
     def update_message(
         self,
         channel: str,
@@ -558,6 +602,7 @@ class SlackState:
             message["edited"] = {"user": self.bot_user_id, "ts": self._next_ts()}
             return channel_id, copy.deepcopy(message)
 
+    @_changes
     def delete_message(self, channel: str, ts: str) -> None:
         with self._lock:
             channel_id = self._channel(channel)
@@ -601,6 +646,7 @@ class SlackState:
 
     # --- ephemeral messages ---------------------------------------------------------------
 
+    @_changes
     def post_ephemeral(
         self,
         channel: str,
@@ -723,6 +769,7 @@ class SlackState:
         if any(v["id"] != keep for v in taken):
             raise MethodError("duplicate_external_id")
 
+    @_changes
     def open_view(self, trigger_id: str, view: Any) -> Json:
         """``views.open``: a new modal stack for the user the trigger came from."""
         with self._lock:
@@ -734,22 +781,30 @@ class SlackState:
             self._stacks[user] = [view_id]
             return copy.deepcopy(stored)
 
+    @_changes
     def push_view(self, trigger_id: str, view: Any) -> Json:
         """``views.push``: on top of the user's open modal (at most 3 in a stack)."""
         with self._lock:
-            self._check_view(view, "modal")
-            self._check_external_id(view)
             trigger = self._triggers.get(trigger_id)
-            stack = self._stacks.get(trigger.user, []) if trigger else []
-            if len(stack) >= MAX_VIEW_STACK:
-                raise MethodError("push_limit_reached")
-            user = self._take_trigger(trigger_id)
-            view_id = self._next_id("V")
-            root, previous = (stack[0], stack[-1]) if stack else (view_id, None)
-            stored = self._new_view(view, view_id, root, previous)
-            self._stacks[user] = [*stack, view_id]
-            return copy.deepcopy(stored)
+            self._check_push(trigger.user if trigger else None, view)
+            return copy.deepcopy(self._push(self._take_trigger(trigger_id), view))
 
+    def _check_push(self, user: str | None, view: Any) -> None:
+        """Checked before the trigger is spent, so a refused push leaves it usable."""
+        self._check_view(view, "modal")
+        self._check_external_id(view)
+        if len(self._stacks.get(user or "", [])) >= MAX_VIEW_STACK:
+            raise MethodError("push_limit_reached")
+
+    def _push(self, user: str, view: Json) -> Json:
+        stack = self._stacks.get(user, [])
+        view_id = self._next_id("V")
+        root, previous = (stack[0], stack[-1]) if stack else (view_id, None)
+        stored = self._new_view(view, view_id, root, previous)
+        self._stacks[user] = [*stack, view_id]
+        return stored
+
+    @_changes
     def update_view(
         self,
         view: Any,
@@ -776,6 +831,7 @@ class SlackState:
                 return view
         raise MethodError("not_found")
 
+    @_changes
     def publish_home(self, user: str, view: Any, hash: str | None = None) -> Json:
         """``views.publish``: the user's Home tab (the view keeps its id across publishes)."""
         with self._lock:
@@ -803,6 +859,7 @@ class SlackState:
             view_id = self._homes.get(user)
             return None if view_id is None else copy.deepcopy(self._views[view_id])
 
+    @_changes
     def close_view(self, user: str, view_id: str | None = None, *, clear: bool = False) -> None:
         """Close the top modal (down to ``view_id`` if given), or all with ``clear``; what
         Slack does on a view_submission ack without ``response_action``, or on Cancel."""
@@ -815,8 +872,37 @@ class SlackState:
             elif stack:
                 stack.pop()
 
+    @_changes
+    def answer_submission(self, user: str, view_id: str, answer: Any) -> Json:
+        """Do what Slack does with an app's ack of ``user``'s view_submission: ``errors``
+        (returned; the view stays open), ``update``, ``push``, ``clear``, or nothing (close
+        the submitted view and those above it). A bad answer raises :class:`MethodError`."""
+        answer = answer if isinstance(answer, dict) else {}
+        action = answer.get("response_action")
+        with self._lock:
+            if view_id not in self._stacks.get(user, []):
+                raise MethodError("not_found")
+            if action == "errors":
+                errors = answer.get("errors")
+                if not isinstance(errors, dict) or not errors:
+                    raise MethodError("invalid_errors")
+                return {str(k): str(v) for k, v in errors.items()}
+            if action == "update":
+                self.update_view(answer.get("view"), view_id=view_id)
+            elif action == "push":
+                self._check_push(user, answer.get("view"))
+                self._push(user, answer["view"])
+            elif action == "clear":
+                self.close_view(user, clear=True)
+            elif action in (None, ""):
+                self.close_view(user, view_id)
+            else:
+                raise MethodError("invalid_response_action")
+            return {}
+
     # --- files ----------------------------------------------------------------------------
 
+    @_changes
     def begin_upload(self, filename: str, length: Any, alt_txt: str | None = None) -> str:
         """``files.getUploadURLExternal``: the file id the upload URL is for."""
         if not filename:
@@ -833,12 +919,14 @@ class SlackState:
             self._contents[file_id] = None
             return file_id
 
+    @_changes
     def receive_upload(self, file_id: str, data: bytes) -> None:
         with self._lock:
             if file_id not in self._contents or self._files[file_id].get("created"):
                 raise UploadNotFound(f"no upload for {file_id}")
             self._contents[file_id] = data
 
+    @_changes
     def complete_upload(
         self,
         files: Any,
@@ -900,6 +988,14 @@ class SlackState:
         with self._lock:
             return self._contents.get(file_id)
 
+    def file(self, file_id: str) -> tuple[Json, bytes]:
+        """A completed file and its bytes; ``file_not_found`` before it is complete."""
+        with self._lock:
+            meta, data = self._files.get(file_id), self._contents.get(file_id)
+            if meta is None or "created" not in meta or data is None:
+                raise MethodError("file_not_found")
+            return copy.deepcopy(meta), data
+
     # --- response_url ---------------------------------------------------------------------
 
     def new_response_url(self, channel: str, user: str, message_ts: str | None = None) -> str:
@@ -914,6 +1010,7 @@ class SlackState:
             )
             return f"{self.base_url}/response/{url_id}"
 
+    @_changes
     def respond(self, url_id: str, body: Json) -> None:
         """A POST to a response_url: replace, delete, or post a new message (ephemeral
         unless ``response_type`` is ``in_channel``)."""
@@ -985,6 +1082,76 @@ class SlackState:
         text, blocks = self._content(body.get("text"), body.get("blocks"), body.get("attachments"))
         url.last_ts = self._add_ephemeral(url.channel, url.user, text, blocks, thread_ts)
 
+    # --- what the sandbox page draws -------------------------------------------------------
+
+    def default_user(self) -> str:
+        """The first person who is not a bot: whom the page acts as until told otherwise."""
+        with self._lock:
+            people = [u for u in self._users.values() if not u["is_bot"] and not u["deleted"]]
+            return (people or list(self._users.values()))[0]["id"]
+
+    def snapshot(self, user: str) -> Json:
+        """Everything the page draws for ``user``, with the :attr:`version` it shows (read
+        under one lock, so the two agree): people, groups, the channels they see with
+        threads and their ephemeral messages, their Home tab and the top of their modals."""
+        with self._lock:
+            self._user(user)
+            stack = self._stacks.get(user, [])
+            people = [self._person(u) for u in self._users.values()]
+            groups = [{"id": g["id"], "handle": g["handle"]} for g in self._usergroups.values()]
+            channels = [
+                self._conversation(c, user)
+                for c in self._channels.values()
+                if self._visible(c, user)
+            ]
+            snapshot: Json = {"version": self._version, "user": user, "team": self._team()}
+            snapshot |= {"bot_user_id": self.bot_user_id, "users": people, "usergroups": groups}
+            snapshot |= {"channels": channels, "home": self.home(user)}
+            top = copy.deepcopy(self._views[stack[-1]]) if stack else None
+            return snapshot | {"modal": top, "modal_depth": len(stack)}
+
+    @staticmethod
+    def _person(user: Json) -> Json:
+        keys = ("id", "name", "real_name", "is_bot", "deleted")
+        return {key: user[key] for key in keys}
+
+    def _visible(self, channel: Json, user: str) -> bool:
+        """Public channels, and private ones and DMs the user is in."""
+        public = channel["is_channel"] and not channel["is_private"]
+        return public or user in self._members[channel["id"]]
+
+    def _conversation(self, channel: Json, user: str) -> Json:
+        kind = "im" if channel["is_im"] else "mpim" if channel["is_mpim"] else "channel"
+        members = self._members[channel["id"]]
+        label = channel["name"]
+        if kind != "channel":
+            others = [m for m in members if m != user] or [user]
+            label = ", ".join(self._users[m]["name"] for m in others)
+        found: Json = {"id": channel["id"], "name": channel["name"], "label": label}
+        found |= {"kind": kind, "is_private": channel["is_private"], "is_member": user in members}
+        return found | {"messages": self._timeline(channel["id"], user)}
+
+    def _timeline(self, channel_id: str, user: str) -> list[Json]:
+        """Top-level messages oldest first, each with its ``replies``; the user's ephemeral
+        messages mixed in where they were posted (``is_ephemeral``)."""
+        stored = self._messages[channel_id]
+        ephemeral = [
+            m | {"is_ephemeral": True}
+            for m in self._ephemeral
+            if (m["channel"], m["recipient"]) == (channel_id, user)
+        ]
+        top, replies = [], {}
+        for message in [*stored.values(), *ephemeral]:
+            root = message.get("thread_ts", message["ts"])
+            if root in stored:  # a reply to a reply belongs to the thread's root
+                root = stored[root].get("thread_ts", root)
+            if root != message["ts"] and root in stored:
+                replies.setdefault(root, []).append(message)
+            if root == message["ts"] or root not in stored or _broadcast(message):
+                top.append(message)
+        timeline = [m | {"replies": sorted(replies.get(m["ts"], []), key=_ts_key)} for m in top]
+        return copy.deepcopy(sorted(timeline, key=_ts_key))
+
     # --- faults and the call log ----------------------------------------------------------
 
     def fail(
@@ -1046,19 +1213,24 @@ class SlackState:
         is_ephemeral: bool = False,
         selected_option: Json | None = None,
         view: str | None = None,
+        state_values: Json | None = None,
     ) -> Json:
         """``user`` clicks an element of a stored message, or of view ``view`` (a modal or
-        Home tab). The element must exist: its type and text come from the blocks."""
+        Home tab). The element must exist: its type and text come from the blocks.
+        ``state_values`` are what the surface's inputs hold at the click, as Slack sends."""
         with self._lock:
             if view is not None:
+                stored = self._view_by(view, None)
+                if state_values is not None:
+                    stored["state"] = {"values": copy.deepcopy(state_values)}
                 return self._view_action(user, view, action_id, block_id, value, selected_option)
             channel_id = self._channel(channel or "")
             source = self._source_message(channel_id, user, message_ts, is_ephemeral)
             blocks = source.get("blocks", [])
             action = self._action(blocks, action_id, block_id, value, selected_option)
-            return self._message_payload(user, channel_id, source, is_ephemeral) | {
-                "actions": [action]
-            }
+            payload = self._message_payload(user, channel_id, source, is_ephemeral)
+            payload["state"] = {"values": copy.deepcopy(state_values or {})}
+            return payload | {"actions": [action]}
 
     def _message_payload(self, user: str, channel_id: str, source: Json, ephemeral: bool) -> Json:
         payload = self._envelope("block_actions", user)
@@ -1146,16 +1318,42 @@ class SlackState:
             return payload | {"view": copy.deepcopy(stored), "is_cleared": False}
 
     def block_suggestion(
-        self, user: str, view_id: str, action_id: str, block_id: str, value: str
+        self,
+        user: str,
+        view_id: str | None,
+        action_id: str,
+        block_id: str,
+        value: str,
+        *,
+        channel: str | None = None,
+        message_ts: str | None = None,
     ) -> Json:
-        """``user`` types ``value`` into an external select of view ``view_id``."""
+        """``user`` types ``value`` into an external select of view ``view_id``, or (with no
+        view) of the message at ``channel`` and ``message_ts``."""
         with self._lock:
+            payload = self._envelope("block_suggestion", user)
+            payload |= {"action_id": action_id, "block_id": block_id, "value": value}
+            if view_id is None:
+                found = self._message_suggestion(user, channel, message_ts, action_id, block_id)
+                return payload | found
             stored = self._view_by(view_id, None)
             self._action(stored["blocks"], action_id, block_id, None, None)
-            payload = self._envelope("block_suggestion", user)
             payload["container"] = {"type": "view", "view_id": view_id}
-            payload |= {"action_id": action_id, "block_id": block_id, "value": value}
             return payload | {"view": copy.deepcopy(stored)}
+
+    def _message_suggestion(
+        self, user: str, channel: str | None, ts: str | None, action_id: str, block_id: str
+    ) -> Json:
+        channel_id = self._channel(channel or "")
+        ephemeral = self._find_ephemeral(channel_id, user, ts) is not None
+        source = self._source_message(channel_id, user, ts, ephemeral)
+        self._action(source.get("blocks", []), action_id, block_id, None, None)
+        container = {"type": "message", "message_ts": source["ts"], "channel_id": channel_id}
+        extra: Json = {"container": container | {"is_ephemeral": ephemeral}}
+        extra["channel"] = {"id": channel_id, "name": self._channels[channel_id]["name"]}
+        if not ephemeral:
+            extra["message"] = copy.deepcopy(source)
+        return extra
 
     def slash_command(
         self, user: str, channel: str, command: str, text: str = ""

@@ -20,7 +20,7 @@ from slack_sdk import WebClient
 from aitl import overrides
 from aitl.db import Database
 from aitl.settings import Settings
-from bot import slack_api
+from bot import digest_store, slack_api
 from bot import store as bot_store
 from bot.access import Access
 from bot.cards import CardService
@@ -160,6 +160,7 @@ class BotServices:
         with self.db.connection() as conn:
             counts = bot_store.card_counts(conn)
             refused = bot_store.undelivered(conn)
+            week, deliveries = digest_store.last_deliveries(conn)
         return AdminPanel(
             zendesk=self.panel.status(),
             routes=list(s.slack_routes),
@@ -179,6 +180,14 @@ class BotServices:
             registry=list(self.registry()),
             cards=counts,
             undelivered=[(c.ticket_ref, c.last_error or "") for c in refused],
+            last_digest=(
+                (
+                    week.isoformat(),
+                    [(d.recipient, d.status, d.last_error or "") for d in deliveries],
+                )
+                if week
+                else None
+            ),
         )
 
 

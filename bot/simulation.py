@@ -98,7 +98,7 @@ class SimulatedAgent:
                 subject=f"sim:{chunk_id}",
                 chunk_ids=(chunk_id,),
             )
-        preferred = self._preference(shown, gold)
+        preferred = preference(shown.drafts, gold)
         label = preferred if preferred in ("A", "B") else None
         stored += self._click(shown, "preference", preferred, clock.next(), label=label)
         used = label is not None and bool(set(shown.drafts[label]) & gold)
@@ -114,15 +114,6 @@ class SimulatedAgent:
         )
         return stored
 
-    def _preference(self, shown: ShownCard, gold: set[int]) -> str:
-        hits = {label: len(set(cites) & gold) for label, cites in shown.drafts.items()}
-        if len(hits) < 2:
-            return "tie"
-        if max(hits.values()) == 0:
-            return "both_bad"
-        a, b = hits.get("A", 0), hits.get("B", 0)
-        return "tie" if a == b else ("A" if a > b else "B")
-
     def _click(self, shown, kind, value, when, *, label=None, **fields) -> int:
         feedback = Feedback(
             kind=kind,
@@ -135,6 +126,17 @@ class SimulatedAgent:
         )
         refresh = shown.card.channel != SIMULATED
         return int(self.recorder.record(feedback, label=label, refresh=refresh).created)
+
+
+def preference(cited: dict[str, list[int]], gold: set[int]) -> str:
+    """The draft citing more of the articles that answer the ticket; a tie, or both bad."""
+    hits = {label: len(set(chunks) & gold) for label, chunks in cited.items()}
+    if len(hits) < 2:
+        return "tie"
+    if max(hits.values()) == 0:
+        return "both_bad"
+    a, b = hits.get("A", 0), hits.get("B", 0)
+    return "tie" if a == b else ("A" if a > b else "B")
 
 
 class _Clock:

@@ -55,6 +55,7 @@ STOP_TEXT = """
     ask help know say says said tell told explain explains explaining info information
 """
 STOP_WORDS = frozenset(STOP_TEXT.split())
+SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
 @dataclass(frozen=True)
@@ -318,7 +319,13 @@ def _surface(texts: Sequence[str], stems: Sequence[str]) -> list[str]:
 
 
 def _phrase(text: str, keywords: Sequence[str]) -> str | None:
-    """The shortest run of ``text`` (at most TITLE_WORDS words) holding every keyword."""
+    """The shortest run of one line or sentence of ``text`` (at most TITLE_WORDS words) holding
+    every keyword: a ticket's subject and body, or two sentences, do not make one title."""
+    found = [p for p in (_phrase_in(part, keywords) for part in SENTENCE.split(text)) if p]
+    return min(found, key=lambda p: len(WORD.findall(p))) if found else None
+
+
+def _phrase_in(text: str, keywords: Sequence[str]) -> str | None:
     words = list(WORD.finditer(_blank_placeholders(text)))
     stems = [_stem(w.group(0)) for w in words]
     wanted = set(keywords)

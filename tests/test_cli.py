@@ -65,12 +65,3 @@ def test_errors_reach_the_user_as_one_clear_line(database_url, tmp_path):
     assert done.returncode == 2
     assert "error: The knowledge base is empty: run `aitl kb ingest PATH` first." in done.stderr
     assert "Traceback" not in done.stderr
-
-
-def test_demo_ingests_the_samples_and_answers_a_ticket(cli):
-    result = cli("demo", "--tickets", "1")
-    assert result.exit_code == 0, result.output
-    assert "added 34" in result.output
-    assert "SAMPLE-1001" in result.output
-    assert "Draft A" in result.output and "Draft B" in result.output
-    assert "cited by A" in result.output

@@ -31,22 +31,17 @@ from bot.digest_views import (
     report_modal,
 )
 from bot.exceptions import SlackUnavailable
+from bot.home_views import home_view
 from bot.sandbox import SlackSandbox, serve
 from bot.sandbox_state import (
     AGENT_ALICE,
-    AGENTS_GROUP,
-    BOT_TOKEN,
-    SIGNING_SECRET,
-    SUPPORT_CHANNEL,
     encode_interactivity,
 )
-from connectors.sandbox import ZendeskSandbox
-from connectors.sandbox import create_app as zendesk_app
 from flywheel.digest import Digest, Figure, Gap, build_digest
 from flywheel.digest_metrics import week_of
 from flywheel.digest_render import CHART_SIZE, render_chart, render_markdown
-from tests.conftest import make_settings
 from tests.support.flywheel import annotate_samples
+from tests.support.sandboxes import connected_settings, zendesk_server
 
 MANAGER, GONE, ADMIN = "U0MANAGER", "U0GONE", "U0ADMIN"
 DIGEST_CHANNEL = "C0DIGEST"
@@ -224,27 +219,17 @@ def slack():
 
 @pytest.fixture
 def zendesk():
-    box = ZendeskSandbox(deliver_in_background=False)
-    with serve_in_thread(zendesk_app(box)) as server:
-        box.url = server.url
+    with zendesk_server() as box:
         yield box
-    box.close()
 
 
 @pytest.fixture
 def settings(kb_settings, slack, zendesk, tmp_path):
-    return make_settings(
-        kb_settings.database_url.get_secret_value(),
+    return connected_settings(
+        kb_settings,
+        slack,
+        zendesk,
         tmp_path,
-        zendesk_base_url=zendesk.url,
-        zendesk_email=zendesk.agent_email,
-        zendesk_api_token=zendesk.api_token,
-        zendesk_timeout_s=2,
-        slack_bot_token=BOT_TOKEN,
-        slack_signing_secret=SIGNING_SECRET,
-        slack_api_url=f"{slack.base_url}/api/",
-        slack_default_channel=SUPPORT_CHANNEL,
-        slack_agents_usergroup=AGENTS_GROUP,
         slack_admin_ids=[ADMIN],
         slack_manager_ids=[MANAGER, GONE],
         slack_digest_channel=DIGEST_CHANNEL,
@@ -334,6 +319,9 @@ def test_the_scheduled_digest_reaches_each_recipient_once_per_week(services, sla
     assert len(digest_messages(slack, dm)) == 1 and len(digest_messages(slack, DIGEST_CHANNEL)) == 1
     charts = [f for f in slack.files() if f["name"].startswith("aitl-digest-")]
     assert len(charts) == 2
+    home = json.dumps(home_view(services.slack.home(ADMIN)).to_dict())
+    assert f"Last digest (week of {week}): sent to 2 of 3" in home
+    assert f"<@{GONE}>: skipped, {GONE} has left the workspace" in home
     assert {c.get("mimetype") for c in charts} <= {"image/png", None}
 
 

@@ -10,28 +10,26 @@ import time
 import httpx
 import pytest
 
-from aitl.queue import build_app
 from aitl.servers import serve_in_thread
 from aitl.web import create_app
 from aitl.wiring import build_services
 from bot import actions
-from bot import jobs as bot_jobs
 from bot.sandbox import SlackSandbox, serve
 from bot.sandbox_state import (
     AGENT_ALICE,
     AGENT_BOB,
     AGENTS_GROUP,
-    BOT_TOKEN,
-    SIGNING_SECRET,
     SUPPORT_CHANNEL,
     encode_form,
     encode_interactivity,
 )
-from connectors import jobs as zendesk_jobs
 from connectors import setup
-from connectors.sandbox import ZendeskSandbox
-from connectors.sandbox import create_app as zendesk_app
-from tests.conftest import make_settings
+from tests.support.sandboxes import (
+    connected_settings,
+    run_worker,
+    ticket_thread,
+    zendesk_server,
+)
 
 ADMIN = "U0ADMIN"
 OUTSIDER = "U0OUTSIDER"
@@ -50,27 +48,17 @@ def slack():
 
 @pytest.fixture
 def zendesk():
-    box = ZendeskSandbox(deliver_in_background=False)
-    with serve_in_thread(zendesk_app(box)) as server:
-        box.url = server.url
+    with zendesk_server() as box:
         yield box
-    box.close()
 
 
 @pytest.fixture
 def settings(kb_settings, slack, zendesk, tmp_path):
-    return make_settings(
-        kb_settings.database_url.get_secret_value(),
+    return connected_settings(
+        kb_settings,
+        slack,
+        zendesk,
         tmp_path,
-        zendesk_base_url=zendesk.url,
-        zendesk_email=zendesk.agent_email,
-        zendesk_api_token=zendesk.api_token,
-        zendesk_timeout_s=2,
-        slack_bot_token=BOT_TOKEN,
-        slack_signing_secret=SIGNING_SECRET,
-        slack_api_url=f"{slack.base_url}/api/",
-        slack_default_channel=SUPPORT_CHANNEL,
-        slack_agents_usergroup=AGENTS_GROUP,
         slack_admin_ids=[ADMIN],
     )
 
@@ -86,16 +74,6 @@ def services(settings, kb_db):
 def web(settings, kb_db):
     with serve_in_thread(create_app(settings, database=kb_db)) as server:
         yield server
-
-
-def run_worker(services) -> None:
-    """Run every queued job (and the jobs they queue) to completion, then return."""
-    build_app(services.zendesk.db.url, [zendesk_jobs.blueprint(), bot_jobs.blueprint()]).run_worker(
-        wait=False,
-        install_signal_handlers=False,
-        listen_notify=False,
-        additional_context={"zendesk": services.zendesk, "slack": services.slack},
-    )
 
 
 def rows(db, sql, *args):
@@ -121,23 +99,6 @@ def click(slack, web, user, message, action_id, *, block_id=None, **kwargs) -> h
         user, message["channel"], message["ts"], action_id, block_id, **kwargs
     )
     return post(slack, web, encode_interactivity(payload))
-
-
-def ticket_thread(services, zendesk, slack, web, subject, body):
-    """A Zendesk ticket through webhook and worker to its Slack thread; returns the card."""
-    setup.connect(
-        services.zendesk,
-        email=zendesk.agent_email,
-        api_token=zendesk.api_token,
-        public_url=web.url,
-    )
-    ticket = zendesk.create_ticket(subject, body, "jane@example.com", priority="high")
-    zendesk.deliver_pending()
-    run_worker(services)
-    parent = next(m for m in slack.messages(SUPPORT_CHANNEL) if f"#{ticket['id']}" in m["text"])
-    replies = slack.replies(SUPPORT_CHANNEL, parent["ts"])
-    assert len(replies) == 1
-    return ticket, parent, {**replies[0], "channel": SUPPORT_CHANNEL}
 
 
 def card_action_ids(message) -> set[str]:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
 import typer
 from rich.console import Console
 
-from aitl.cli import drafts, kb
 from rag import factory
-from rag.models import Message, Ticket
 
 console = Console()
 log = logging.getLogger(__name__)
@@ -22,6 +19,7 @@ def register(app: typer.Typer) -> None:
     app.command()(worker)
     app.command()(scheduler)
     app.command()(demo)
+    app.command()(sandbox)
 
 
 def web(
@@ -175,32 +173,129 @@ def _defer_once(queue, task: str) -> None:
         log.info("%s is already queued", task)
 
 
+def sandbox(
+    port: int = typer.Option(8090, min=0, max=65535, help="The Slack sandbox (API and page)."),
+    zendesk_port: int = typer.Option(8091, min=0, max=65535, help="The Zendesk sandbox."),
+    app_url: str | None = typer.Option(
+        None,
+        help="Where clicks go: the app's /slack/events, e.g. http://127.0.0.1:8000/slack/events",
+    ),
+) -> None:
+    """Serve the local Slack and Zendesk sandboxes until Ctrl-C (development and evaluation)."""
+    from aitl.servers import serve_in_thread
+    from bot.sandbox import SlackSandbox, serve
+    from bot.sandbox_state import BOT_TOKEN, SIGNING_SECRET
+    from connectors.sandbox import ZendeskSandbox
+    from connectors.sandbox import create_app as zendesk_app
+
+    slack, zendesk = SlackSandbox(), ZendeskSandbox()
+    slack.app_url = app_url
+    with serve(slack, port=port), serve_in_thread(zendesk_app(zendesk), port=zendesk_port) as zd:
+        zendesk.url = zd.url
+        console.print(f"Slack sandbox: {slack.base_url}/ (Web API at {slack.base_url}/api/)")
+        console.print(f"Zendesk sandbox: {zd.url}/sandbox/zendesk (API at {zd.url}/api/v2/)")
+        console.print(
+            f"Point the app at them: AITL_SLACK_API_URL={slack.base_url}/api/"
+            f" AITL_SLACK_BOT_TOKEN={BOT_TOKEN} AITL_SLACK_SIGNING_SECRET={SIGNING_SECRET}"
+            f" AITL_ZENDESK_BASE_URL={zd.url} AITL_ZENDESK_EMAIL={zendesk.agent_email}"
+            f" AITL_ZENDESK_API_TOKEN={zendesk.api_token}"
+        )
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            console.print("stopping")
+    zendesk.close()
+
+
 def demo(
     ctx: typer.Context,
-    tickets: int = typer.Option(2, min=1, help="How many sample tickets to answer"),
-    once: bool = typer.Option(True, "--once/--keep-running", help="Exit after the run"),
+    tickets: int = typer.Option(300, min=1, help="Sample tickets to stream (of about 300)."),
+    agents: int = typer.Option(4, min=1, max=8, help="Simulated agents clicking."),
+    noise: float = typer.Option(0.2, min=0, max=1, help="Share of relevance marks flipped."),
+    careless: float = typer.Option(0.1, min=0, max=1, help="Share of cards clicked unread."),
+    port: int = typer.Option(8090, min=0, max=65535, help="The Slack sandbox page's port."),
+    once: bool = typer.Option(
+        False, "--once", "--no-browser", help="Exit after the table instead of serving the page."
+    ),
 ) -> None:
-    """Ingest the sample knowledge base and answer sample tickets with two cited drafts."""
-    settings = ctx.obj.settings
-    console.rule("AITL demo: embedded Postgres + pgvector, MiniLM embeddings, extractive drafts")
-    ctx.invoke(
-        kb.ingest,
-        ctx=ctx,
-        path=settings.samples_dir / "kb",
-        source="samples",
-        prune=True,
-        force=False,
+    """The whole loop on the embedded defaults, against local Slack and Zendesk sandboxes."""
+    from aitl.demo import Demo, DemoOptions
+
+    options = DemoOptions(
+        tickets=tickets, agents=agents, noise=noise, careless=careless, sandbox_port=port
     )
-    pipeline = factory.pipeline(settings, ctx.obj.db)
-    lines = (settings.samples_dir / "tickets.jsonl").read_text(encoding="utf-8").splitlines()
-    for line in lines[:tickets]:
-        record = json.loads(line)
-        ticket = Ticket(
-            subject=record["subject"],
-            body=record["body"],
-            external_id=record["id"],
-            thread=tuple(Message(m["author"], m["body"]) for m in record.get("thread", [])),
+    console.rule("AITL demo: Zendesk → drafts in Slack → clicks → retraining → digest")
+    started = time.monotonic()
+    report = Demo(ctx.obj.settings, ctx.obj.db, options, console.print).run(
+        keep_running=None if once else _serve_until_interrupted
+    )
+    if once:
+        _print_demo(report, time.monotonic() - started)
+
+
+def _serve_until_interrupted(report) -> None:
+    _print_demo(report, None)
+    console.print(
+        f"\n[bold]Open {report.sandbox_url}/[/] to click through the threads yourself"
+        f" (Zendesk tickets: {report.zendesk_url}). Ctrl-C stops everything."
+    )
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        console.print("stopping")
+
+
+def _print_demo(report, seconds: float | None) -> None:
+    from rich.table import Table
+
+    console.print(
+        f"{report.tickets} tickets over {report.weeks} simulated weeks → {report.threads} Slack"
+        f" threads; {report.clicks:,} clicks sent, {report.events:,} events stored"
+        + (f"; {seconds:,.0f} s" if seconds is not None else "")
+    )
+    cycle = report.cycle
+    table = Table(title=f"the flywheel cycle ({cycle.get('status')}, {cycle.get('seconds')} s)")
+    for column in ("model", "metric", "before (champion)", "after (challenger)", "decision"):
+        table.add_column(column)
+    for kind, metrics in (cycle.get("metrics") or {}).items():
+        decision = (cycle.get("decisions") or {}).get(kind, {})
+        verdict = "promoted" if decision.get("promoted") else "kept"
+        champion, challenger = metrics.get("champion", {}), metrics.get("challenger", {})
+        for n, name in enumerate(champion or challenger):
+            before, after = champion.get(name), challenger.get(name)
+            table.add_row(
+                kind if n == 0 else "",
+                name,
+                _number(before),
+                _number(after),
+                verdict if n == 0 else "",
+            )
+    for kind, decision in (cycle.get("decisions") or {}).items():
+        if kind not in (cycle.get("metrics") or {}):
+            table.add_row(kind, "", "", "", decision.get("reason", ""))
+    console.print(table)
+    online = Table(title="what agents saw: before the cycle vs the week after")
+    for column in ("figure", "before", "after"):
+        online.add_column(column)
+    for name in ("adoption_rate", "relevance_precision", "missing_rate", "win_rate"):
+        online.add_row(
+            name.replace("_", " "),
+            _percent(report.before.get(name)),
+            _percent(report.after.get(name)),
         )
-        console.rule(f"{record['id']}: {record['subject']}")
-        console.print(record["body"])
-        drafts.print_draft_set(pipeline.draft(ticket))
+    console.print(online)
+    digest = report.digest
+    console.print(
+        f"digest of the week of {digest.get('week')}: sent to {', '.join(digest.get('sent', []))}"
+        + (f"; skipped {digest['skipped']}" if digest.get("skipped") else "")
+    )
+
+
+def _number(value) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "n/a"
+
+
+def _percent(value) -> str:
+    return f"{value:.1%}" if isinstance(value, int | float) else "n/a"
