@@ -51,12 +51,15 @@ class FeedbackRecorder:
                 feedback = replace(feedback, draft_id=card.drafts[label])
             if feedback.draft_id is not None and feedback.draft_id not in card.draft_ids:
                 raise MalformedPayload("the draft is not part of this card")
+            shown_at = card.shown_at or card.created_at
+            if feedback.clicked_at < shown_at:  # Slack's clock and ours differ a little
+                feedback = replace(feedback, clicked_at=shown_at)
             event, created = feedback_store.record(
                 conn,
                 feedback,
                 ticket_ref=card.ticket_ref,
                 draft_ids=card.draft_ids,
-                shown_at=card.shown_at or card.created_at,
+                shown_at=shown_at,
             )
             if created and refresh:
                 url = response_url if card.kind == "ask" else None

@@ -32,13 +32,12 @@ class SandboxClickFailed(BotError):
 @dataclass
 class SimClock:
     """The sandbox's clock: real time plus the reading time agents have spent on the card in
-    hand (``offset``, reset per card) plus a fixed ``shift`` a caller may set."""
+    hand (``offset``, reset per card)."""
 
     offset: float = 0.0
-    shift: float = 0.0
 
     def __call__(self) -> float:
-        return time.time() + self.shift + self.offset
+        return time.time() + self.offset
 
     def wait(self, seconds: float) -> None:
         self.offset += seconds
@@ -140,7 +139,7 @@ class SandboxAgent:
     def _act(self, body: dict) -> dict:
         answer = httpx.post(self.act_url, json={"user": self.user_id, **body}, timeout=30)
         found = answer.json() if answer.content else {}
-        if answer.status_code != 200 or int(found.get("status", 200)) >= 400:
+        if answer.status_code != 200 or int(found.get("status") or 200) >= 400:
             raise SandboxClickFailed(f"{body.get('kind')} {body.get('action_id', '')}: {found}")
         if found.get("errors"):
             raise SandboxClickFailed(f"the modal refused the answer: {found['errors']}")

@@ -1284,7 +1284,8 @@ class SlackState:
         for block, element in _iter_elements(blocks):
             if element["action_id"] == action_id and block_id in (None, block.get("block_id")):
                 action = {"action_id": action_id, "block_id": block.get("block_id")}
-                action |= {"type": element["type"], "action_ts": self._next_ts()}
+                # when the click happened, by the sandbox's clock (as Slack stamps it)
+                action |= {"type": element["type"], "action_ts": f"{self.now():.6f}"}
                 if "text" in element:
                     action["text"] = copy.deepcopy(element["text"])
                 if selected_option is not None:

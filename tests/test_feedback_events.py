@@ -145,3 +145,22 @@ def test_agent_stats_count_clicks_and_the_standing_adoption(db, drafted):
     assert stats.adoptions == {"as_is": 1, "not_used": 1}
     assert stats.adoption_rate == 0.5
     assert nobody.adoption_rate is None and nobody.draft_sets == 0
+
+
+def test_a_click_stamped_before_its_card_was_shown_counts_from_the_showing(db, drafted):
+    """Slack stamps clicks with its own clock: one a little behind ours must not look like a
+    click made before the card existed (a negative reading time)."""
+    from aitl.queue import build_deferrer
+    from bot.recorder import FeedbackRecorder
+    from bot.simulation import show
+
+    set_id, _ = drafted
+    card = show(db, set_id, "zendesk:1").card
+    early = click(set_id, "B")
+    early = Feedback(**{**early.__dict__, "clicked_at": card.shown_at - timedelta(seconds=2)})
+    recorded = FeedbackRecorder(db, build_deferrer(db.url)).record(early, refresh=False)
+    assert recorded.created and recorded.event.clicked_at == card.shown_at
+    later = click(set_id, "A", agent="U2")
+    later = Feedback(**{**later.__dict__, "clicked_at": card.shown_at + timedelta(seconds=40)})
+    kept = FeedbackRecorder(db, build_deferrer(db.url)).record(later, refresh=False)
+    assert kept.event.clicked_at == card.shown_at + timedelta(seconds=40)
