@@ -133,4 +133,3 @@ def draft_article(
         section_id = min(sections)
     article = client.create_article_draft(section_id, title, body_html)
     return int(article["id"]), str(article.get("html_url") or article.get("url") or "")
-
