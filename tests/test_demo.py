@@ -22,6 +22,7 @@ def test_demo_once_runs_the_whole_loop(database_url, tmp_path):
         "HF_HUB_OFFLINE": "1",
         "AITL_FLYWHEEL_MIN_EVAL_QUERIES": "1",
         "AITL_FLYWHEEL_MIN_EXAMPLES": "4",
+        "COLUMNS": "200",  # rich wraps table titles at 80 columns when not on a terminal
     }
     args = ["demo", "--once", "--tickets", "18", "--agents", "2", "--port", "0"]
     done = subprocess.run(
@@ -34,7 +35,7 @@ def test_demo_once_runs_the_whole_loop(database_url, tmp_path):
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
     out = done.stdout
     assert "18 tickets over 6 simulated weeks → 18 Slack threads" in out
-    assert "the flywheel cycle" in out and "before the cycle vs the week after" in out
+    assert "the flywheel cycle (succeeded" in out and "what agents saw" in out
 
     with psycopg.connect(database_url) as conn:
 
@@ -49,6 +50,6 @@ def test_demo_once_runs_the_whole_loop(database_url, tmp_path):
         assert one("SELECT count(*) FROM feedback_events WHERE source <> 'slack'")[0] == 0
         assert one("SELECT count(*) FROM feedback_events WHERE kind = 'missing_knowledge'")[0] > 0
         [(status, trigger)] = conn.execute("SELECT status, trigger FROM flywheel_runs").fetchall()
-        assert trigger == "demo" and status in ("succeeded", "not_enough_data")
+        assert (trigger, status) == ("demo", "succeeded")
         sent = dict(conn.execute("SELECT recipient, status FROM digest_deliveries"))
         assert sent == {"U0MANAGER": "sent", "C0DIGEST": "sent"}

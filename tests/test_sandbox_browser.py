@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,14 @@ def work(services) -> None:
     done.join(timeout=60)
 
 
+def wait_for_events(db, count: int, timeout_s: float = 15.0) -> None:
+    """Wait for the page's click to reach the app (the page posts it asynchronously)."""
+    deadline = time.monotonic() + timeout_s
+    while len(events(db)) < count:
+        assert time.monotonic() < deadline, f"expected {count} events, have {events(db)}"
+        time.sleep(0.1)
+
+
 def events(db):
     with db.connection() as conn:
         return conn.execute(
@@ -77,6 +86,7 @@ def test_an_agent_prefers_a_draft_and_explains_its_adoption_in_the_page(product,
         page.goto(f"{slack.base_url}/#user={AGENT_ALICE}&channel={SUPPORT_CHANNEL}")
         page.get_by_role("button", name="1 reply").click()
         page.get_by_role("button", name="Prefer A", exact=True).click()
+        wait_for_events(kb_db, 1)
         work(services)  # the card's refresh job
         expect(page.get_by_role("button", name="✓ Prefer A")).to_be_visible(timeout=10_000)
 
@@ -88,6 +98,7 @@ def test_an_agent_prefers_a_draft_and_explains_its_adoption_in_the_page(product,
         expect(modal.get_by_text("Anything we missed?")).to_be_visible(timeout=10_000)
         modal.get_by_role("button", name="Nothing missing").click()
         expect(modal).to_be_hidden(timeout=10_000)
+        wait_for_events(kb_db, 2)
         work(services)
         expect(page.get_by_role("button", name="✓ Used A as is")).to_be_visible(timeout=10_000)
         page.screenshot(path=str(ARTEFACTS / "sandbox-prefer-a.png"), full_page=True)
