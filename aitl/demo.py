@@ -320,13 +320,10 @@ class Demo:
     def _gold(self, ticket: StreamTicket) -> set[int]:
         if not ticket.expected_articles:
             return set()
+        from rag import store as rag_store
+
         with self.db.connection() as conn:
-            rows = conn.execute(
-                "SELECT c.id FROM kb_chunks c JOIN kb_documents d ON d.id = c.document_id"
-                " WHERE d.external_id = ANY(%s) AND c.retired_at IS NULL",
-                (list(ticket.expected_articles),),
-            ).fetchall()
-        return {r[0] for r in rows}
+            return rag_store.live_chunk_ids_of_documents(conn, ticket.expected_articles)
 
     def _cycle(self, settings: Settings) -> dict[str, Any]:
         from flywheel.cycle import Flywheel

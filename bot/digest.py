@@ -23,7 +23,7 @@ from bot.exceptions import (
     SlackRefused,
     SlackUnavailable,
 )
-from flywheel.digest import Digest, build_digest, live_encode
+from flywheel.digest import Digest, digest_of
 from flywheel.digest_metrics import Window, last_full_week, week_of
 from flywheel.digest_render import render_chart
 
@@ -89,10 +89,7 @@ class DigestService:
         return Digest.from_json(found[0]), found[1]
 
     def build(self, window: Window) -> Digest:
-        settings = self.services.config()
-        with self.db.connection() as conn:
-            encode = live_encode(self.services.settings, self.db)
-            return build_digest(conn, window, encode, fast_click_s=settings.judge_min_read_s)
+        return digest_of(self.services.config(), self.db, window)
 
     def stored(self, week_start: date) -> Digest | None:
         with self.db.connection() as conn:

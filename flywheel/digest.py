@@ -197,6 +197,14 @@ def build_digest(
     )
 
 
+def digest_of(settings, db, window: Window) -> Digest:
+    """A week's digest as the product builds it: the live embeddings, the judge's read time."""
+    with db.connection() as conn:
+        return build_digest(
+            conn, window, live_encode(settings, db), fast_click_s=settings.judge_min_read_s
+        )
+
+
 def live_encode(settings, db) -> Encode:
     """The live retriever's embeddings, loaded on first use: gaps cluster as search sees them,
     and a week without gaps (or a new install without an index) loads no model."""

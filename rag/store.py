@@ -436,6 +436,16 @@ def draft_set_infos(conn: psycopg.Connection, set_ids: Sequence[int]) -> dict[in
     return {r[0]: DraftSetInfo(*r, drafts=drafts.get(r[0], {})) for r in rows}
 
 
+def live_chunk_ids_of_documents(conn: psycopg.Connection, external_ids: Sequence[str]) -> set[int]:
+    """The live chunks of documents named by external id (a ticket's expected articles)."""
+    rows = conn.execute(
+        "SELECT c.id FROM kb_chunks c JOIN kb_documents d ON d.id = c.document_id"
+        " WHERE d.external_id = ANY(%s) AND c.retired_at IS NULL",
+        (list(external_ids),),
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
 def live_chunk_texts(conn: psycopg.Connection) -> list[tuple[int, str, str]]:
     """Every live chunk as (id, title, text): the corpus an offline evaluation searches."""
     return conn.execute(

@@ -32,7 +32,7 @@ def preview(
 ) -> None:
     """Write the digest as PNG + Markdown, without Slack: what managers would get."""
     from bot import digest_store
-    from flywheel.digest import Digest, build_digest, live_encode
+    from flywheel.digest import Digest, digest_of
     from flywheel.digest_render import render_chart, render_markdown
 
     settings, db = ctx.obj.settings, ctx.obj.db
@@ -40,13 +40,8 @@ def preview(
     with db.connection() as conn:
         stored = digest_store.report(conn, window.start.date())
     with console.status(f"building the digest of {window.label}…"):
-        if stored:  # a week already sent: show exactly what managers got
-            digest = Digest.from_json(stored[0])
-        else:
-            with db.connection() as conn:
-                digest = build_digest(
-                    conn, window, live_encode(settings, db), fast_click_s=settings.judge_min_read_s
-                )
+        # a week already sent shows exactly what managers got
+        digest = Digest.from_json(stored[0]) if stored else digest_of(settings, db, window)
         out.mkdir(parents=True, exist_ok=True)
         (out / "digest.png").write_bytes(render_chart(digest))
         (out / "digest.md").write_text(render_markdown(digest), encoding="utf-8")

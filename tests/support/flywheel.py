@@ -33,12 +33,7 @@ def sample_tickets(variants: int = 3) -> list[tuple[str, Ticket, list[str]]]:
 
 def gold_chunks(db, articles: list[str]) -> set[int]:
     with db.connection() as conn:
-        rows = conn.execute(
-            "SELECT c.id FROM kb_chunks c JOIN kb_documents d ON d.id = c.document_id"
-            " WHERE d.external_id = ANY(%s) AND c.retired_at IS NULL",
-            (articles,),
-        ).fetchall()
-    return {r[0] for r in rows}
+        return rag_store.live_chunk_ids_of_documents(conn, articles)
 
 
 def annotate_samples(
