@@ -1,6 +1,7 @@
 """The virtual judge: screens every feedback event before training, with a verdict and a reason.
 
-Without an LLM, rules catch what a careful reviewer would: an agent contradicting themselves,
+Without an LLM, rules catch what a careful reviewer would: an agent contradicting themselves
+(preferred A but sent B; "relevant" on a card whose drafts went unused for lack of knowledge),
 clicks too fast to have read anything, "relevant" on a passage that shares nothing with the
 ticket, "missing" knowledge that was in fact shown. With a chat model configured, an LLM judge
 reads each relevance and preference event through ``prompts/judge_*.txt`` and answers in JSON.
@@ -170,15 +171,26 @@ class RuleJudge:
         return None
 
 
+UNUSED_FOR_LACK = (
+    "marked relevant, yet said the drafts went unused because the knowledge was missing"
+)
+
+
 def _contradictions(events: Sequence[StoredFeedback]) -> dict[int, str]:
-    """Preferred one draft but sent the other as it was: both answers are suspect."""
-    by_slot: dict[tuple[int, str], dict[str, StoredFeedback]] = {}
-    for e in events:
-        if e.kind in ("preference", "adoption"):
-            by_slot.setdefault((e.draft_set_id, e.agent_id), {})[e.kind] = e
+    """An agent's answers on one card that cannot all be true; the suspect ones, with why.
+
+    Preferred one draft but sent the other as it was: both answers are suspect. Said the drafts
+    went unused because the knowledge was missing: a passage the same agent marked relevant on
+    that card did not hold the answer after all, so the mark is the doubtful one (the agent's
+    reason and the missing article they named are the considered answers; a relevance click is
+    the quickest one, and the one mistakes go into).
+    """
     found: dict[int, str] = {}
-    for answers in by_slot.values():
-        pref, adopt = answers.get("preference"), answers.get("adoption")
+    for answers in _by_card_and_agent(events).values():
+        adopt = answers.get("adoption", [None])[-1]
+        if adopt is not None and _unused_for_lack(adopt):
+            found.update((e.id, UNUSED_FOR_LACK) for e in answers.get("relevant", ()))
+        pref = answers.get("preference", [None])[-1]
         if pref is None or adopt is None or adopt.value != "as_is":
             continue
         sent = adopt.rationale.get("label")
@@ -188,6 +200,24 @@ def _contradictions(events: Sequence[StoredFeedback]) -> dict[int, str]:
         elif pref.value == "both_bad":
             found[pref.id] = found[adopt.id] = "said both drafts were bad, then sent one as it was"
     return found
+
+
+def _by_card_and_agent(
+    events: Sequence[StoredFeedback],
+) -> dict[tuple[int, str], dict[str, list[StoredFeedback]]]:
+    """Each agent's answers on each card: the preference, the adoption and the relevant marks."""
+    slots: dict[tuple[int, str], dict[str, list[StoredFeedback]]] = {}
+    for e in events:
+        key = e.kind if e.kind in ("preference", "adoption") else None
+        if e.kind == "relevance" and e.value == "relevant":
+            key = "relevant"
+        if key is not None:
+            slots.setdefault((e.draft_set_id, e.agent_id), {}).setdefault(key, []).append(e)
+    return slots
+
+
+def _unused_for_lack(adoption: StoredFeedback) -> bool:
+    return adoption.value == "not_used" and adoption.rationale.get("reason") == "missing_knowledge"
 
 
 def _already_shown(event: StoredFeedback, context: JudgeContext) -> str | None:

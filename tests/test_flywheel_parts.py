@@ -95,6 +95,27 @@ def test_rules_drop_contradictions_fast_clicks_unrelated_relevance_and_shown_mis
     assert found[7].keep and found[8].keep
 
 
+def test_a_relevant_mark_on_a_card_unused_for_lack_of_knowledge_is_doubted():
+    ctx = context(n_sets=2)
+    events = [
+        # U1 on card 1: 100 relevant, yet "not used: the knowledge was missing"
+        event(1, "relevance", "relevant", chunk=100),
+        event(2, "relevance", "not_relevant", chunk=101),
+        event(3, "adoption", "not_used", reason="missing_knowledge"),
+        # U2 on the same card did not say so: their mark stands
+        event(4, "relevance", "relevant", chunk=100, agent="U2"),
+        event(5, "adoption", "not_used", agent="U2", reason="generic"),
+        # U1 on card 2 used a draft: their relevant mark stands
+        event(6, "relevance", "relevant", chunk=100, set_id=2),
+        event(7, "adoption", "edited", set_id=2, reason="tone"),
+    ]
+    found = verdicts(events, ctx)
+    assert not found[1].keep and "knowledge was missing" in found[1].reason
+    assert found[2].keep, "a not-relevant mark agrees with the missing knowledge"
+    assert found[3].keep, "the considered answer is kept"
+    assert found[4].keep and found[5].keep and found[6].keep and found[7].keep
+
+
 def test_without_a_judge_everything_is_kept_and_the_llm_judge_reads_json():
     events = [event(1, "relevance", "relevant", chunk=100), event(2, "preference", "A")]
     assert all(v.keep for v in NoJudge().judge(events, context()))
