@@ -97,6 +97,9 @@ def connect(settings: Settings, *, url: str | None = None) -> Database:
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
         configure=register_vector,
+        # a restarted or failed-over server leaves every pooled connection dead; checking at
+        # checkout (one empty round trip) hands out live ones instead of failing a request each
+        check=ConnectionPool.check_connection,
         open=False,
         name="aitl",
     )

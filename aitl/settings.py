@@ -192,6 +192,32 @@ class Settings(BaseSettings):
     kb_sync_cron: str = "0 * * * *"
     samples_dir: Path = PROJECT_ROOT / "samples"
 
+    # --- retries against Slack and Zendesk (see bot.slack_api and connectors.client) -------
+    slack_timeout_s: float = Field(default=10.0, gt=0, description="One Slack Web API call.")
+    slack_retry_on_server_error: int = Field(
+        default=2,
+        ge=0,
+        description="In-call retries after a 5xx or timeout; a post is looked up before it"
+        " is repeated.",
+    )
+    slack_retry_after_max_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Longest Retry-After waited inside a call; a longer one fails the job,"
+        " which the queue retries later.",
+    )
+    zendesk_retries: int = Field(
+        default=3,
+        ge=0,
+        description="In-call retries: any call after a 429, reads after a timeout or 5xx.",
+    )
+    zendesk_retry_after_max_s: float = Field(
+        default=60.0, ge=0, description="Longest Retry-After waited inside a Zendesk call."
+    )
+    zendesk_retry_backoff_s: float = Field(
+        default=0.5, ge=0, description="Backoff factor between retries of a Zendesk read."
+    )
+
     @field_validator("data_dir", "prompts_dir", "samples_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

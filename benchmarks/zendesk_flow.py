@@ -15,11 +15,14 @@ import argparse
 import json
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
 import httpx
 from rich.console import Console
@@ -30,6 +33,7 @@ from aitl.queue import build_app, build_deferrer
 from aitl.servers import serve_in_thread
 from aitl.settings import PROJECT_ROOT, Settings
 from aitl.web import create_app
+from benchmarks.loadgen import percentile
 from connectors import jobs, setup, signature
 from connectors.sandbox import ZendeskSandbox
 from connectors.sandbox import create_app as sandbox_app
@@ -38,11 +42,6 @@ from rag import factory
 
 console = Console()
 RESULTS = Path(__file__).resolve().parent / "results" / "zendesk_flow.json"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def send(

@@ -23,6 +23,8 @@ PREFER_PATTERN = re.compile(r"^aitl\.prefer\.(A|B|tie|both_bad)$")
 ADOPT_PATTERN = re.compile(r"^aitl\.adopt\.(as_is|edited)\.(A|B)$|^aitl\.adopt\.not_used$")
 RELEVANCE_PATTERN = re.compile(r"^aitl\.relevance\.(relevant|not_relevant)$")
 SHOW_PATTERN = re.compile(r"^aitl\.show_full\.(A|B)$")
+# ASCII digits that fit Postgres' bigint: str.isdigit() also says yes to "²" and "١٢"
+ID_PATTERN = re.compile(r"[0-9]{1,18}")
 
 # modals (callback ids) and their blocks
 ADOPTION_VIEW = "aitl.adoption"
@@ -64,12 +66,13 @@ class ButtonValue:
     @classmethod
     def decode(cls, value: str | None) -> ButtonValue:
         set_part, _, extra = (value or "").partition(":")
-        if not set_part.isdigit():
+        if not ID_PATTERN.fullmatch(set_part):
             raise MalformedPayload(f"button value {value!r} names no draft set")
         return cls(int(set_part), extra)
 
     @property
     def chunk_id(self) -> int:
-        if not self.extra.isdigit():
+        """The article a relevance button is about; raises MalformedPayload without one."""
+        if not ID_PATTERN.fullmatch(self.extra):
             raise MalformedPayload(f"button value names no chunk: {self.extra!r}")
         return int(self.extra)

@@ -1,7 +1,9 @@
 """Cards in Slack: post a ticket's thread, answer ``/aitl ask``, re-render after clicks.
 
 Posting is idempotent per hand-off: each message's ts is stored as soon as Slack returns
-it, so a retried job skips what is already there.
+it, so a retried job skips what is already there. A worker can still die between Slack
+taking a message and the ts being stored; every post carries a key of its card, and a
+posting that started before is looked for in Slack before anything is posted again.
 """
 
 from __future__ import annotations
@@ -75,13 +77,19 @@ class CardService:
         if channel is None:
             return False
         try:
+            if card.parent_ts is not None and card.card_ts is not None:
+                return True
+            with self.db.connection() as conn:
+                retried = bot_store.count_post_attempt(conn, card.id) > 0
             if card.parent_ts is None:
-                card = self._post_parent(card, channel)
+                card = self._post_parent(card, channel, retried)
             if card.card_ts is None:
                 blocks, text = card_blocks.card_blocks(self.content(card))
-                response = slack_api.call(
-                    self.client.chat_postMessage,
-                    channel=channel,
+                response = slack_api.post_once(
+                    self.client,
+                    f"aitl-card:{card.id}:card",
+                    check_first=retried,
+                    channel=card.channel or channel,
                     thread_ts=card.parent_ts,
                     text=text,
                     blocks=card_blocks.as_dicts(blocks),
@@ -96,13 +104,15 @@ class CardService:
             return False
         return True
 
-    def _post_parent(self, card: bot_store.Card, channel: str) -> bot_store.Card:
+    def _post_parent(self, card: bot_store.Card, channel: str, retried: bool) -> bot_store.Card:
         header = dict(card.header)
         if header.get("assignee_email") and not header.get("assignee_slack"):
             header["assignee_slack"] = self.directory.user_by_email(header["assignee_email"])
         blocks, text = card_blocks.ticket_parent(header)
-        response = slack_api.call(
-            self.client.chat_postMessage,
+        response = slack_api.post_once(
+            self.client,
+            f"aitl-card:{card.id}:parent",
+            check_first=retried,
             channel=channel,
             text=text,
             blocks=card_blocks.as_dicts(blocks),

@@ -3,9 +3,10 @@ articles from its knowledge gaps.
 
 A week's report is built once and stored; each recipient has one delivery row, and the chart's
 file id and the message's ts are stored the moment Slack returns them, so a retried job goes
-on where it stopped and nobody gets a week's digest twice. A recipient who cannot be reached
-for good (left the workspace, the bot not in the channel) is skipped with the reason; Slack
-being down makes the job fail and retry.
+on where it stopped and nobody gets a week's digest twice. The message carries a key, so a
+retry also finds a digest that Slack posted before it failed (a 500, a lost answer). A
+recipient who cannot be reached for good (left the workspace, the bot not in the channel) is
+skipped with the reason; Slack being down makes the job fail and retry.
 """
 
 from __future__ import annotations
@@ -180,8 +181,10 @@ class DigestService:
         if delivery.file_id is None:
             self._upload_chart(digest, chart, delivery, channel)
         if delivery.message_ts is None:
-            posted = slack_api.call(
-                client.chat_postMessage,
+            posted = slack_api.post_once(
+                client,
+                f"digest:{digest.week_start}:{delivery.recipient}",
+                check_first=delivery.attempts > 1,  # an earlier attempt may have posted it
                 channel=channel,
                 text=digest_text(digest),
                 blocks=[b.to_dict() for b in digest_blocks(digest)],

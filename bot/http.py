@@ -6,6 +6,8 @@ a forged or oversized request never gets parsed, and every refusal carries its r
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from bot import actions
 from bot.exceptions import (
     BadSignature,
     MalformedPayload,
@@ -24,7 +27,10 @@ from bot.exceptions import (
     RequestRejected,
     UnsupportedContentType,
 )
+from bot.modals_views import ModalContext
 
+log = logging.getLogger(__name__)
+ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 TOLERANCE_S = 300
 FORM, JSON = "application/x-www-form-urlencoded", "application/json"
 INTERACTIVE = {
@@ -36,6 +42,14 @@ INTERACTIVE = {
     "message_action",
 }
 EVENTS = {"url_verification", "event_callback", "app_rate_limited"}
+BUTTONS = (
+    actions.PREFER_PATTERN,
+    actions.ADOPT_PATTERN,
+    actions.RELEVANCE_PATTERN,
+    actions.SHOW_PATTERN,
+)
+OUR_MODALS = {actions.ADOPTION_VIEW, actions.MISSING_VIEW}
+SHAPE_ERRORS = (KeyError, IndexError, TypeError, AttributeError, ValueError)
 
 
 class SlackEndpoint:
@@ -64,12 +78,25 @@ class SlackEndpoint:
             )
         except RequestRejected as exc:
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=exc.status_code)
-        bolt_response = await run_in_threadpool(self.app.dispatch, bolt_request)
+        try:
+            bolt_response = await run_in_threadpool(self.app.dispatch, bolt_request)
+        except SHAPE_ERRORS as exc:
+            # listeners' failures are answered inside dispatch (a database outage: 500, so
+            # Slack retries); a lookup error escaping it is Bolt choking on a payload shape
+            # we did not foresee: the request's fault
+            log.warning("Bolt could not read a signed payload: %r", exc)
+            reason = "the payload does not have the shape Slack sends"
+            return JSONResponse({"ok": False, "error": reason}, status_code=400)
         return to_starlette_response(bolt_response)
 
     async def _read(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+        if (
+            declared
+            and declared.isascii()
+            and declared.isdigit()
+            and int(declared) > self.max_bytes
+        ):
             raise PayloadTooLarge(f"the body is over {self.max_bytes} bytes")
         body = bytearray()
         async for part in request.stream():
@@ -83,11 +110,17 @@ class SlackEndpoint:
         signature = request.headers.get("x-slack-signature", "")
         if not timestamp or not signature:
             raise BadSignature("missing X-Slack-Request-Timestamp or X-Slack-Signature")
-        if not timestamp.isdigit():
+        if not (timestamp.isascii() and timestamp.isdigit()):
             raise BadSignature("X-Slack-Request-Timestamp is not a Unix time")
         if abs(self.clock() - int(timestamp)) > TOLERANCE_S:
             raise BadSignature("the request timestamp is more than 5 minutes away from now")
-        if not self.verifier.is_valid(body, timestamp, signature):
+        try:
+            valid = self.verifier.is_valid(body, timestamp, signature)
+        except UnicodeDecodeError:  # slack_sdk decodes the body first; Slack sends UTF-8
+            raise BadSignature("the body is not UTF-8, so Slack did not sign it") from None
+        except TypeError:  # compare_digest refuses a signature that is not ASCII
+            valid = False
+        if not valid:
             raise BadSignature("the signature does not match our signing secret")
 
 
@@ -117,6 +150,8 @@ def parse_request(
         raise MalformedPayload("the body is not valid JSON") from exc
     except (AttributeError, TypeError) as exc:  # valid JSON, but not an object Bolt can read
         raise MalformedPayload("the body is not a JSON object") from exc
+    except Exception as exc:  # Bolt trusts the shape while building its context
+        raise MalformedPayload("the payload does not have the shape Slack sends") from exc
     check_payload(media, request.body)
     return request
 
@@ -124,24 +159,35 @@ def parse_request(
 def check_payload(media: str, payload: Any) -> None:
     if not isinstance(payload, dict):
         raise MalformedPayload("the body is not a JSON object")
-    if media == JSON or payload.get("type") in EVENTS:
+    if media == JSON or _kind(payload) in EVENTS:
         _check_event(payload)
     elif "type" in payload:
         _check_interactive(payload)
     elif "command" in payload:
         command = payload.get("command")
-        if not payload.get("user_id") or not isinstance(command, str) or command[:1] != "/":
+        if not _is_id(payload.get("user_id")) or not isinstance(command, str) or command[:1] != "/":
             raise MalformedPayload("a slash command needs a command and a user_id")
     elif "ssl_check" not in payload:
         raise MalformedPayload("the form has no payload, command or ssl_check")
 
 
+def _is_id(value: Any) -> bool:
+    """Slack ids (U…, W…, B…) are short ASCII words."""
+    return isinstance(value, str) and ID.fullmatch(value) is not None
+
+
+def _kind(payload: dict[str, Any]) -> str | None:
+    """The payload's type, when it is text (a list there is not hashable)."""
+    kind = payload.get("type")
+    return kind if isinstance(kind, str) else None
+
+
 def _check_interactive(payload: Any) -> None:
-    if not isinstance(payload, dict) or payload.get("type") not in INTERACTIVE:
+    if not isinstance(payload, dict) or _kind(payload) not in INTERACTIVE:
         raise MalformedPayload("payload.type is not a Slack interaction type")
     user = payload.get("user")
-    if not isinstance(user, dict) or not isinstance(user.get("id"), str):
-        raise MalformedPayload("payload.user.id is missing")
+    if not isinstance(user, dict) or not _is_id(user.get("id")):
+        raise MalformedPayload("payload.user.id is missing or not a Slack id")
     kind = payload["type"]
     if kind == "block_actions":
         acts = payload.get("actions")
@@ -152,23 +198,56 @@ def _check_interactive(payload: Any) -> None:
                 raise MalformedPayload("every action needs an action_id")
             if not isinstance(action.get("value", ""), str):
                 raise MalformedPayload("an action's value must be a string")
+            _check_our_button(action)
     if kind in ("view_submission", "view_closed"):
         view = payload.get("view")
         if not isinstance(view, dict) or not isinstance(view.get("callback_id", ""), str):
             raise MalformedPayload(f"{kind} needs a view")
+        if not isinstance(view.get("type"), str):  # Bolt's own middleware reads view.type
+            raise MalformedPayload(f"{kind} needs a view with a type")
         state = view.get("state", {})
         if not isinstance(state, dict) or not isinstance(state.get("values", {}), dict):
             raise MalformedPayload("view.state.values must be an object")
+        if kind == "view_submission" and view.get("callback_id") in OUR_MODALS:
+            _check_modal_context(view.get("private_metadata"))
     if kind == "block_suggestion" and not isinstance(payload.get("action_id"), str):
         raise MalformedPayload("block_suggestion needs an action_id")
 
 
+def _check_our_button(action: dict[str, Any]) -> None:
+    """Our buttons carry a draft set (and for relevance a chunk) in their value; a value we
+    did not write is refused here rather than failing inside the listener."""
+    action_id = action["action_id"]
+    if not any(p.match(action_id) for p in BUTTONS) and action_id != actions.MISSING:
+        return
+    button = actions.ButtonValue.decode(action.get("value"))
+    if actions.RELEVANCE_PATTERN.match(action_id):
+        button.chunk_id  # noqa: B018 (raises MalformedPayload)
+
+
+def _check_modal_context(metadata: Any) -> None:
+    if not isinstance(metadata, str):
+        raise MalformedPayload("the modal's private_metadata is not ours")
+    context = ModalContext.decode(metadata)
+    fields = (context.value, context.clicked_at, context.ticket)
+    if (
+        type(context.draft_set_id) is not int
+        or not 0 < context.draft_set_id < 2**63
+        or not all(isinstance(f, str) for f in fields)
+        or not isinstance(context.label, str | None)
+        or not isinstance(context.response_url, str | None)
+    ):
+        raise MalformedPayload("the modal's private_metadata is not ours")
+
+
 def _check_event(payload: Any) -> None:
-    if not isinstance(payload, dict) or payload.get("type") not in EVENTS:
+    if not isinstance(payload, dict) or _kind(payload) not in EVENTS:
         raise MalformedPayload("type is not a Slack Events API type")
     if payload["type"] == "event_callback":
         event = payload.get("event")
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             raise MalformedPayload("event_callback needs an event with a type")
+        if "user" in event and not isinstance(event["user"], str | dict):
+            raise MalformedPayload("event.user must be a Slack id")
     if payload["type"] == "url_verification" and not isinstance(payload.get("challenge"), str):
         raise MalformedPayload("url_verification needs a challenge")

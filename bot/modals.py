@@ -83,12 +83,13 @@ def on_adoption_submit(services: BotServices):
         context = ModalContext.decode(view.get("private_metadata"))
         values = payloads.state_values(body)
         reason = payloads.input_value(values, actions.REASON)
-        if reason not in REASONS.get(context.value, {}):
+        if not isinstance(reason, str) or reason not in REASONS.get(context.value, {}):
             ack(response_action="errors", errors={actions.REASON: "Pick the main reason."})
             return
-        details = (payloads.input_value(values, actions.DETAILS) or "").strip()
-        edited = (payloads.input_value(values, actions.EDITED) or "").strip()
-        post = payloads.input_value(values, actions.POST) or []
+        details = _typed(values, actions.DETAILS)
+        edited = _typed(values, actions.EDITED)
+        post = payloads.input_value(values, actions.POST)
+        post = post if isinstance(post, list) else []
         rationale: dict[str, Any] = {"reason": reason, "label": context.label}
         if details:
             rationale["details"] = redact(details)
@@ -104,9 +105,13 @@ def on_adoption_submit(services: BotServices):
             rationale={k: v for k, v in rationale.items() if v is not None},
             source_ref=payloads.source_ref(body),
         )
-        recorded = services.recorder.record(
-            feedback, label=context.label, response_url=context.response_url
-        )
+        try:
+            recorded = services.recorder.record(
+                feedback, label=context.label, response_url=context.response_url
+            )
+        except UnknownCard:
+            ack(response_action="errors", errors={actions.REASON: GONE[:150]})
+            return
         note = None
         if "post" in post and context.post_allowed:
             note = _write_back(services, recorded, edited, public="public" in post)
@@ -171,8 +176,9 @@ def on_missing_submit(services: BotServices):
         context = ModalContext.decode(view.get("private_metadata"))
         values = payloads.state_values(body)
         picked = payloads.input_value(values, actions.ARTICLE)
-        url = (payloads.input_value(values, actions.URL) or "").strip()
-        note = (payloads.input_value(values, actions.NOTE) or "").strip()
+        picked = picked if isinstance(picked, str) else None
+        url = _typed(values, actions.URL)
+        note = _typed(values, actions.NOTE)
         errors = _missing_errors(picked, url, note)
         if errors:
             ack(response_action="errors", errors=errors)
@@ -191,14 +197,27 @@ def on_missing_submit(services: BotServices):
             rationale={k: v for k, v in rationale.items() if v},
             source_ref={**payloads.source_ref(body), "after_adoption": context.after_adoption},
         )
-        services.recorder.record(feedback, response_url=context.response_url)
+        try:
+            services.recorder.record(feedback, response_url=context.response_url)
+        except UnknownCard:
+            ack(response_action="errors", errors={actions.NOTE: GONE[:150]})
+            return
         ack()
 
     return listener
 
 
+def _typed(values: dict, block_id: str) -> str:
+    """What the agent typed, fit for Postgres text: no NUL bytes, no lone surrogates."""
+    value = payloads.input_value(values, block_id)
+    if not isinstance(value, str):
+        return ""
+    value = value.replace("\x00", "").strip()
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
 def _missing_errors(picked: str | None, url: str, note: str) -> dict[str, str]:
-    if picked and not re.fullmatch(r"chunk:\d+", picked):
+    if picked and not re.fullmatch(r"chunk:[0-9]{1,18}", picked):
         return {actions.ARTICLE: "Pick an article from the list."}
     if url and not URL_PATTERN.match(url):
         return {actions.URL: "Give a web address starting with http:// or https://"}
@@ -211,7 +230,8 @@ def _missing_errors(picked: str | None, url: str, note: str) -> dict[str, str]:
 
 def on_kb_search(services: BotServices):
     def listener(ack, body: dict) -> None:
-        query = str(body.get("value") or "").strip()[:500]
+        raw = body.get("value")
+        query = raw.replace("\x00", "").strip()[:500] if isinstance(raw, str) else ""
         if len(query) < 2:
             ack(options=[])
             return

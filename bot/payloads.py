@@ -26,7 +26,7 @@ def first_action(body: dict[str, Any]) -> dict[str, Any]:
 
 def clicked_at(action: dict[str, Any] | None = None) -> datetime:
     """Slack's action_ts when there is one (a click), else now (a modal submission)."""
-    raw = (action or {}).get("action_ts")
+    raw = _object(action).get("action_ts")
     try:
         return datetime.fromtimestamp(float(raw), UTC) if raw else datetime.now(UTC)
     except (TypeError, ValueError, OverflowError, OSError):
@@ -37,45 +37,59 @@ def response_url(body: dict[str, Any]) -> str | None:
     url = body.get("response_url")
     if isinstance(url, str) and url:
         return url
-    urls = body.get("response_urls") or []
-    return urls[0].get("response_url") if urls and isinstance(urls[0], dict) else None
+    urls = body.get("response_urls")
+    first = urls[0] if isinstance(urls, list) and urls else None
+    found = first.get("response_url") if isinstance(first, dict) else None
+    return found if isinstance(found, str) and found else None
 
 
 def source_ref(body: dict[str, Any], action: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Where the click happened, kept with the event for audits."""
-    container = body.get("container") or {}
+    """Where the click happened, kept with the event for audits (only what is well formed)."""
+    container = _object(body.get("container"))
     ref = {
-        "channel": (body.get("channel") or {}).get("id") or container.get("channel_id"),
+        "channel": _object(body.get("channel")).get("id") or container.get("channel_id"),
         "message_ts": container.get("message_ts"),
-        "ephemeral": bool(container.get("is_ephemeral")),
-        "action_ts": (action or {}).get("action_ts"),
-        "view_id": (body.get("view") or {}).get("id"),
+        "ephemeral": container.get("is_ephemeral") is True,
+        "action_ts": _object(action).get("action_ts"),
+        "view_id": _object(body.get("view")).get("id"),
     }
-    return {k: v for k, v in ref.items() if v not in (None, False)}
+    return {k: v for k, v in ref.items() if (isinstance(v, str) and v) or v is True}
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def state_values(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    view = body.get("view") or {}
-    values = (view.get("state") or {}).get("values") or {}
+    view = _object(body.get("view"))
+    values = _object(view.get("state")).get("values") or {}
     if not isinstance(values, dict):
         raise MalformedPayload("the view's state is not an object")
     return values
 
 
 def input_value(values: dict[str, dict[str, Any]], block_id: str) -> Any:
-    """The value of the single element in an input block, in whichever shape it has."""
-    element = next(iter((values.get(block_id) or {}).values()), None)
+    """The value of the single element in an input block, in whichever shape it has; None
+    (or an empty list) when the element is missing or not in the shape Slack sends."""
+    element = next(iter(_object(values.get(block_id)).values()), None)
     if not isinstance(element, dict):
         return None
     kind = element.get("type")
     if kind in ("static_select", "external_select"):
-        return (element.get("selected_option") or {}).get("value")
+        return _text(_object(element.get("selected_option")).get("value"))
     if kind == "checkboxes":
-        return [o.get("value") for o in element.get("selected_options") or []]
+        options = element.get("selected_options")
+        found = [_object(o).get("value") for o in options] if isinstance(options, list) else []
+        return [v for v in found if isinstance(v, str)]
     if kind == "multi_users_select":
-        return element.get("selected_users") or []
+        users = element.get("selected_users")
+        return [u for u in users if isinstance(u, str)] if isinstance(users, list) else []
     if kind == "channels_select":
-        return element.get("selected_channel")
+        return _text(element.get("selected_channel"))
     if kind == "conversations_select":
-        return element.get("selected_conversation")
-    return element.get("value")
+        return _text(element.get("selected_conversation"))
+    return _text(element.get("value"))
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -40,7 +40,13 @@ __all__ = ["RecordedCall", "SlackSandbox", "create_app", "serve"]
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-FAULT_ERRORS = {429: "ratelimited", 500: "internal_error", 503: "service_unavailable"}
+FAULT_ERRORS = {
+    429: "ratelimited",
+    500: "internal_error",
+    502: "internal_error",
+    503: "service_unavailable",
+    504: "request_timeout",
+}
 
 
 class SlackSandbox(SlackState):
@@ -108,7 +114,7 @@ async def web_api(request: Request) -> Response:
     if refused is not None:
         return _answer(sandbox, method, params, {"ok": False, "error": refused})
     fault = sandbox.take_fault(method)
-    if fault is not None and fault.status is not None:
+    if fault is not None and fault.status is not None and not fault.after_apply:
         return _fault_answer(sandbox, method, params, fault)
     return await _call(sandbox, request, method, params, fault)
 
@@ -127,6 +133,8 @@ async def _call(
         body = exc.body()
     if fault is not None and fault.after_apply:
         await asyncio.sleep(fault.seconds)
+        if fault.status is not None:  # done, then answered as a failure: Slack's worst case
+            return _fault_answer(sandbox, method, params, fault)
     return _answer(sandbox, method, params, body)
 
 
@@ -274,6 +282,32 @@ def _decode_cursor(cursor: str) -> int:
     return offset
 
 
+def conversations_history(sandbox: SlackSandbox, params: Json, request: Request) -> Json:
+    """Newest first, thread replies left out; metadata only with ``include_all_metadata``."""
+    found = sandbox.messages(_text(params, "channel"))
+    found = sorted(found, key=lambda m: float(m["ts"]), reverse=True)
+    return _message_page(found, params)
+
+
+def conversations_replies(sandbox: SlackSandbox, params: Json, request: Request) -> Json:
+    """The thread's parent, then its replies, oldest first."""
+    channel, ts = _text(params, "channel"), _text(params, "ts")
+    found = [sandbox.message(channel, ts), *sandbox.replies(channel, ts)]
+    return _message_page(found, params)
+
+
+def _message_page(found: list[Json], params: Json) -> Json:
+    oldest, latest = params.get("oldest"), params.get("latest")
+    if oldest not in (None, ""):
+        found = [m for m in found if float(m["ts"]) >= float(oldest)]
+    if latest not in (None, ""):
+        found = [m for m in found if float(m["ts"]) <= float(latest)]
+    if not flag(params.get("include_all_metadata")):
+        found = [{k: v for k, v in m.items() if k != "metadata"} for m in found]
+    limit = min(max(_int(params, "limit", DEFAULT_LIMIT), 1), MAX_LIMIT)
+    return {"messages": found[:limit], "has_more": len(found) > limit}
+
+
 def users_info(sandbox: SlackSandbox, params: Json, request: Request) -> Json:
     return {"user": sandbox.user(_text(params, "user"))}
 
@@ -338,6 +372,8 @@ METHODS: dict[str, Handler] = {
     "chat.postEphemeral": chat_post_ephemeral,
     "conversations.open": conversations_open,
     "conversations.members": conversations_members,
+    "conversations.history": conversations_history,
+    "conversations.replies": conversations_replies,
     "users.info": users_info,
     "users.lookupByEmail": users_lookup_by_email,
     "usergroups.users.list": usergroups_users_list,

@@ -108,7 +108,11 @@ class ElementNotFound(SlackSandboxError):
 
 @dataclass
 class Fault:
-    """An injected failure or delay for the next calls of one method (``*``: any)."""
+    """An injected failure or delay for the next calls of one method (``*``: any).
+
+    ``status`` answers with that HTTP status; ``seconds`` holds the answer; ``after_apply``
+    says whether the call takes effect before the delay or failure (see ``fail``, ``delay``).
+    """
 
     method: str
     remaining: int
@@ -1155,18 +1159,30 @@ class SlackState:
     # --- faults and the call log ----------------------------------------------------------
 
     def fail(
-        self, method: str, status: int = 429, times: int = 1, retry_after: int | None = 1
+        self,
+        method: str,
+        status: int = 429,
+        times: int = 1,
+        retry_after: int | None = 1,
+        *,
+        after_apply: bool = False,
     ) -> None:
-        """Answer the next ``times`` calls of ``method`` (``*``: any) with ``status``; the
-        call changes nothing, as when Slack refuses it."""
+        """Answer the next ``times`` calls of ``method`` (``*``: any) with ``status``. The
+        call changes nothing, as when Slack refuses it; with ``after_apply`` it takes effect
+        first (a message is posted, then 500 comes back), which is how a 5xx can mislead."""
         with self._lock:
-            self._faults.append(Fault(method, times, status, retry_after))
+            self._faults.append(Fault(method, times, status, retry_after, after_apply=after_apply))
 
     def delay(self, method: str, seconds: float, times: int = 1, after_apply: bool = True) -> None:
         """Hold the next ``times`` answers of ``method``. By default the call takes effect
         first, so a client that times out has still posted, which is how Slack fails."""
         with self._lock:
             self._faults.append(Fault(method, times, seconds=seconds, after_apply=after_apply))
+
+    def clear_faults(self) -> None:
+        """Forget every injected fault not used up yet: Slack has recovered."""
+        with self._lock:
+            self._faults.clear()
 
     def take_fault(self, method: str) -> Fault | None:
         with self._lock:

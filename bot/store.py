@@ -144,6 +144,16 @@ def mark_shown(conn: psycopg.Connection, card_id: int, channel: str, ts: str | N
     )
 
 
+def count_post_attempt(conn: psycopg.Connection, card_id: int) -> int:
+    """Record that posting starts; returns how many attempts started before this one."""
+    row = conn.execute(
+        "UPDATE slack_cards SET post_attempts = post_attempts + 1, updated_at = now()"
+        " WHERE id = %s RETURNING post_attempts - 1",
+        (card_id,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def note_error(conn: psycopg.Connection, card_id: int, error: str) -> None:
     conn.execute(
         "UPDATE slack_cards SET last_error = %s, updated_at = now() WHERE id = %s",

@@ -2,17 +2,27 @@
 
 Nothing else in the product imports Zenpy: callers handle one vocabulary of errors
 (`connectors.exceptions`) and never see a Zenpy object.
+
+Retries inside a call are urllib3's, on the session Zenpy uses (:class:`ZendeskRetry`): a
+429 is retried for any method after its Retry-After (capped), since Zendesk did nothing;
+timeouts, dropped connections and 5xx only for reads, since a write may have landed (the
+write-back checks for its comment before it posts again). Past the budget the call fails with
+ZendeskUnavailable and the job queue retries it later.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 from zenpy import Zenpy
 from zenpy.lib.api_objects import Comment, Ticket
 from zenpy.lib.api_objects.help_centre_objects import Article
@@ -32,6 +42,9 @@ class ZendeskConfig:
     api_token: str
     timeout_s: float
     rate_limit_budget_s: int = 120
+    retries: int = 3
+    retry_after_max_s: float = 60.0
+    retry_backoff_s: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -41,11 +54,41 @@ class ExportPage:
     end_of_stream: bool
 
 
-class _PlainHttpSession(requests.Session):
-    """Zenpy only builds https:// URLs; a local sandbox or proxy answers plain http."""
+class ZendeskRetry(Retry):
+    """urllib3's retry with one change: a 429 is retried whatever the method, since Zendesk
+    refused the request before doing anything."""
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        if status_code == 429:
+            return bool(self.total)
+        return super().is_retry(method, status_code, has_retry_after)
+
+
+def retry_policy(config: ZendeskConfig) -> ZendeskRetry:
+    return ZendeskRetry(
+        total=config.retries,
+        allowed_methods=frozenset({"GET"}),  # timeouts and 5xx: only reads are repeated
+        status_forcelist=frozenset({500, 502, 503, 504}),
+        backoff_factor=config.retry_backoff_s,
+        respect_retry_after_header=True,
+        retry_after_max=int(config.retry_after_max_s),
+        raise_on_status=True,  # out of retries: an error, never the 429 for Zenpy to wait on
+    )
+
+
+class _ZendeskSession(requests.Session):
+    """Retries per :func:`retry_policy`; with ``plain_http`` the https:// URLs Zenpy builds
+    go to a local sandbox or proxy that answers plain http."""
+
+    def __init__(self, config: ZendeskConfig, *, plain_http: bool) -> None:
+        super().__init__()
+        self.plain_http = plain_http
+        adapter = HTTPAdapter(max_retries=retry_policy(config))
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
-        if url.startswith("https://"):
+        if self.plain_http and url.startswith("https://"):
             url = "http://" + url[len("https://") :]
         return super().request(method, url, *args, **kwargs)
 
@@ -62,39 +105,57 @@ def _zenpy_host(base_url: str) -> tuple[str, str]:
     return subdomain, domain
 
 
+@contextlib.contextmanager
+def _translating() -> Iterator[None]:
+    """Zenpy's and requests' errors, raised inside the block, in our vocabulary."""
+    try:
+        yield
+    except RecordNotFoundException as exc:
+        raise exceptions.ZendeskNotFound(f"Zendesk: not found ({exc})") from exc
+    except APIException as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status in (401, 403):
+            raise exceptions.ZendeskAuthFailed(
+                "Zendesk refused the credentials (check AITL_ZENDESK_EMAIL and the API token)"
+            ) from exc
+        if status == 404:
+            raise exceptions.ZendeskNotFound(f"Zendesk: not found ({status})") from exc
+        raise exceptions.ZendeskUnavailable(f"Zendesk answered {status}: {exc}"[:500]) from exc
+    except (requests.RequestException, ZenpyException) as exc:
+        raise exceptions.ZendeskUnavailable(
+            f"Zendesk call failed: {type(exc).__name__}: {exc}"[:500]
+        ) from exc
+
+
 def _translated(fn: Callable[P, R]) -> Callable[P, R]:
+    """Translate errors of a call; of a generator, errors met while it is iterated too (its
+    later pages are fetched then, after the call has returned)."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def iterating(*args: P.args, **kwargs: P.kwargs) -> Any:
+            with _translating():
+                yield from fn(*args, **kwargs)
+
+        return iterating  # type: ignore[return-value]
+
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
+        with _translating():
             return fn(*args, **kwargs)
-        except RecordNotFoundException as exc:
-            raise exceptions.ZendeskNotFound(f"Zendesk: not found ({exc})") from exc
-        except APIException as exc:
-            status = getattr(getattr(exc, "response", None), "status_code", None)
-            if status in (401, 403):
-                raise exceptions.ZendeskAuthFailed(
-                    "Zendesk refused the credentials (check AITL_ZENDESK_EMAIL and the API token)"
-                ) from exc
-            if status == 404:
-                raise exceptions.ZendeskNotFound(f"Zendesk: not found ({status})") from exc
-            raise exceptions.ZendeskUnavailable(f"Zendesk answered {status}: {exc}"[:500]) from exc
-        except (requests.RequestException, ZenpyException) as exc:
-            raise exceptions.ZendeskUnavailable(
-                f"Zendesk call failed: {type(exc).__name__}: {exc}"[:500]
-            ) from exc
 
     return wrapper
 
 
 class ZendeskClient:
     def __init__(self, config: ZendeskConfig) -> None:
-        session, domain, subdomain = None, "zendesk.com", config.subdomain
+        domain, subdomain = "zendesk.com", config.subdomain
         if config.base_url:
             subdomain, domain = _zenpy_host(config.base_url)
-            if config.base_url.startswith("http://"):
-                session = _PlainHttpSession()
         if not subdomain:
             raise exceptions.NotConnected()
+        plain = bool(config.base_url and config.base_url.startswith("http://"))
+        session = _ZendeskSession(config, plain_http=plain)
         self.base_url = (config.base_url or f"https://{subdomain}.{domain}").rstrip("/")
         self._zenpy = Zenpy(
             subdomain=subdomain,
@@ -163,6 +224,11 @@ class ZendeskClient:
     def articles(self) -> Iterator[dict[str, Any]]:
         for article in self._zenpy.help_center.articles():
             yield article.to_dict()
+
+    @_translated
+    def section_articles(self, section_id: int) -> list[dict[str, Any]]:
+        """The section's articles, drafts included (an agent's token sees drafts)."""
+        return [a.to_dict() for a in self._zenpy.help_center.sections.articles(section=section_id)]
 
     @_translated
     def sections(self) -> dict[int, dict[str, Any]]:

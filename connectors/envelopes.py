@@ -9,6 +9,7 @@ Trigger template (paste into the trigger's "Notify webhook" action; README docum
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,13 +39,17 @@ class WebhookEvent:
 
 def parse(body: bytes) -> WebhookEvent:
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise exceptions.MalformedPayload(f"body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise exceptions.MalformedPayload("body must be a JSON object")
     if _depth(data) > MAX_DEPTH:
         raise exceptions.MalformedPayload(f"JSON nested deeper than {MAX_DEPTH} levels")
+    if not _storable(data):  # Postgres' jsonb refuses these; Zendesk never sends them
+        raise exceptions.MalformedPayload(
+            "body holds a NUL character, an unpaired surrogate or a number out of range"
+        )
     if isinstance(data.get("type"), str) and data["type"].startswith("zen:event-type:"):
         return _event_subscription(data)
     if "aitl" in data:
@@ -74,7 +79,7 @@ def _ticket_id(data: dict[str, Any]) -> int:
 def _trigger(data: dict[str, Any]) -> WebhookEvent:
     ticket_id = _positive_int(data.get("ticket_id"), "ticket_id")
     kind = data.get("event", "ticket.updated")
-    if kind not in TRIGGER_EVENTS:
+    if not isinstance(kind, str) or kind not in TRIGGER_EVENTS:
         raise exceptions.MalformedPayload(f"'event' must be one of {sorted(TRIGGER_EVENTS)}")
     updated = data.get("updated_at")
     if not isinstance(updated, str | int) or not str(updated).strip():
@@ -91,6 +96,31 @@ def _positive_int(value: Any, name: str) -> int:
     if not 0 < number < 2**63:
         raise exceptions.MalformedPayload(f"{name} {number} is out of range")
     return number
+
+
+def _no_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
+
+
+def _storable(value: Any) -> bool:
+    """Whether jsonb can hold ``value``: text without NUL or lone surrogates, finite numbers."""
+    if isinstance(value, str):
+        return "\x00" not in value and _encodable(value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(v) for v in value)
+    return True
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _depth(value: Any, level: int = 0) -> int:

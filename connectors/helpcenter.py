@@ -121,7 +121,9 @@ def draft_article(
     """Save an article as a Help Center draft, never published; returns its id and URL.
 
     Without a configured section the first one listed is used; with none at all, the admin
-    is told what to create.
+    is told what to create. A draft of the same title already in the section is returned
+    instead of a second one: a create that timed out may still have landed, and the job
+    that retries it must not leave two drafts.
     """
     if section_id is None:
         sections = client.sections()
@@ -131,5 +133,14 @@ def draft_article(
                 " Guide, or set AITL_ZENDESK_DRAFTS_SECTION_ID"
             )
         section_id = min(sections)
-    article = client.create_article_draft(section_id, title, body_html)
+    article = _existing_draft(client, section_id, title) or client.create_article_draft(
+        section_id, title, body_html
+    )
     return int(article["id"]), str(article.get("html_url") or article.get("url") or "")
+
+
+def _existing_draft(client: ZendeskClient, section_id: int, title: str) -> dict[str, Any] | None:
+    for article in client.section_articles(section_id):
+        if article.get("draft") and (article.get("title") or "").strip() == title.strip():
+            return article
+    return None

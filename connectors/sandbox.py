@@ -145,6 +145,19 @@ class WebhookOutbox:
             self._send(delivery)
         return [replace(d) for d in found]
 
+    def signed_copy(
+        self, event_id: str, at: datetime | None = None
+    ) -> tuple[str, bytes, dict[str, str]]:
+        """(endpoint, body, headers) of a delivery of ``event_id`` signed as of ``at``, not
+        sent: for tests and benchmarks that send copies themselves, e.g. all at once."""
+        with self._cond:
+            found = next((d for d in self._deliveries if d.event_id == event_id), None)
+        target = self._target(found.webhook_id) if found is not None else None
+        if found is None or target is None:
+            raise RecordNotFound(f"no delivery of event {event_id} to a live webhook")
+        endpoint, secret = target
+        return endpoint, found.body, self._headers(found, secret, at)
+
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Wait until nothing is pending or being sent; False on timeout."""
         with self._cond:
@@ -215,8 +228,10 @@ class WebhookOutbox:
         delivery.last_status, delivery.last_error = response.status_code, None
         return response.status_code in RETRYABLE or response.status_code >= 500
 
-    def _headers(self, delivery: Delivery, secret: str) -> dict[str, str]:
-        timestamp = iso(datetime.now(UTC))
+    def _headers(
+        self, delivery: Delivery, secret: str, at: datetime | None = None
+    ) -> dict[str, str]:
+        timestamp = iso(at or datetime.now(UTC))
         return {
             "Content-Type": "application/json",
             "User-Agent": "Zendesk Webhook",
@@ -263,6 +278,12 @@ class ZendeskSandbox(SandboxState):
         """Send a delivered event again: the same body, a fresh timestamp and signature."""
         return self.outbox.redeliver(event_id)
 
+    def signed_copy(
+        self, event_id: str, at: datetime | None = None
+    ) -> tuple[str, bytes, dict[str, str]]:
+        """A delivery of ``event_id`` signed as of ``at`` but not sent (see WebhookOutbox)."""
+        return self.outbox.signed_copy(event_id, at)
+
     def close(self) -> None:
         """Stop the background webhook sender."""
         self.outbox.close()
@@ -306,13 +327,15 @@ class ZendeskGate(BaseHTTPMiddleware):
             headers = {"WWW-Authenticate": 'Basic realm="Web Password"'}
             return JSONResponse({"error": "Couldn't authenticate you"}, 401, headers)
         fault = sandbox.take_fault(request.method, request.url.path)
-        if fault is not None and fault.status is not None:
+        if fault is not None and fault.status is not None and not fault.after_apply:
             return _fault_response(fault.status, fault.retry_after)
         if fault is not None and not fault.after_apply:
             await asyncio.sleep(fault.seconds)
         response = await call_next(request)
         if fault is not None and fault.after_apply:
             await asyncio.sleep(fault.seconds)
+            if fault.status is not None:  # applied, then answered as a failure
+                return _fault_response(fault.status, fault.retry_after)
         return response
 
 

@@ -629,9 +629,14 @@ class SandboxState:
         status: int = 429,
         retry_after: int | None = 1,
         times: int = 1,
+        *,
+        after_apply: bool = False,
     ) -> None:
-        """Answer the next ``times`` matching requests with ``status`` and Zendesk's error."""
-        fault = Fault(method.upper(), re.compile(path_regex), times, status, retry_after)
+        """Answer the next ``times`` matching requests with ``status`` and Zendesk's error.
+        Nothing changes, unless ``after_apply``: then the request takes effect first (a
+        comment is added, then 500 comes back), which is how a 5xx can mislead."""
+        pattern = re.compile(path_regex)
+        fault = Fault(method.upper(), pattern, times, status, retry_after, after_apply=after_apply)
         with self._lock:
             self._faults.append(fault)
 
@@ -644,6 +649,11 @@ class SandboxState:
         fault = Fault(method.upper(), pattern, times, seconds=seconds, after_apply=after_apply)
         with self._lock:
             self._faults.append(fault)
+
+    def clear_faults(self) -> None:
+        """Forget every injected fault not used up yet: Zendesk has recovered."""
+        with self._lock:
+            self._faults.clear()
 
     def take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:

@@ -71,6 +71,9 @@ class ZendeskServices:
             email=email,
             api_token=token,
             timeout_s=s.zendesk_timeout_s,
+            retries=s.zendesk_retries,
+            retry_after_max_s=s.zendesk_retry_after_max_s,
+            retry_backoff_s=s.zendesk_retry_backoff_s,
         )
         return ZendeskClient(config)
 

@@ -20,10 +20,10 @@ def parse_timestamp(value: str) -> datetime:
     """Zendesk sends ISO 8601 (``2026-11-21T23:00:00Z``); plain epoch seconds are accepted too."""
     value = value.strip()
     try:
-        if value.isdigit():
+        if value.isascii() and value.isdigit():
             return datetime.fromtimestamp(int(value), tz=UTC)
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except (ValueError, OverflowError) as exc:
+    except (ValueError, OverflowError, OSError) as exc:
         raise exceptions.StaleTimestamp(f"unreadable signature timestamp {value[:40]!r}") from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
@@ -47,5 +47,6 @@ def verify(
         raise exceptions.StaleTimestamp(
             f"signature timestamp is {int(skew)} s away from now (limit {tolerance_s} s)"
         )
-    if not any(hmac.compare_digest(sign(s, timestamp, body), signature) for s in secrets):
+    given = signature.encode("utf-8", "surrogatepass")  # compare_digest refuses non-ASCII text
+    if not any(hmac.compare_digest(sign(s, timestamp, body).encode(), given) for s in secrets):
         raise exceptions.SignatureMismatch("signature does not match the body")

@@ -51,7 +51,7 @@ class WebhookReceiver:
     async def _body(self, request: Request) -> bytes:
         limit = self.settings.zendesk_webhook_max_bytes
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise exceptions.PayloadTooLarge(f"body of {declared} bytes is over {limit}")
         chunks, size = [], 0
         async for chunk in request.stream():  # the limit holds even without Content-Length

@@ -29,11 +29,19 @@ def record(
     """Store a click once; returns the event and whether this call created it.
 
     Repeating the slot's current answer stores nothing. Two copies of the same click racing
-    each other compute the same key, and the unique key lets only one in.
+    each other compute the same key, and the unique key lets only one in. Different answers
+    racing each other (an agent changing their mind twice in a second) queue on the slot's
+    lock, held to the end of the caller's transaction, so each supersedes the one before
+    and the slot keeps one chain.
     """
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (slot_key(feedback),))
     current = latest_in_slot(conn, feedback)
     if current is not None and feedback.same_answer(current):
         return current, False
+    if current is not None:
+        earlier = same_click(conn, feedback)
+        if earlier is not None:  # a late copy (a retry) of a click the slot has moved past
+            return earlier, False
     key = feedback.idempotency_key(current.id if current else None)
     cur = conn.cursor(row_factory=class_row(StoredFeedback))
     row = cur.execute(
@@ -73,6 +81,12 @@ def record(
     return existing, False
 
 
+def slot_key(feedback: Feedback) -> str:
+    """One agent's answer to one question on one card: the unit a new click supersedes."""
+    f = feedback
+    return f"feedback:{f.draft_set_id}:{f.kind}:{f.subject}:{f.agent_id}"
+
+
 def latest_in_slot(conn: psycopg.Connection, feedback: Feedback) -> StoredFeedback | None:
     cur = conn.cursor(row_factory=class_row(StoredFeedback))
     return cur.execute(
@@ -82,6 +96,28 @@ def latest_in_slot(conn: psycopg.Connection, feedback: Feedback) -> StoredFeedba
         ORDER BY id DESC LIMIT 1
         """,
         (feedback.draft_set_id, feedback.kind, feedback.subject, feedback.agent_id),
+    ).fetchone()
+
+
+def same_click(conn: psycopg.Connection, feedback: Feedback) -> StoredFeedback | None:
+    """The event this very click (Slack's action_ts) already stored in its slot, if any.
+
+    The idempotency key chains on the slot's current answer, so a copy of a click that
+    arrives after a newer answer (Slack's retry of a request we answered too late) would
+    otherwise be stored a second time, as the newest answer.
+    """
+    action_ts = (feedback.source_ref or {}).get("action_ts")
+    if not action_ts:
+        return None
+    cur = conn.cursor(row_factory=class_row(StoredFeedback))
+    return cur.execute(
+        f"""
+        SELECT {COLUMNS} FROM feedback_events
+        WHERE draft_set_id = %s AND kind = %s AND subject = %s AND agent_id = %s
+          AND source_ref ->> 'action_ts' = %s
+        ORDER BY id LIMIT 1
+        """,
+        (feedback.draft_set_id, feedback.kind, feedback.subject, feedback.agent_id, action_ts),
     ).fetchone()
 
 

@@ -27,6 +27,9 @@ from aitl.bootstrap import open_database
 from aitl.db import Database
 from aitl.settings import PROJECT_ROOT, Settings
 
+# the web app on loopback with the Zendesk sandbox: ``zendesk``, ``services``, ``web``
+pytest_plugins = ("tests.support.slack_app",)
+
 TEMPLATE = "aitl_template"
 SAMPLES = PROJECT_ROOT / "samples"
 

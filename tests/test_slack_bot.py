@@ -12,7 +12,6 @@ import pytest
 
 from aitl.servers import serve_in_thread
 from aitl.web import create_app
-from aitl.wiring import build_services
 from bot import actions
 from bot.sandbox import SlackSandbox, serve
 from bot.sandbox_state import (
@@ -28,7 +27,16 @@ from tests.support.sandboxes import (
     connected_settings,
     run_worker,
     ticket_thread,
-    zendesk_server,
+)
+from tests.support.slack_app import (
+    click,
+    opened,
+    post,
+    relevance_block,
+    select,
+    submit,
+    text_input,
+    wait_for,
 )
 
 ADMIN = "U0ADMIN"
@@ -47,12 +55,6 @@ def slack():
 
 
 @pytest.fixture
-def zendesk():
-    with zendesk_server() as box:
-        yield box
-
-
-@pytest.fixture
 def settings(kb_settings, slack, zendesk, tmp_path):
     return connected_settings(
         kb_settings,
@@ -61,19 +63,6 @@ def settings(kb_settings, slack, zendesk, tmp_path):
         tmp_path,
         slack_admin_ids=[ADMIN],
     )
-
-
-@pytest.fixture
-def services(settings, kb_db):
-    from aitl.queue import build_deferrer
-
-    return build_services(settings, kb_db, build_deferrer(kb_db.url))
-
-
-@pytest.fixture
-def web(settings, kb_db):
-    with serve_in_thread(create_app(settings, database=kb_db)) as server:
-        yield server
 
 
 def rows(db, sql, *args):
@@ -87,18 +76,6 @@ def events(db):
         "SELECT kind, value, agent_id, draft_id, chunk_ids, rationale, subject, supersedes"
         " FROM feedback_events ORDER BY id",
     )
-
-
-def post(slack, web, body: bytes, **headers) -> httpx.Response:
-    signed = slack.signed_headers(body) | headers
-    return httpx.post(f"{web.url}/slack/events", content=body, headers=signed, timeout=10)
-
-
-def click(slack, web, user, message, action_id, *, block_id=None, **kwargs) -> httpx.Response:
-    payload = slack.block_actions(
-        user, message["channel"], message["ts"], action_id, block_id, **kwargs
-    )
-    return post(slack, web, encode_interactivity(payload))
 
 
 def card_action_ids(message) -> set[str]:
@@ -117,11 +94,6 @@ def chosen_buttons(message) -> set[str]:
         for e in b.get("elements", [])
         if e.get("style") == "primary"
     }
-
-
-def relevance_block(card) -> tuple[str, str]:
-    block = next(b for b in card["blocks"] if b.get("block_id", "").startswith("aitl.rel."))
-    return block["block_id"], block["elements"][0]["value"]
 
 
 @pytest.fixture
@@ -209,26 +181,6 @@ def test_a_slack_retry_of_the_same_request_is_one_event(services, thread, slack,
     assert [(e[0], e[1], e[2]) for e in events(services.zendesk.db)] == [
         ("preference", "tie", AGENT_BOB)
     ]
-
-
-def submit(slack, web, user, values) -> httpx.Response:
-    view = opened(slack, user)
-    body = encode_interactivity(slack.view_submission(user, view["id"], values))
-    return post(slack, web, body)
-
-
-def opened(slack, user):
-    """The user's top modal: views.open runs just after the ack, so wait for it."""
-    _wait_for(lambda: slack.open_views(user))
-    return slack.open_views(user)[-1]
-
-
-def select(action_id, value):
-    return {action_id: {"type": "static_select", "selected_option": {"value": value}}}
-
-
-def text_input(action_id, value):
-    return {action_id: {"type": "plain_text_input", "value": value}}
 
 
 def test_used_as_is_asks_why_writes_back_and_asks_what_was_missing(
@@ -439,7 +391,7 @@ def test_app_home_for_an_agent_and_an_admin_who_edits_the_schedule(services, sla
     for user in (AGENT_BOB, ADMIN):
         body = json.dumps(slack.app_home_opened(user)).encode()
         assert post(slack, web, body, **{"Content-Type": "application/json"}).status_code == 200
-    _wait_for(lambda: slack.home(AGENT_BOB) and slack.home(ADMIN))
+    wait_for(lambda: slack.home(AGENT_BOB) and slack.home(ADMIN))
     agent_home, admin_home = json.dumps(slack.home(AGENT_BOB)), json.dumps(slack.home(ADMIN))
     assert "Tickets you annotated" in agent_home and "Admin" not in agent_home
     for expected in ("Zendesk", "Routing", f"<!subteam^{AGENTS_GROUP}>", "Retrain", "Models"):
@@ -456,19 +408,12 @@ def test_app_home_for_an_agent_and_an_admin_who_edits_the_schedule(services, sla
     assert submit(slack, web, ADMIN, good).status_code == 200
     saved = rows(kb_db, "SELECT name, value, updated_by FROM admin_settings ORDER BY name")
     assert saved == [("digest_cron", "0 8 * * 1", ADMIN), ("retrain_cron", "30 1 * * 2", ADMIN)]
-    _wait_for(lambda: "30 1 * * 2" in json.dumps(slack.home(ADMIN)))
+    wait_for(lambda: "30 1 * * 2" in json.dumps(slack.home(ADMIN)))
 
     # an agent cannot open the admin modals, even with a crafted click
     crafted = slack.block_actions(AGENT_BOB, None, None, actions.ADMIN_ROUTING, view=home["id"])
     assert post(slack, web, encode_interactivity(crafted)).status_code == 200
     assert slack.open_views(AGENT_BOB) == []
-
-
-def _wait_for(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_without_slack_settings_the_endpoint_says_so(kb_settings, kb_db):
@@ -483,7 +428,7 @@ def test_routing_saved_in_app_home_sends_the_next_ticket_to_its_channel(
     slack.add_channel("C0VIP", "vip-support", members=(AGENT_ALICE,))
     body = json.dumps(slack.app_home_opened(ADMIN)).encode()
     post(slack, web, body, **{"Content-Type": "application/json"})
-    _wait_for(lambda: slack.home(ADMIN))
+    wait_for(lambda: slack.home(ADMIN))
     payload = slack.block_actions(
         ADMIN, None, None, actions.ADMIN_ROUTING, view=slack.home(ADMIN)["id"]
     )
@@ -548,7 +493,7 @@ def test_an_admin_promotes_a_challenger_from_app_home(services, slack, web, kb_d
         )
     body = json.dumps(slack.app_home_opened(ADMIN)).encode()
     post(slack, web, body, **{"Content-Type": "application/json"})
-    _wait_for(lambda: "Promote" in json.dumps(slack.home(ADMIN) or {}))
+    wait_for(lambda: "Promote" in json.dumps(slack.home(ADMIN) or {}))
     assert "precision@8 0.310" in json.dumps(slack.home(ADMIN))
     home_id = slack.home(ADMIN)["id"]
     for user in (AGENT_BOB, ADMIN):  # an agent's crafted click is refused

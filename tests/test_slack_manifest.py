@@ -19,7 +19,10 @@ SCOPES = {
     "users_info": "users:read",
     "conversations_open": "im:write",
     "files_upload_v2": "files:write",
+    "conversations_history": "channels:history",
+    "conversations_replies": "channels:history",
 }
+SLACK_FAMILIES = ("chat", "users", "usergroups", "conversations", "views", "files", "reactions")
 NO_SCOPE = {"views_open", "views_publish", "views_update"}  # allowed by any bot token
 
 
@@ -29,7 +32,9 @@ def manifest() -> dict:
 
 def called_methods() -> set[str]:
     code = "\n".join(p.read_text() for p in (PROJECT_ROOT / "bot").glob("*.py"))
-    return set(re.findall(r"client\.([a-z]+_[A-Za-z0-9_]+)", code))
+    # through the WebClient (client.x) or inside our SlackClient subclass (self.x)
+    families = "|".join(SLACK_FAMILIES)
+    return set(re.findall(rf"\.((?:{families})_[A-Za-z0-9_]+)", code))
 
 
 def test_every_method_the_bot_calls_has_its_scope():
@@ -40,6 +45,8 @@ def test_every_method_the_bot_calls_has_its_scope():
     assert not unknown, f"add these methods to SCOPES with their scope: {unknown}"
     assert {SCOPES[m] for m in called if m in SCOPES} <= scopes
     assert "commands" in scopes and "users:read.email" in scopes
+    # a post is looked up before it is repeated, wherever it went
+    assert {"channels:history", "groups:history", "im:history", "mpim:history"} <= scopes
 
 
 def test_slack_reaches_our_endpoint_for_events_interactivity_options_and_the_command():

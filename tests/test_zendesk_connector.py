@@ -9,7 +9,6 @@ import pytest
 
 from aitl.queue import build_app, build_deferrer
 from aitl.servers import serve_in_thread
-from aitl.web import create_app
 from connectors import exceptions, helpcenter, jobs, setup
 from connectors.sandbox import ZendeskSandbox
 from connectors.sandbox import create_app as sandbox_app
@@ -47,12 +46,6 @@ def settings(kb_settings, sandbox, tmp_path):
 @pytest.fixture
 def services(settings, kb_db):
     return ZendeskServices(settings, kb_db, build_deferrer(kb_db.url))
-
-
-@pytest.fixture
-def web(settings, kb_db):
-    with serve_in_thread(create_app(settings, database=kb_db)) as server:
-        yield server
 
 
 def run_worker(services) -> None:

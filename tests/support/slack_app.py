@@ -1,0 +1,78 @@
+"""The product's web app on loopback, talking to the Zendesk sandbox, and the signed Slack
+requests tests send it: fixtures (``zendesk``, ``services``, ``web``; a test module brings its
+own ``slack`` and ``settings``) and the clicks and modal submissions of an agent."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from aitl.queue import build_deferrer
+from aitl.servers import serve_in_thread
+from aitl.web import create_app
+from aitl.wiring import build_services
+from bot.sandbox_state import encode_interactivity
+from tests.support.sandboxes import zendesk_server
+
+
+@pytest.fixture
+def zendesk():
+    with zendesk_server() as box:
+        yield box
+
+
+@pytest.fixture
+def services(settings, kb_db):
+    return build_services(settings, kb_db, build_deferrer(kb_db.url))
+
+
+@pytest.fixture
+def web(settings, kb_db):
+    with serve_in_thread(create_app(settings, database=kb_db)) as server:
+        yield server
+
+
+def post(slack, web, body: bytes, **headers) -> httpx.Response:
+    signed = slack.signed_headers(body) | headers
+    return httpx.post(f"{web.url}/slack/events", content=body, headers=signed, timeout=10)
+
+
+def click(slack, web, user, message, action_id, *, block_id=None, **kwargs) -> httpx.Response:
+    payload = slack.block_actions(
+        user, message["channel"], message["ts"], action_id, block_id, **kwargs
+    )
+    return post(slack, web, encode_interactivity(payload))
+
+
+def relevance_block(card) -> tuple[str, str]:
+    block = next(b for b in card["blocks"] if b.get("block_id", "").startswith("aitl.rel."))
+    return block["block_id"], block["elements"][0]["value"]
+
+
+def submit(slack, web, user, values) -> httpx.Response:
+    view = opened(slack, user)
+    body = encode_interactivity(slack.view_submission(user, view["id"], values))
+    return post(slack, web, body)
+
+
+def opened(slack, user):
+    """The user's top modal: views.open runs just after the ack, so wait for it."""
+    wait_for(lambda: slack.open_views(user))
+    return slack.open_views(user)[-1]
+
+
+def select(action_id, value):
+    return {action_id: {"type": "static_select", "selected_option": {"value": value}}}
+
+
+def text_input(action_id, value):
+    return {action_id: {"type": "plain_text_input", "value": value}}
+
+
+def wait_for(condition, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
