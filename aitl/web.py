@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from aitl import health
+from aitl import health, logs
 from aitl.bootstrap import open_database
 from aitl.db import Database
 from aitl.exceptions import ConfigurationError
@@ -50,7 +50,9 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
 
 def app_from_environment() -> Starlette:
     """For ``aitl web --workers N``: uvicorn imports this in each worker process."""
-    return create_app(Settings())
+    settings = Settings()
+    logs.install(logs.settings_secrets(settings))  # each process masks its own log records
+    return create_app(settings)
 
 
 async def healthz(request: Request) -> JSONResponse:

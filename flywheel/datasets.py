@@ -7,11 +7,13 @@ gap report, never to training.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
+from aitl.pii import redact
 from flywheel.evaluation import EvalQuery
 from flywheel.events import StoredFeedback
 from flywheel.examples import PreferencePair, RerankExample, RetrievalExample
@@ -110,12 +112,28 @@ def build(
         info = context.sets.get(set_id)
         if info is None:
             continue
+        info = private(info)
         data.gaps.extend(e for e in own if e.kind == "missing_knowledge" and not e.chunk_ids)
         if info.ticket_ref in held:
             _held_out(data, info, own, context, prompts)
         else:
             _training(data, info, own, context, weights, prompts)
     return data
+
+
+def private(info: DraftSetInfo) -> DraftSetInfo:
+    """The draft set with personal data redacted before it becomes training data.
+
+    Queries were redacted at capture; drafts were not (an LLM draft may quote the customer).
+    Every text is redacted once per cycle, so a rule added later covers old events too.
+    """
+    drafts = {label: replace(d, text=_redacted(d.text)) for label, d in info.drafts.items()}
+    return replace(info, query=_redacted(info.query), drafts=drafts)
+
+
+@functools.lru_cache(maxsize=8192)
+def _redacted(text: str) -> str:
+    return redact(text)
 
 
 def _labels(own: Iterable[StoredFeedback]) -> tuple[dict[int, list], dict[int, list]]:
@@ -196,7 +214,7 @@ def _pairs(info, own, context, prompts, weights) -> list[PreferencePair]:
             draft = info.drafts.get(e.rationale.get("label") or "")
             if draft is None:
                 continue
-            chosen, rejected = e.rationale["edited_reply"], draft.text
+            chosen, rejected = _redacted(e.rationale["edited_reply"]), draft.text
         else:
             continue
         if chosen.strip() != rejected.strip():

@@ -4,7 +4,8 @@ Files: ``retriever.jsonl`` (anchor, positive, negative: sentence-transformers'
 MultipleNegativesRankingLoss columns), ``reranker.jsonl`` (query, passage, label: a
 CrossEncoder's), ``generator.jsonl`` (prompt, chosen, rejected: TRL's ORPO/DPO preference
 format), ``eval_queries.jsonl`` and ``eval_generator.jsonl`` (the held-out 10%), and
-``gaps.jsonl`` (missing knowledge that names no article). Free text was redacted at capture.
+``gaps.jsonl`` (missing knowledge that names no article). Free text was redacted at capture,
+and is again on its way out (the datasets redact their texts; the gaps' rationales here).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aitl.db import Database
+from aitl.pii import redact
 from aitl.settings import Settings
 from flywheel.cycle import default_judge, prepare
 from flywheel.datasets import write_jsonl
@@ -42,10 +44,15 @@ def export_datasets(settings: Settings, db: Database, out: Path) -> dict[str, in
         ),
         "eval_generator.jsonl": (_pair(p) for p in data.eval_pairs),
         "gaps.jsonl": (
-            {"ticket_ref": g.ticket_ref, "agent": g.agent_id, **g.rationale} for g in data.gaps
+            {"ticket_ref": g.ticket_ref, "agent": g.agent_id, **_redacted(g.rationale)}
+            for g in data.gaps
         ),
     }
     return {name: write_jsonl(out / name, rows) for name, rows in files.items()}
+
+
+def _redacted(rationale: dict) -> dict:
+    return {k: redact(v) if isinstance(v, str) else v for k, v in rationale.items()}
 
 
 def _negative(example) -> dict[str, str]:

@@ -7,7 +7,7 @@ touched, so a manager sees first the article whose absence costs the most. Each 
 example tickets, the links agents pointed to, a suggested title and the HTML body of a Help
 Center draft.
 
-Text is used as stored: notes and ticket texts were redacted when they were captured.
+Notes and ticket texts were redacted when they were captured, and are again here.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 import numpy as np
 import psycopg
 
+from aitl.pii import redact
 from flywheel import store
 from flywheel.events import StoredFeedback
 from rag import store as rag_store
@@ -182,6 +183,8 @@ def _item(e: StoredFeedback, ticket: str, chunks: dict[int, rag_store.ChunkRef])
     chunk = chunks.get(e.chunk_ids[0]) if _names_chunk(e) else None
     note = _given(e.rationale.get("note")) if e.kind == "missing_knowledge" else None
     given = _given(e.rationale.get("url")) if e.kind == "missing_knowledge" else None
+    # redacted at capture; again here, as the gap report leaves for digests and Help Center
+    note, ticket = (redact(note) if note else None), redact(ticket)
     return GapItem(
         ticket_ref=e.ticket_ref,
         draft_set_id=e.draft_set_id,

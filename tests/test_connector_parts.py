@@ -21,10 +21,14 @@ from connectors.store import StoredTicket
         ("card 4111 1111 1111 1111 expires", "card [CARD] expires"),
         ("card 4111-1111-1111-1112 is not Luhn", "card 4111-1111-1111-1112 is not Luhn"),
         ("order LH-4820193 on 2026-11-21, 30 days", "order LH-4820193 on 2026-11-21, 30 days"),
+        ("ship to 55 Main Street, Boston, MA 02108 now", "ship to [ADDRESS] now"),
+        ("office: 12 High Street, Oxford OX1 4AP.", "office: [ADDRESS]."),
+        ("firmware 4.2.1 on 5 hubs, reset 3 times", "firmware 4.2.1 on 5 hubs, reset 3 times"),
     ],
 )
 def test_redaction(text, expected):
     assert redact(text) == expected
+    assert redact(expected) == expected, "redacting twice changes nothing"
 
 
 def test_luhn():

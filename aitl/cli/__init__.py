@@ -8,11 +8,13 @@ import os
 import typer
 from rich.console import Console
 
+from aitl import logs
 from aitl.cli import db as db_cli
 from aitl.cli import digest as digest_cli
 from aitl.cli import drafts, kb, processes, zendesk
 from aitl.cli import flywheel as flywheel_cli
 from aitl.cli import models as models_cli
+from aitl.cli import secrets as secrets_cli
 from aitl.cli.context import Context
 from aitl.exceptions import AitlError
 from aitl.settings import Settings
@@ -31,6 +33,7 @@ app.add_typer(zendesk.app, name="zendesk")
 app.add_typer(flywheel_cli.app, name="flywheel")
 app.add_typer(models_cli.app, name="models")
 app.add_typer(digest_cli.app, name="digest")
+app.add_typer(secrets_cli.app, name="secrets")
 drafts.register(app)
 processes.register(app)
 
@@ -43,6 +46,7 @@ def _configure(ctx: typer.Context, verbose: bool = typer.Option(False, "--verbos
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     settings = Settings()
+    logs.install(logs.settings_secrets(settings))
     if settings.torch_threads:
         import torch
 
@@ -67,5 +71,5 @@ def main() -> None:
     try:
         app()
     except AitlError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {logs.mask(str(exc))}")
         raise SystemExit(2) from None
