@@ -3,7 +3,8 @@ call, so the demo, the tests and the flywheel benchmark exercise the real event 
 
 An agent knows which chunks truly answer the ticket (the gold labels of a dataset). It marks
 the shown sources from them, flips a share of those marks as noise, names gold knowledge that
-was not shown as missing, prefers the draft citing more gold, and says whether it used it.
+was not shown as missing, prefers the draft citing more gold, and sends a draft that cites gold
+(the first of two equally good ones) or says it went unused for lack of knowledge.
 """
 
 from __future__ import annotations
@@ -101,16 +102,15 @@ class SimulatedAgent:
         preferred = preference(shown.drafts, gold)
         label = preferred if preferred in ("A", "B") else None
         stored += self._click(shown, "preference", preferred, clock.next(), label=label)
-        used = label is not None and bool(set(shown.drafts[label]) & gold)
-        adoption = "as_is" if used else "not_used"
-        rationale = {"reason": "accurate" if used else "missing_knowledge", "label": label}
+        sent = sent_draft(shown.drafts, gold, preferred)
+        reason = {"reason": "accurate", "label": sent} if sent else {"reason": "missing_knowledge"}
         stored += self._click(
             shown,
             "adoption",
-            adoption,
+            "as_is" if sent else "not_used",
             clock.next(),
-            label=label if used else None,
-            rationale={k: v for k, v in rationale.items() if v},
+            label=sent,
+            rationale=reason,
         )
         return stored
 
@@ -137,6 +137,13 @@ def preference(cited: dict[str, list[int]], gold: set[int]) -> str:
         return "both_bad"
     a, b = hits.get("A", 0), hits.get("B", 0)
     return "tie" if a == b else ("A" if a > b else "B")
+
+
+def sent_draft(cited: dict[str, list[int]], gold: set[int], preferred: str) -> str | None:
+    """The draft the agent sends as it is: the preferred one if it cites an answer, the first
+    of two equally good ones on a tie; None (unused for lack of knowledge) when none does."""
+    label = "A" if preferred == "tie" else preferred
+    return label if set(cited.get(label, ())) & gold else None
 
 
 class _Clock:
