@@ -249,7 +249,12 @@ def raw_post(server, path: str, headers: dict[str, str], chunks: Iterator[bytes]
     head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
     sent = 0
-    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # a small fixed send buffer: otherwise the kernel takes megabytes the server never
+        # read (it grows the buffer up to tcp_wmem's max), and "sent" says nothing
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65_536)
+        sock.settimeout(10)
+        sock.connect((server.host, server.port))
         sock.sendall(head.encode())
         for chunk in chunks:
             try:
