@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from aitl.request_body import read_within
 from bot import actions
 from bot.exceptions import (
     BadSignature,
@@ -90,20 +91,10 @@ class SlackEndpoint:
         return to_starlette_response(bolt_response)
 
     async def _read(self, request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if (
-            declared
-            and declared.isascii()
-            and declared.isdigit()
-            and int(declared) > self.max_bytes
-        ):
+        body = await read_within(request, self.max_bytes)
+        if body is None:
             raise PayloadTooLarge(f"the body is over {self.max_bytes} bytes")
-        body = bytearray()
-        async for part in request.stream():
-            body.extend(part)
-            if len(body) > self.max_bytes:
-                raise PayloadTooLarge(f"the body is over {self.max_bytes} bytes")
-        return bytes(body)
+        return body
 
     def _verify(self, request: Request, body: bytes) -> None:
         timestamp = request.headers.get("x-slack-request-timestamp", "")

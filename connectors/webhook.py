@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
+from aitl.request_body import read_within
 from connectors import envelopes, exceptions, jobs, signature, store
 
 log = logging.getLogger(__name__)
@@ -50,16 +51,10 @@ class WebhookReceiver:
 
     async def _body(self, request: Request) -> bytes:
         limit = self.settings.zendesk_webhook_max_bytes
-        declared = request.headers.get("content-length", "")
-        if declared.isascii() and declared.isdigit() and int(declared) > limit:
-            raise exceptions.PayloadTooLarge(f"body of {declared} bytes is over {limit}")
-        chunks, size = [], 0
-        async for chunk in request.stream():  # the limit holds even without Content-Length
-            size += len(chunk)
-            if size > limit:
-                raise exceptions.PayloadTooLarge(f"body is over {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        body = await read_within(request, limit)
+        if body is None:
+            raise exceptions.PayloadTooLarge(f"body is over {limit} bytes")
+        return body
 
     def accept(self, headers, body: bytes) -> Accepted:
         media = headers.get("content-type", "").split(";")[0].strip().lower()
