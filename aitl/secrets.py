@@ -23,20 +23,21 @@ class SecretBox:
             raise exceptions.ConfigurationError("AITL_SECRETS_KEY holds no key")
         self.keys = list(keys)
         try:
-            self._fernet = MultiFernet([Fernet(k.strip().encode()) for k in keys])
+            self._fernets = [Fernet(k.strip().encode()) for k in keys]
         except ValueError as exc:
             raise exceptions.ConfigurationError(
                 "AITL_SECRETS_KEY must be Fernet keys (32 url-safe base64 bytes), comma-separated"
             ) from exc
+        self._fernet = MultiFernet(self._fernets)
 
     def encrypt(self, plaintext: str) -> bytes:
         return self._fernet.encrypt(plaintext.encode())
 
     def key_index(self, token: bytes) -> int | None:
         """Which key (0 = the newest) opens ``token``; None when none does."""
-        for index, key in enumerate(self.keys):
+        for index, fernet in enumerate(self._fernets):
             try:
-                Fernet(key.strip().encode()).decrypt(bytes(token))
+                fernet.decrypt(bytes(token))
             except InvalidToken:
                 continue
             return index
