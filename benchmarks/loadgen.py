@@ -9,6 +9,7 @@ percentiles, the result table with PASS/MISS per goal, and the JSON under ``resu
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -47,6 +48,34 @@ def latency_figures(latencies: list[float]) -> dict[str, float | None]:
         "ack_p99_ms": round(percentile(latencies, 99), 1),
         "ack_max_ms": round(max(latencies), 1),
     }
+
+
+def run_figures(tally: Tally, args: argparse.Namespace, cpu: dict[str, float]) -> dict:
+    """What every load run reports beside its own counts: latency, slow acks, statuses, CPU
+    and the load's shape (args of ``add_load_arguments``, and ``--concurrency``)."""
+    return {
+        **latency_figures(tally.latencies),
+        **slow_figures(tally),
+        "statuses": dict(sorted(tally.statuses.items())),
+        "cpu_s": cpu,
+        "concurrency": args.concurrency,
+        "rate_target": args.rate,
+        "web_workers": args.workers,
+    }
+
+
+def add_load_arguments(parser: argparse.ArgumentParser, restart_help: str) -> None:
+    """--workers, --rate and --restart, which every load benchmark takes."""
+    parser.add_argument("--workers", type=int, default=2, help="aitl web --workers")
+    parser.add_argument(
+        "--rate", type=float, default=None, help="per second, spread evenly (default: flat out)"
+    )
+    parser.add_argument("--restart", action="store_true", help=restart_help)
+
+
+def check_load_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.restart and args.workers < 2:
+        parser.error("--restart needs --workers 2 or more (one is killed, the others serve)")
 
 
 def slow_figures(tally: Tally) -> dict:

@@ -154,19 +154,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--cards", type=int, default=60)
     parser.add_argument("--agents", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=2, help="aitl web --workers")
-    parser.add_argument(
-        "--rate", type=float, default=None, help="per second, spread evenly (default: flat out)"
-    )
-    parser.add_argument(
-        "--restart",
-        action="store_true",
-        help="SIGKILL one web worker and restart aitl worker mid-run",
+    loadgen.add_load_arguments(
+        parser, restart_help="SIGKILL one web worker and restart aitl worker mid-run"
     )
     parser.add_argument("--drain-timeout", type=float, default=60.0, help="seconds, --restart")
     args = parser.parse_args(argv)
-    if args.restart and args.workers < 2:
-        parser.error("--restart needs --workers 2 or more (one is killed, the others serve)")
+    loadgen.check_load_arguments(parser, args)
     return args
 
 
@@ -322,13 +315,7 @@ def _figures(args, tally: loadgen.Tally, seconds: float, stored: int, jobs: int,
         "refresh_jobs_queued": jobs,
         "seconds": round(seconds, 2),
         "clicks_per_s": round(tally.sent / seconds, 1),
-        **loadgen.latency_figures(tally.latencies),
-        **loadgen.slow_figures(tally),
-        "statuses": dict(sorted(tally.statuses.items())),
-        "cpu_s": cpu,
-        "concurrency": args.concurrency,
-        "rate_target": args.rate,
-        "web_workers": args.workers,
+        **loadgen.run_figures(tally, args, cpu),
         "cards": args.cards,
         "agents": args.agents,
     }

@@ -76,15 +76,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tickets", type=int, default=None, help="3000; 600 with --drain")
     parser.add_argument("--dup-share", type=float, default=0.3, help="events delivered twice")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2, help="aitl web --workers")
-    parser.add_argument(
-        "--rate", type=float, default=None, help="per second, spread evenly (default: flat out)"
-    )
     parser.add_argument("--drain", action="store_true", help="run aitl worker; wait for drafts")
-    parser.add_argument(
-        "--restart",
-        action="store_true",
-        help="SIGKILL one web worker and restart aitl worker mid-run (implies --drain)",
+    loadgen.add_load_arguments(
+        parser,
+        restart_help="SIGKILL one web worker and restart aitl worker mid-run (implies --drain)",
     )
     parser.add_argument("--drain-timeout", type=float, default=120.0, help="seconds")
     parser.add_argument("--seed", type=int, default=8)
@@ -92,8 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.drain = args.drain or args.restart
     if args.tickets is None:  # drafting (~10-25 tickets/s here) bounds a drain run
         args.tickets = 600 if args.drain else 3000
-    if args.restart and args.workers < 2:
-        parser.error("--restart needs --workers 2 or more (one is killed, the others serve)")
+    loadgen.check_load_arguments(parser, args)
     return args
 
 
@@ -256,13 +250,7 @@ def _load_figures(args, tally: loadgen.Tally, plan: Plan, seconds: float, cpu) -
         "events_acked": len(plan.acked),
         "seconds": round(seconds, 2),
         "webhooks_per_s": round(tally.sent / seconds, 1),
-        **loadgen.latency_figures(tally.latencies),
-        **loadgen.slow_figures(tally),
-        "statuses": dict(sorted(tally.statuses.items())),
-        "cpu_s": cpu,
-        "concurrency": args.concurrency,
-        "rate_target": args.rate,
-        "web_workers": args.workers,
+        **loadgen.run_figures(tally, args, cpu),
     }
 
 
