@@ -13,7 +13,6 @@ import pytest
 from bot import actions
 from bot.ask import COMMAND
 from bot.home_views import ROLL_BACK
-from bot.sandbox import SlackSandbox, serve
 from bot.sandbox_state import (
     AGENT_ALICE,
     AGENT_BOB,
@@ -24,26 +23,22 @@ from bot.sandbox_state import (
 from flywheel import store as flywheel_store
 from tests.support.sandboxes import connected_settings, ticket_thread
 from tests.support.slack_app import (
+    ADMIN,
+    OUTSIDER,
     click,
     opened,
     post,
     relevance_block,
     select,
+    slack_with_admin_and_outsider,
     text_input,
     wait_for,
 )
 
-ADMIN = "U0ADMIN"
-OUTSIDER = "U0OUTSIDER"
-
 
 @pytest.fixture
 def slack():
-    box = SlackSandbox()
-    box.add_user(ADMIN, "ada", "ada@sandbox.example")
-    box.add_user(OUTSIDER, "olly", "olly@sandbox.example")
-    box.add_member(SUPPORT_CHANNEL, OUTSIDER)
-    with serve(box):
+    with slack_with_admin_and_outsider() as box:
         yield box
 
 

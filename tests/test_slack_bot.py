@@ -13,7 +13,6 @@ import pytest
 from aitl.servers import serve_in_thread
 from aitl.web import create_app
 from bot import actions
-from bot.sandbox import SlackSandbox, serve
 from bot.sandbox_state import (
     AGENT_ALICE,
     AGENT_BOB,
@@ -29,28 +28,25 @@ from tests.support.sandboxes import (
     ticket_thread,
 )
 from tests.support.slack_app import (
+    ADMIN,
+    OUTSIDER,
     click,
     opened,
     post,
     relevance_block,
     select,
+    slack_with_admin_and_outsider,
     submit,
     text_input,
     wait_for,
 )
 
-ADMIN = "U0ADMIN"
-OUTSIDER = "U0OUTSIDER"
 FORM = "application/x-www-form-urlencoded"
 
 
 @pytest.fixture
 def slack():
-    box = SlackSandbox()
-    box.add_user(ADMIN, "ada", "ada@sandbox.example")
-    box.add_user(OUTSIDER, "olly", "olly@sandbox.example")
-    box.add_member(SUPPORT_CHANNEL, OUTSIDER)
-    with serve(box):
+    with slack_with_admin_and_outsider() as box:
         yield box
 
 

@@ -5,6 +5,8 @@ own ``slack`` and ``settings``) and the clicks and modal submissions of an agent
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -13,8 +15,23 @@ from aitl.queue import build_deferrer
 from aitl.servers import serve_in_thread
 from aitl.web import create_app
 from aitl.wiring import build_services
-from bot.sandbox_state import encode_interactivity
+from bot.sandbox import SlackSandbox, serve
+from bot.sandbox_state import SUPPORT_CHANNEL, encode_interactivity
 from tests.support.sandboxes import zendesk_server
+
+ADMIN = "U0ADMIN"
+OUTSIDER = "U0OUTSIDER"  # in #support, not in the agents' group
+
+
+@contextmanager
+def slack_with_admin_and_outsider() -> Iterator[SlackSandbox]:
+    """The Slack sandbox on loopback with an admin (ada) and an outsider (olly) added."""
+    box = SlackSandbox()
+    box.add_user(ADMIN, "ada", "ada@sandbox.example")
+    box.add_user(OUTSIDER, "olly", "olly@sandbox.example")
+    box.add_member(SUPPORT_CHANNEL, OUTSIDER)
+    with serve(box):
+        yield box
 
 
 @pytest.fixture
