@@ -157,6 +157,7 @@ class AnnotationFigures:
     seconds: float
     draft_ms_mean: float
     gold_shown_share: float  # gold chunks among the cited sources agents saw
+    gold_by_set: dict[int, frozenset[int]] = field(default_factory=dict, repr=False)
 
 
 def annotate(
@@ -176,6 +177,7 @@ def annotate(
     ]
     started = time.perf_counter()
     stored, draft_s, gold_shown, shown_total = 0, 0.0, 0, 0
+    gold_by_set: dict[int, frozenset[int]] = {}
     with kb_pipeline._progress() as progress:
         task = progress.add_task("annotate", total=len(tickets), rate="")
         for n, item in enumerate(tickets):
@@ -188,6 +190,7 @@ def annotate(
                 )
             shown = show(db, set_id, item.ticket_ref)
             gold = gold_of(item, chunks)
+            gold_by_set[set_id] = gold
             gold_shown += len(set(shown.sources) & gold)
             shown_total += len(shown.sources)
             stored += team[n % len(team)].annotate(shown, gold)
@@ -203,6 +206,7 @@ def annotate(
         seconds=round(time.perf_counter() - started, 1),
         draft_ms_mean=round(draft_s * 1000 / max(len(tickets), 1), 1),
         gold_shown_share=round(gold_shown / max(shown_total, 1), 4),
+        gold_by_set=gold_by_set,
     )
 
 
@@ -212,6 +216,7 @@ def annotate(
 @dataclass
 class CycleFigures:
     judge: str
+    run_id: int
     status: str
     wall_seconds: float
     report_seconds: float
@@ -232,6 +237,7 @@ def run_cycle(settings: Settings, db: Database) -> CycleFigures:
     report = cycle.Flywheel(settings, db, progress=step).run("benchmark")
     return CycleFigures(
         judge=settings.judge,
+        run_id=report.run_id,
         status=report.status,
         wall_seconds=round(time.perf_counter() - started, 1),
         report_seconds=report.seconds,
@@ -252,6 +258,52 @@ def roll_back(settings: Settings, db: Database, figures: CycleFigures) -> list[s
             registry.rollback(kind, "benchmark: the judge-off cycle starts from shipped models")
             rolled.append(kind)
     return rolled
+
+
+def judge_against_truth(
+    db: Database, run_id: int, gold_by_set: dict[int, frozenset[int]]
+) -> dict[str, dict[str, int]]:
+    """What the judge dropped, against what the simulation knows: per kind of mark, how many
+    were right or wrong (by the gold labels) and how many of each the judge filtered."""
+    with db.connection() as conn:
+        dropped = {
+            event_id
+            for (event_id,) in conn.execute(
+                "SELECT event_id FROM judge_verdicts WHERE run_id = %s AND NOT keep", (run_id,)
+            )
+        }
+        events = feedback_store.events(conn)
+    found: dict[str, Counter[str]] = {}
+    for e in events:
+        if e.kind not in ("relevance", "missing_knowledge") or not e.chunk_ids:
+            continue
+        in_gold = e.chunk_ids[0] in gold_by_set.get(e.draft_set_id, frozenset())
+        claims = e.kind == "missing_knowledge" or e.value == "relevant"
+        truth = "right" if in_gold == claims else "wrong"
+        counts = found.setdefault(e.value, Counter())
+        counts[truth] += 1
+        counts[f"{truth}_dropped"] += e.id in dropped
+    return {value: dict(sorted(c.items())) for value, c in sorted(found.items())}
+
+
+def truth_table(found: dict[str, dict[str, int]]) -> Table:
+    table = Table(title="The rule judge against the simulation's truth (gold labels)")
+    for column in ("mark", "wrong", "wrong dropped", "right", "right dropped"):
+        table.add_column(column, justify="left" if column == "mark" else "right")
+    for value, c in found.items():
+        wrong, right = c.get("wrong", 0), c.get("right", 0)
+        table.add_row(
+            value,
+            f"{wrong:,}",
+            f"{c.get('wrong_dropped', 0):,} ({_share(c.get('wrong_dropped', 0), wrong)})",
+            f"{right:,}",
+            f"{c.get('right_dropped', 0):,} ({_share(c.get('right_dropped', 0), right)})",
+        )
+    return table
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part / whole:.1%}" if whole else "—"
 
 
 # --- evaluation against gold -------------------------------------------------------------
@@ -449,9 +501,10 @@ def goals_table(found: dict[str, dict[str, Any]]) -> Table:
 def print_report(report: dict[str, Any], rows: list[ModelRow], cycles) -> None:
     console.print(metrics_table(rows))
     console.print(cycle_table(cycles))
+    console.print(truth_table(report["judge_against_truth"]))
     console.print(goals_table(report["goals"]))
     console.print(f"settings: {json.dumps(report['settings'])}")
-    console.print(f"results written to {RESULTS}; total {report['total_seconds']} s")
+    console.print(f"results written to {report['results']}; total {report['total_seconds']} s")
     missed = [name for name, goal in report["goals"].items() if not goal["pass"]]
     for name in missed:
         console.print(Panel(f"[bold]MISS: {name}[/] {report['goals'][name]}", style="bold red"))
@@ -500,6 +553,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="data dir (embedded Postgres); default: a fresh temporary one",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help=f"where the JSON goes (default {RESULTS})"
+    )
     return parser.parse_args(argv)
 
 
@@ -528,6 +584,7 @@ def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         chunks = gold_chunks(db)
         annotation = annotate(settings, db, train, chunks, args)
         cycles = {"rules": run_cycle(settings, db)}
+        truth = judge_against_truth(db, cycles["rules"].run_id, annotation.gold_by_set)
         rolled = roll_back(settings, db, cycles["rules"])
         cycles["off"] = run_cycle(settings.model_copy(update={"judge": "off"}), db)
         rows = evaluate(settings, db, test, chunks, cycles)
@@ -548,15 +605,17 @@ def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
             "test_tickets": len(test),
             "test_dialogues": len({t.dialogue for t in test}),
         },
-        "annotation": asdict(annotation),
+        "annotation": {k: v for k, v in asdict(annotation).items() if k != "gold_by_set"},
+        "judge_against_truth": truth,
         "cycles": {judge: asdict(f) for judge, f in cycles.items()},
         "rolled_back_before_judge_off": rolled,
         "evaluation": [asdict(row) for row in rows],
         "goals": goals(rows, cycles),
         "total_seconds": round(time.perf_counter() - started, 1),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    report["results"] = str(args.results)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     print_report(report, rows, cycles)
     return report
 

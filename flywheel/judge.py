@@ -1,7 +1,8 @@
 """The virtual judge: screens every feedback event before training, with a verdict and a reason.
 
 Without an LLM, rules catch what a careful reviewer would: an agent contradicting themselves
-(preferred A but sent B; "relevant" on a card whose drafts went unused for lack of knowledge),
+(preferred A but sent B; "relevant" on a card whose drafts went unused for lack of knowledge;
+"not relevant" on every passage of the draft they then sent as it was),
 clicks too fast to have read anything, "relevant" on a passage that shares nothing with the
 ticket, "missing" knowledge that was in fact shown. With a chat model configured, an LLM judge
 reads each relevance and preference event through ``prompts/judge_*.txt`` and answers in JSON.
@@ -134,7 +135,7 @@ class RuleJudge:
     name: str = "rules"
 
     def judge(self, events: Sequence[StoredFeedback], context: JudgeContext) -> list[Verdict]:
-        contradictions = _contradictions(events)
+        contradictions = _contradictions(events, context)
         return [self._one(e, context, contradictions) for e in events]
 
     def _one(self, event: StoredFeedback, context: JudgeContext, contradictions) -> Verdict:
@@ -176,20 +177,24 @@ UNUSED_FOR_LACK = (
 )
 
 
-def _contradictions(events: Sequence[StoredFeedback]) -> dict[int, str]:
+def _contradictions(events: Sequence[StoredFeedback], context: JudgeContext) -> dict[int, str]:
     """An agent's answers on one card that cannot all be true; the suspect ones, with why.
 
     Preferred one draft but sent the other as it was: both answers are suspect. Said the drafts
     went unused because the knowledge was missing: a passage the same agent marked relevant on
     that card did not hold the answer after all, so the mark is the doubtful one (the agent's
     reason and the missing article they named are the considered answers; a relevance click is
-    the quickest one, and the one mistakes go into).
+    the quickest one, and the one mistakes go into). Sent a draft as it was while marking every
+    passage it cites not relevant: the answer came from somewhere, so those marks are doubtful
+    too, and a doubtful "not relevant" must not teach the retriever to push a passage away.
     """
     found: dict[int, str] = {}
-    for answers in _by_card_and_agent(events).values():
+    for (set_id, _), answers in _by_card_and_agent(events).items():
         adopt = answers.get("adoption", [None])[-1]
         if adopt is not None and _unused_for_lack(adopt):
             found.update((e.id, UNUSED_FOR_LACK) for e in answers.get("relevant", ()))
+        if adopt is not None and adopt.value == "as_is":
+            found.update(_sent_yet_not_relevant(adopt, answers, context.sets.get(set_id)))
         pref = answers.get("preference", [None])[-1]
         if pref is None or adopt is None or adopt.value != "as_is":
             continue
@@ -202,15 +207,34 @@ def _contradictions(events: Sequence[StoredFeedback]) -> dict[int, str]:
     return found
 
 
+def _sent_yet_not_relevant(
+    adopt: StoredFeedback, answers: dict[str, list[StoredFeedback]], info: DraftSetInfo | None
+) -> dict[int, str]:
+    """The "not relevant" marks on the sources of a draft sent as it was, when they are all
+    the agent said about those sources: every one of them cannot be right."""
+    label = adopt.rationale.get("label")
+    draft = info.drafts.get(label) if info is not None and label else None
+    if draft is None or not draft.citations:
+        return {}
+    sources = set(draft.citations)
+    marks = {e.chunk_ids[0]: e for e in answers.get("not_relevant", ()) if e.chunk_ids}
+    marked_relevant = {e.chunk_ids[0] for e in answers.get("relevant", ()) if e.chunk_ids}
+    if sources & marked_relevant or not sources <= marks.keys():
+        return {}
+    why = f"marked not relevant, yet sent draft {label}, which cites only such passages, as it was"
+    return {marks[c].id: why for c in sources}
+
+
 def _by_card_and_agent(
     events: Sequence[StoredFeedback],
 ) -> dict[tuple[int, str], dict[str, list[StoredFeedback]]]:
-    """Each agent's answers on each card: the preference, the adoption and the relevant marks."""
+    """Each agent's answers on each card: the preference, the adoption and the relevance marks
+    (under "relevant" and "not_relevant")."""
     slots: dict[tuple[int, str], dict[str, list[StoredFeedback]]] = {}
     for e in events:
         key = e.kind if e.kind in ("preference", "adoption") else None
-        if e.kind == "relevance" and e.value == "relevant":
-            key = "relevant"
+        if e.kind == "relevance":
+            key = e.value
         if key is not None:
             slots.setdefault((e.draft_set_id, e.agent_id), {}).setdefault(key, []).append(e)
     return slots

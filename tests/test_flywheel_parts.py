@@ -116,6 +116,37 @@ def test_a_relevant_mark_on_a_card_unused_for_lack_of_knowledge_is_doubted():
     assert found[4].keep and found[5].keep and found[6].keep and found[7].keep
 
 
+def test_not_relevant_on_every_source_of_a_draft_sent_as_it_was_is_doubted():
+    ctx = context(n_sets=3)
+    ctx.sets[3].drafts["A"] = StoredDraft(
+        31, 3, "A", "Hold reset; join the network.", [100, 102], {}
+    )
+    events = [
+        # U1 on card 1 sent A, whose only source 100 they called not relevant
+        event(1, "relevance", "not_relevant", chunk=100),
+        event(2, "relevance", "not_relevant", chunk=101),
+        event(3, "adoption", "as_is", label="A", reason="accurate"),
+        # U2 on the same card edited A before sending: the draft's source may not have helped
+        event(4, "relevance", "not_relevant", chunk=100, agent="U2"),
+        event(5, "adoption", "edited", label="A", agent="U2", reason="tone"),
+        # U1 on card 3 sent A citing 100 and 102, and called only 100 not relevant
+        event(6, "relevance", "not_relevant", chunk=100, set_id=3),
+        event(7, "relevance", "relevant", chunk=102, set_id=3),
+        event(8, "adoption", "as_is", label="A", set_id=3, reason="accurate"),
+        # U3 on card 3 called both of A's sources not relevant, then sent A
+        event(9, "relevance", "not_relevant", chunk=100, set_id=3, agent="U3"),
+        event(10, "relevance", "not_relevant", chunk=102, set_id=3, agent="U3"),
+        event(11, "adoption", "as_is", label="A", set_id=3, agent="U3", reason="accurate"),
+    ]
+    found = verdicts(events, ctx)
+    assert not found[1].keep and "sent draft A" in found[1].reason
+    assert found[2].keep, "101 is B's source, which was not sent"
+    assert found[3].keep, "the considered answer is kept"
+    assert found[4].keep and found[5].keep
+    assert found[6].keep and found[7].keep, "102 may have held the answer"
+    assert not found[9].keep and not found[10].keep and found[11].keep
+
+
 def test_without_a_judge_everything_is_kept_and_the_llm_judge_reads_json():
     events = [event(1, "relevance", "relevant", chunk=100), event(2, "preference", "A")]
     assert all(v.keep for v in NoJudge().judge(events, context()))
