@@ -398,7 +398,8 @@ def prepare(settings: Settings, db: Database, judge: Judge, cutoff: datetime) ->
     agents = reliability.estimate(events, verdicts)
     kept_ids = {v.event_id for v in verdicts if v.keep}
     kept = [e for e in events if e.id in kept_ids]
-    weights = {a.agent_id: a.weight for a in agents.values()}
+    # without a judge every click counts the same: reliability is still reported, not applied
+    weights = {} if isinstance(judge, NoJudge) else {a.agent_id: a.weight for a in agents.values()}
     prompts = PromptLibrary(settings.prompts_dir)
     data = datasets.build(kept, context, weights, prompts, holdout=settings.flywheel_holdout)
     return Prepared(events, context, verdicts, agents, kept_ids, data)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 
 from flywheel import exceptions
 from flywheel.examples import PreferencePair, TrainedModel
+from flywheel.weighting import copies
 
 
 class GeneratorNotTrainable(exceptions.FlywheelError):
@@ -117,24 +117,10 @@ def train_generator(
 
 
 def weighted_pairs(pairs: Sequence[PreferencePair], seed: int = 0) -> list[PreferencePair]:
-    """Each pair repeated in proportion to its weight, keeping the data set's size.
-
-    ORPO has no per-example weight, so weight becomes how often a pair is seen. Weights are
-    divided by their mean, and each quota is rounded up or down at random with the odds of its
-    fraction (seeded): equal weights give every pair once, a pair weighted twice its neighbour
-    is seen twice as often on average, and a weight of 0 (or below) leaves the pair out.
-    """
-    kept = [pair for pair in pairs if pair.weight > 0]
-    if not kept:
-        return []
-    mean = sum(pair.weight for pair in kept) / len(kept)
-    rng = random.Random(seed)
-    repeated = []
-    for pair in kept:
-        quota = round(pair.weight / mean, 9)  # equal weights must give exactly 1
-        copies = math.floor(quota) + (rng.random() < quota - math.floor(quota))
-        repeated += [pair] * copies
-    return repeated
+    """Each pair repeated in proportion to its weight, keeping the data set's size: ORPO has
+    no per-example weight (see ``flywheel.weighting``)."""
+    counts = copies([pair.weight for pair in pairs], seed)
+    return [pair for pair, n in zip(pairs, counts, strict=True) for _ in range(n)]
 
 
 def _tokenizer(base_model: Path) -> Any:

@@ -4,10 +4,10 @@ Both fine-tune a local model on CPU from judged examples and save a folder the p
 exactly as it loads the shipped one (``SentenceTransformer``/``CrossEncoder`` with
 ``local_files_only=True``).
 
-Neither loss takes a per-sample weight, so an example's reliability weight is applied by
-sampling instead: weight <= 0 drops the example, weight >= 1.5 repeats it that many times
-(rounded half up, at most ``MAX_REPEATS`` so one confident click cannot dominate a small set),
-anything between is trained on once. The retriever's no-duplicates sampler keeps repeats apart.
+Neither loss takes a per-sample weight, so an example's reliability weight decides how often
+it is seen (``flywheel.weighting``: relative to the mean weight, at most ``MAX_REPEATS`` copies
+so one confident click cannot dominate a small set). The retriever's no-duplicates sampler
+keeps repeats apart.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from flywheel.examples import RerankExample, RetrievalExample, TrainedModel
 from flywheel.exceptions import NotEnoughData
+from flywheel.weighting import copies
 
 MIN_EXAMPLES = 2
 MAX_REPEATS = 3
@@ -57,18 +58,9 @@ class RerankerTraining:
     seed: int = 42
 
 
-def repeats(weight: float) -> int:
-    """How many times an example is trained on, since the losses cannot weight samples."""
-    if not weight > 0:  # also drops NaN
-        return 0
-    if weight < 1.5:
-        return 1
-    return min(MAX_REPEATS, math.floor(weight + 0.5))
-
-
 def usable(examples: Sequence[Example], kind: str, has_text: Callable[[Example], bool]) -> list:
     """The examples worth training on, or NotEnoughData when fewer than two remain."""
-    kept = [e for e in examples if repeats(e.weight) > 0 and has_text(e)]
+    kept = [e for e in examples if e.weight > 0 and has_text(e)]
     if len(kept) < MIN_EXAMPLES:
         raise NotEnoughData(
             f"training the {kind} needs at least {MIN_EXAMPLES} examples with text and a "
@@ -127,7 +119,7 @@ def train_reranker(
         local_files_only=True,
         max_length=config.max_seq_length,
     )
-    dataset = _dataset(rerank_rows(kept))
+    dataset = _dataset(rerank_rows(kept, config.seed))
     with tempfile.TemporaryDirectory(prefix="aitl-reranker-") as scratch:
         trainer = CrossEncoderTrainer(
             model=model,
@@ -142,7 +134,7 @@ def train_reranker(
 def retrieval_rows(
     examples: Sequence[RetrievalExample], hard_negatives: int, seed: int
 ) -> dict[str, list[str]]:
-    """Columns anchor, positive, negative_1..n, each example repeated by its weight.
+    """Columns anchor, positive, negative_1..n, each example as often as its weight says.
 
     Every row needs the same number of negatives. An example with fewer than n judged negatives
     cycles its own; one with none borrows other examples' chunks (what in-batch negatives would
@@ -154,8 +146,9 @@ def retrieval_rows(
         count, negatives = 0, [() for _ in examples]
     columns: dict[str, list[str]] = {"anchor": [], "positive": []}
     columns.update({f"negative_{i + 1}": [] for i in range(count)})
-    for example, chosen in zip(examples, negatives, strict=True):
-        for _ in range(repeats(example.weight)):
+    counts = copies([e.weight for e in examples], seed, MAX_REPEATS)
+    for example, chosen, times in zip(examples, negatives, counts, strict=True):
+        for _ in range(times):
             columns["anchor"].append(example.query)
             columns["positive"].append(example.positive)
             for i, text in enumerate(chosen):
@@ -185,11 +178,13 @@ def _borrowable(example: RetrievalExample, examples: Sequence[RetrievalExample])
     return sorted({t for t in texts if t != example.positive})
 
 
-def rerank_rows(examples: Sequence[RerankExample]) -> dict[str, list[Any]]:
-    """Columns query, passage, label (clamped to [0, 1]), each example repeated by its weight."""
+def rerank_rows(examples: Sequence[RerankExample], seed: int) -> dict[str, list[Any]]:
+    """Columns query, passage, label (clamped to [0, 1]), each example as often as its weight
+    says."""
     columns: dict[str, list[Any]] = {"query": [], "passage": [], "label": []}
-    for example in examples:
-        for _ in range(repeats(example.weight)):
+    counts = copies([e.weight for e in examples], seed, MAX_REPEATS)
+    for example, times in zip(examples, counts, strict=True):
+        for _ in range(times):
             columns["query"].append(example.query)
             columns["passage"].append(example.passage)
             columns["label"].append(min(1.0, max(0.0, float(example.label))))

@@ -257,3 +257,24 @@ def test_export_writes_the_judged_datasets(annotated, tmp_path):
     assert counts["generator.jsonl"] > 0
     pair = json.loads((tmp_path / "export" / "generator.jsonl").read_text().splitlines()[0])
     assert {"prompt", "chosen", "rejected"} <= set(pair) and pair["chosen"] != pair["rejected"]
+
+
+def test_the_judge_weights_examples_by_reliability_and_no_judge_does_not(annotated):
+    from datetime import UTC, datetime
+
+    from flywheel.cycle import default_judge, prepare
+
+    settings, kb_db, _ = annotated
+    now = datetime.now(UTC)
+    judged = prepare(settings, kb_db, default_judge(settings), now)
+    trust = {round(a.weight, 4) for a in judged.agents.values()}
+    assert any(w != 1.0 for w in trust), "careless clicks lower some agent's reliability"
+    assert {round(e.weight, 4) for e in judged.data.retriever} <= trust
+    raw = prepare(
+        settings.model_copy(update={"judge": "off"}),
+        kb_db,
+        default_judge(settings.model_copy(update={"judge": "off"})),
+        now,
+    )
+    assert raw.agents, "reliability is still reported without a judge"
+    assert {e.weight for e in raw.data.retriever + raw.data.reranker} == {1.0}

@@ -6,6 +6,7 @@ answered by matching both, which the base model does imperfectly and a fine-tune
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +18,12 @@ from flywheel.exceptions import NotEnoughData
 from flywheel.train_retrieval import (
     RerankerTraining,
     RetrieverTraining,
-    repeats,
     rerank_rows,
     retrieval_rows,
     train_reranker,
     train_retriever,
 )
+from flywheel.weighting import copies
 from rag.rerank import CrossEncoderReranker
 from tests.support.chunks import make_chunk
 
@@ -140,13 +141,16 @@ def training_margin(model_dir: Path | str, examples: list[RetrievalExample]) -> 
 # -- weighting and data layout (no model) ---------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("weight", "times"),
-    [(-1.0, 0), (0.0, 0), (float("nan"), 0), (0.3, 1), (1.0, 1), (1.49, 1), (1.5, 2), (2.4, 2),
-     (2.5, 3), (7.0, 3)],
-)  # fmt: skip
-def test_repeats_follow_the_weight(weight, times):
-    assert repeats(weight) == times
+def test_weights_are_relative_and_decide_how_often_an_example_is_seen():
+    assert copies([1.44, 1.44, 1.44], seed=0) == [1, 1, 1], "equal weights: once, any scale"
+    assert copies([-1.0, 0.0, float("nan"), 2.0], seed=0) == [0, 0, 0, 1]
+    assert copies([30.0] + [1.0] * 99, seed=0, cap=3)[0] == 3, "capped"
+    # an agent the judge trusts three times as much as another: about three times the copies
+    counts = copies([1.5] * 400 + [0.5] * 400, seed=7, cap=3)
+    trusted, doubted = sum(counts[:400]), sum(counts[400:])
+    assert 2.6 < trusted / doubted < 3.4
+    assert 740 < trusted + doubted < 860, "the data set keeps about its size"
+    assert copies([1.5] * 400 + [0.5] * 400, seed=7, cap=3) == counts, "seeded"
 
 
 def example(n: int, negatives: tuple[str, ...] = (), weight: float = 1.0) -> RetrievalExample:
@@ -156,18 +160,25 @@ def example(n: int, negatives: tuple[str, ...] = (), weight: float = 1.0) -> Ret
 def test_retrieval_rows_repeat_weighted_examples_and_fill_negatives():
     examples = [
         example(1, ("bad 1a", "bad 1b", "bad 1c"), weight=2.0),
-        example(2, ("bad 2a",)),
-        example(3),
-    ]
+        example(2, ("bad 2a",), weight=0.5),
+        example(3, weight=0.5),
+    ]  # relative weights 2, 0.5, 0.5
     rows = retrieval_rows(examples, hard_negatives=2, seed=0)
     assert list(rows) == ["anchor", "positive", "negative_1", "negative_2"]
-    assert rows["anchor"] == ["query 1", "query 1", "query 2", "query 3"]
-    assert rows["negative_1"][:3] == ["bad 1a", "bad 1a", "bad 2a"]
-    assert rows["negative_2"][:3] == ["bad 1b", "bad 1b", "bad 2a"], "own negatives cycle"
-    borrowed = {rows["negative_1"][3], rows["negative_2"][3]}
-    assert borrowed <= {"chunk 1", "chunk 2", "bad 1a", "bad 1b", "bad 1c", "bad 2a"}
-    assert "chunk 3" not in borrowed
+    assert rows["anchor"][:2] == ["query 1", "query 1"]
+    assert rows["negative_1"][:2] == ["bad 1a", "bad 1a"]
+    assert rows["negative_2"][:2] == ["bad 1b", "bad 1b"], "own negatives cycle"
+    for n in (2, 3):
+        assert rows["anchor"].count(f"query {n}") <= 1
+    for i, anchor in enumerate(rows["anchor"]):
+        if anchor == "query 2":
+            assert rows["negative_1"][i] == rows["negative_2"][i] == "bad 2a"
+        if anchor == "query 3":  # no negatives of its own: borrowed, never its own chunk
+            borrowed = {rows["negative_1"][i], rows["negative_2"][i]}
+            assert borrowed <= {"chunk 1", "chunk 2", "bad 1a", "bad 1b", "bad 1c", "bad 2a"}
     assert retrieval_rows(examples, hard_negatives=2, seed=0) == rows, "seeded"
+    equal = retrieval_rows([replace(e, weight=1.0) for e in examples], hard_negatives=2, seed=0)
+    assert equal["anchor"] == ["query 1", "query 2", "query 3"]
 
 
 def test_retrieval_rows_without_negatives_are_pairs():
@@ -180,11 +191,13 @@ def test_retrieval_rows_without_negatives_are_pairs():
 def test_rerank_rows_clamp_labels_and_repeat():
     examples = [
         RerankExample("q1", "query", 1, "chunk 1", 1.4, weight=3.0),
-        RerankExample("q1", "query", 2, "chunk 2", -0.2),
+        RerankExample("q1", "query", 2, "chunk 2", -0.2, weight=3.0),
     ]
-    rows = rerank_rows(examples)
-    assert rows["label"] == [1.0, 1.0, 1.0, 0.0]
-    assert rows["passage"] == ["chunk 1"] * 3 + ["chunk 2"]
+    rows = rerank_rows(examples, seed=0)
+    assert rows["label"] == [1.0, 0.0] and rows["passage"] == ["chunk 1", "chunk 2"]
+    heavy = RerankExample("q1", "query", 3, "chunk 3", 1.0, weight=12.0)
+    rows = rerank_rows([*examples, heavy], seed=0)  # relative weight 2 (mean 6)
+    assert rows["passage"].count("chunk 3") == 2
 
 
 @pytest.mark.parametrize("count", [0, 1])
