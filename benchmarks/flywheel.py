@@ -157,6 +157,7 @@ class AnnotationFigures:
     seconds: float
     draft_ms_mean: float
     gold_shown_share: float  # gold chunks among the cited sources agents saw
+    agent_noise: dict[str, float] = field(default_factory=dict)  # share of marks each flips
     gold_by_set: dict[int, frozenset[int]] = field(default_factory=dict, repr=False)
 
 
@@ -170,10 +171,14 @@ def annotate(
     """Draft, show and click through every ticket, agents taking them in turn."""
     pipeline = factory.pipeline(settings, db)
     recorder = FeedbackRecorder(db, build_deferrer(db.url))
-    policy = AgentPolicy(noise=args.noise, careless_share=args.careless)
     team = [
-        SimulatedAgent(f"UBENCH{i}", recorder, policy, seed=args.seed + i)
-        for i in range(args.agents)
+        SimulatedAgent(
+            f"UBENCH{i}",
+            recorder,
+            AgentPolicy(noise=noise, careless_share=args.careless),
+            seed=args.seed + i,
+        )
+        for i, noise in enumerate(agent_noise(args.noise, args.noise_spread, args.agents))
     ]
     started = time.perf_counter()
     stored, draft_s, gold_shown, shown_total = 0, 0.0, 0, 0
@@ -207,7 +212,19 @@ def annotate(
         draft_ms_mean=round(draft_s * 1000 / max(len(tickets), 1), 1),
         gold_shown_share=round(gold_shown / max(shown_total, 1), 4),
         gold_by_set=gold_by_set,
+        agent_noise={agent.agent_id: agent.policy.noise for agent in team},
     )
+
+
+def agent_noise(mean: float, spread: float, agents: int) -> list[float]:
+    """Each agent's share of flipped marks: evenly from mean - spread (the most careful) to
+    mean + spread, so the team's mean stays ``mean``; spread 0 makes them all alike."""
+    if agents < 2 or spread == 0:
+        return [mean] * agents
+    return [
+        round(min(1.0, max(0.0, mean - spread + 2 * spread * i / (agents - 1))), 4)
+        for i in range(agents)
+    ]
 
 
 # --- the cycles --------------------------------------------------------------------------
@@ -299,6 +316,18 @@ def truth_table(found: dict[str, dict[str, int]]) -> Table:
             f"{right:,}",
             f"{c.get('right_dropped', 0):,} ({_share(c.get('right_dropped', 0), right)})",
         )
+    return table
+
+
+def agents_table(noise: dict[str, float], cycles: dict[str, CycleFigures]) -> Table:
+    """Each simulated agent's noise beside the reliability weight the judge-on cycle gave them."""
+    weights = cycles["rules"].counts.get("agents", {})
+    table = Table(title="agents: noise given vs reliability estimated (judge rules)")
+    for column in ("agent", "marks flipped", "reliability weight"):
+        table.add_column(column, justify="left" if column == "agent" else "right")
+    for agent, share in sorted(noise.items()):
+        weight = weights.get(agent)
+        table.add_row(agent, f"{share:.0%}", "—" if weight is None else f"{weight:.3f}")
     return table
 
 
@@ -502,6 +531,7 @@ def print_report(report: dict[str, Any], rows: list[ModelRow], cycles) -> None:
     console.print(metrics_table(rows))
     console.print(cycle_table(cycles))
     console.print(truth_table(report["judge_against_truth"]))
+    console.print(agents_table(report["annotation"]["agent_noise"], cycles))
     console.print(goals_table(report["goals"]))
     console.print(f"settings: {json.dumps(report['settings'])}")
     console.print(f"results written to {report['results']}; total {report['total_seconds']} s")
@@ -541,6 +571,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--tickets", type=int, default=None, help="cap on tickets (whole dialogues); default all"
     )
     parser.add_argument("--noise", type=float, default=0.2, help="share of relevance marks flipped")
+    parser.add_argument(
+        "--noise-spread",
+        type=float,
+        default=0.0,
+        help="agents' noise from noise - spread to noise + spread (novices and experts)",
+    )
     parser.add_argument("--agents", type=int, default=5, help="simulated agents, round-robin")
     parser.add_argument(
         "--careless", type=float, default=0.1, help="share of cards clicked through unread"
