@@ -283,12 +283,7 @@ def judge_against_truth(
     """What the judge dropped, against what the simulation knows: per kind of mark, how many
     were right or wrong (by the gold labels) and how many of each the judge filtered."""
     with db.connection() as conn:
-        dropped = {
-            event_id
-            for (event_id,) in conn.execute(
-                "SELECT event_id FROM judge_verdicts WHERE run_id = %s AND NOT keep", (run_id,)
-            )
-        }
+        dropped = feedback_store.filtered_event_ids(conn, run_id)
         events = feedback_store.events(conn)
     found: dict[str, Counter[str]] = {}
     for e in events:

@@ -287,6 +287,14 @@ def save_verdicts(conn: psycopg.Connection, run_id: int, verdicts) -> None:
             copy.write_row((run_id, v.event_id, v.judge, v.keep, v.reason))
 
 
+def filtered_event_ids(conn: psycopg.Connection, run_id: int) -> set[int]:
+    """The events a run's judge left out of training."""
+    rows = conn.execute(
+        "SELECT event_id FROM judge_verdicts WHERE run_id = %s AND NOT keep", (run_id,)
+    )
+    return {event_id for (event_id,) in rows}
+
+
 def save_reliability(conn: psycopg.Connection, run_id: int, agents) -> None:
     for a in agents:
         conn.execute(

@@ -11,6 +11,7 @@ import pytest
 
 from aitl.leader import Leadership
 from bot.simulation import AgentPolicy
+from flywheel import store as flywheel_store
 from flywheel.cycle import RUN_LOCK, Flywheel
 from flywheel.exceptions import RunInProgress
 from flywheel.serving import LivePipeline
@@ -80,6 +81,11 @@ def live_index(db) -> str:
         return rag_store.live_version(conn).version
 
 
+def store_events(db):
+    with db.connection() as conn:
+        return flywheel_store.events(conn)
+
+
 def rows(db, sql, *args):
     with db.connection() as conn:
         return conn.execute(sql, args).fetchall()
@@ -117,6 +123,9 @@ def test_a_cycle_judges_trains_evaluates_and_promotes_through_the_gate(annotated
     assert judge["generator"]["filtered"] > 0, "careless clicks are too fast to count"
     verdicts = rows(kb_db, "SELECT count(*), count(*) FILTER (WHERE NOT keep) FROM judge_verdicts")
     assert verdicts[0][0] == events and verdicts[0][1] > 0
+    with kb_db.connection() as conn:
+        filtered = flywheel_store.filtered_event_ids(conn, report.run_id)
+    assert len(filtered) == verdicts[0][1] and filtered <= {e.id for e in store_events(kb_db)}
     for kind in ("retriever", "reranker"):
         metrics = report.metrics[kind]
         assert set(metrics["champion"]) >= {"recall@75", "precision@8", "mrr@10", "ndcg@10"}
