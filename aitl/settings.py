@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     retrieve_k: int = Field(default=20, ge=1, le=1000, description="Chunks fetched by pgvector.")
     context_k: int = Field(default=5, ge=1, le=50, description="Chunks kept after reranking.")
     reranker_model: str | None = Field(default=None, description="Local cross-encoder path.")
+    reranker_cosine_weight: float = Field(
+        default=1.0,
+        ge=0,
+        description="Weight of the retriever's cosine beside the cross-encoder's score when "
+        "reranking (both z-scored over the retrieved chunks); 0: the cross-encoder alone.",
+    )
     generator: Literal["extractive", "openai", "hf"] = "extractive"
     prompts_dir: Path = PROJECT_ROOT / "prompts"
     openai_base_url: str | None = None
@@ -170,6 +176,12 @@ class Settings(BaseSettings):
     retriever_epochs: float = Field(default=1.0, gt=0)
     retriever_batch_size: int = Field(default=32, ge=2)
     reranker_epochs: float = Field(default=1.0, gt=0)
+    reranker_mined_negatives: int = Field(
+        default=3,
+        ge=0,
+        description="Unlabelled chunks per ticket from the retriever's top AITL_RETRIEVE_K that "
+        "train the reranker as negatives, beside the agents' 'not relevant' marks.",
+    )
     flywheel_max_seq_length: int = Field(
         default=256, ge=16, le=512, description="Tokens per text when training."
     )

@@ -373,7 +373,10 @@ def evaluate(
         if key not in scored:
             console.print(f"  [dim]evaluating {name}")
             result = evaluator.evaluate(
-                retriever, reranker_path=reranker, rerank_k=settings.retrieve_k
+                retriever,
+                reranker_path=reranker,
+                rerank_k=settings.retrieve_k,
+                cosine_weight=settings.reranker_cosine_weight,
             )
             scored[key] = (result.metrics, result.queries)
         metrics, count = scored[key]
@@ -486,7 +489,14 @@ def _cycle_lines(cycles: dict[str, CycleFigures]) -> list[tuple[str, list[str]]]
         ("filtered: retriever data", each(lambda f: share(f, "retriever"))),
         ("filtered: generator data", each(lambda f: share(f, "generator"))),
     ]
-    for name in ("retriever_pairs", "reranker_examples", "train_tickets", "eval_queries"):
+    names = (
+        "retriever_pairs",
+        "reranker_examples",
+        "reranker_mined_negatives",
+        "train_tickets",
+        "eval_queries",
+    )
+    for name in names:
         lines.append((name.replace("_", " "), each(lambda f, n=name: f"{f.counts.get(n, 0):,}")))
     lines.append(("left over the per-cycle cap", each(_over_cap)))
     for kind in TRAINED_KINDS:
@@ -551,6 +561,8 @@ def _settings_used(settings: Settings) -> dict[str, Any]:
         "retriever_epochs",
         "retriever_batch_size",
         "reranker_epochs",
+        "reranker_mined_negatives",
+        "reranker_cosine_weight",
         "judge_min_read_s",
         "torch_threads",
     )

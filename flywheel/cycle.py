@@ -25,6 +25,7 @@ from flywheel.evaluation import RetrieverEvaluator
 from flywheel.exceptions import NotEnoughData, RunInProgress
 from flywheel.generator_eval import decide_generator, describe
 from flywheel.judge import Judge, JudgeContext, NoJudge, RuleJudge, RuleSettings
+from flywheel.mining import mined_negatives
 from flywheel.registry import Decision, GatePolicy, Registry, decide
 from rag import factory
 from rag import store as rag_store
@@ -128,7 +129,11 @@ class Flywheel:
             "max_examples": s.flywheel_max_examples,
             "gate": {"margin": s.gate_margin, "tolerance": s.gate_tolerance},
             "retriever": {"epochs": s.retriever_epochs, "batch_size": s.retriever_batch_size},
-            "reranker": {"epochs": s.reranker_epochs},
+            "reranker": {
+                "epochs": s.reranker_epochs,
+                "mined_negatives": s.reranker_mined_negatives,
+                "cosine_weight": s.reranker_cosine_weight,
+            },
             "generator": {"backend": s.generator, "epochs": s.generator_epochs},
         }
 
@@ -239,19 +244,30 @@ class Flywheel:
             return
         champion = self.registry.champion("reranker")
         version, out = self._out_dir("reranker", report)
-        self.progress(f"training the reranker on {len(data.reranker)} examples")
-        base = champion.path if champion else retriever_base(self.settings)
+        s = self.settings
+        mined = mined_negatives(
+            data.reranker,
+            lambda texts, k: evaluator.search(retriever, texts, k),
+            evaluator.texts,
+            per_ticket=s.reranker_mined_negatives,
+            depth=s.retrieve_k,
+        )
+        report.counts["reranker_mined_negatives"] = len(mined)
+        self.progress(
+            f"training the reranker on {len(data.reranker)} examples and {len(mined):,} "
+            f"negatives mined from the retriever's top {s.retrieve_k}"
+        )
+        base = champion.path if champion else retriever_base(s)
         config = RerankerTraining(
-            epochs=self.settings.reranker_epochs,
-            max_seq_length=self.settings.flywheel_max_seq_length,
+            epochs=s.reranker_epochs, max_seq_length=s.flywheel_max_seq_length
         )
-        trained = train_reranker(base, data.reranker, out, config)
+        trained = train_reranker(base, [*data.reranker, *mined], out, config)
         self.progress("evaluating the reranker: champion vs challenger")
-        depth = self.settings.retrieve_k
+        ranking = {"rerank_k": s.retrieve_k, "cosine_weight": s.reranker_cosine_weight}
         before = evaluator.evaluate(
-            retriever, reranker_path=champion.path if champion else None, rerank_k=depth
+            retriever, reranker_path=champion.path if champion else None, **ranking
         )
-        after = evaluator.evaluate(retriever, reranker_path=trained.path, rerank_k=depth)
+        after = evaluator.evaluate(retriever, reranker_path=trained.path, **ranking)
         decision = decide(before, after, self.policy, primary=RERANKER_PRIMARY)
         self._settle(report, "reranker", version, trained, before, after, decision, accepted)
 

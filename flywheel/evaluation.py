@@ -17,6 +17,7 @@ import numpy as np
 from ir_measures import RR, R, nDCG
 
 from flywheel.exceptions import NotEnoughData
+from rag.rerank import blend
 
 METRICS = ("recall@75", "precision@8", "mrr@10", "ndcg@10")
 MEASURES = {
@@ -103,29 +104,51 @@ class RetrieverEvaluator:
         self._chunk_vectors: dict[str, np.ndarray] = {}
         self._query_vectors: dict[str, np.ndarray] = {}
 
+    @property
+    def texts(self) -> dict[int, str]:
+        """Chunk id → the text the models read."""
+        return dict(zip(self.chunk_ids, self.chunk_texts, strict=True))
+
     def evaluate(
         self,
         model_path: str | Path,
         *,
         reranker_path: str | Path | None = None,
         rerank_k: int = 20,
+        cosine_weight: float = 1.0,
     ) -> EvalResult:
-        """Metrics of the retriever alone, or with the reranker reordering its top ``rerank_k``."""
+        """Metrics of the retriever alone, or with the reranker reordering its top ``rerank_k``
+        as the product does (``rag.rerank.blend`` with ``cosine_weight``)."""
         ranked = self.retrieve(model_path)
         if reranker_path is not None:
-            ranked = self.rerank(ranked, reranker_path, rerank_k)
+            ranked = self.rerank(ranked, reranker_path, rerank_k, cosine_weight)
         return retrieval_metrics(self.qrels, to_run(ranked))
 
     def retrieve(self, model_path: str | Path) -> dict[str, list[tuple[int, float]]]:
         """Each query's top-k (chunk id, cosine) pairs, best first."""
-        chunk_vectors, query_vectors = self.vectors(model_path)
+        _, query_vectors = self.vectors(model_path)
+        found = self._search(model_path, query_vectors, self.k)
+        return {query.query_id: hits for query, hits in zip(self.queries, found, strict=True)}
+
+    def search(
+        self, model_path: str | Path, texts: Sequence[str], k: int
+    ) -> list[list[tuple[int, float]]]:
+        """The top-k (chunk id, cosine) of other texts than the judged queries (training
+        tickets, for mining), searched exactly like them."""
+        query_vectors = self._encode(load_encoder(_key(model_path)), list(texts))
+        return self._search(model_path, query_vectors, k)
+
+    def _search(
+        self, model_path: str | Path, query_vectors: np.ndarray, k: int
+    ) -> list[list[tuple[int, float]]]:
+        chunk_vectors, _ = self.vectors(model_path)
         scores = query_vectors @ chunk_vectors.T
-        k = min(self.k, len(self.chunk_ids))
-        ranked = {}
-        for query, row in zip(self.queries, scores, strict=True):
+        k = min(k, len(self.chunk_ids))
+        found = []
+        for row in scores:
             top = np.argsort(-row, kind="stable")[:k]
-            ranked[query.query_id] = [(self.chunk_ids[i], float(row[i])) for i in top]
-        return ranked
+            found.append([(self.chunk_ids[i], float(row[i])) for i in top])
+        return found
 
     def vectors(self, model_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         """Normalised chunk and query embeddings of a model, encoded once per model folder."""
@@ -170,18 +193,24 @@ class RetrieverEvaluator:
         )
 
     def rerank(
-        self, ranked: dict[str, list[tuple[int, float]]], reranker_path: str | Path, rerank_k: int
+        self,
+        ranked: dict[str, list[tuple[int, float]]],
+        reranker_path: str | Path,
+        rerank_k: int,
+        cosine_weight: float = 1.0,
     ) -> dict[str, list[tuple[int, float]]]:
-        """The cross-encoder reorders each query's head; the tail keeps the retriever's order."""
+        """The reranker reorders each query's head; the tail keeps the retriever's order."""
         model = load_cross_encoder(str(Path(reranker_path).resolve()))
-        texts = dict(zip(self.chunk_ids, self.chunk_texts, strict=True))
+        texts = self.texts
         by_id = {q.query_id: q.text for q in self.queries}
         pairs = [(by_id[q], texts[c]) for q, hits in ranked.items() for c, _ in hits[:rerank_k]]
         scores = iter(self._cross_scores(model, pairs))
         reranked = {}
         for query_id, hits in ranked.items():
-            head = [(c, next(scores)) for c, _ in hits[:rerank_k]]
-            head.sort(key=lambda hit: -hit[1])
+            ids = [c for c, _ in hits[:rerank_k]]
+            cross = [next(scores) for _ in ids]
+            blended = blend(cross, [cosine for _, cosine in hits[:rerank_k]], cosine_weight)
+            head = sorted(zip(ids, blended, strict=True), key=lambda hit: -hit[1])
             reranked[query_id] = head + hits[rerank_k:]
         return reranked
 

@@ -63,7 +63,9 @@ def generator(settings: Settings) -> Runnable[DraftInput, GeneratedDraft]:
 
 def reranker(settings: Settings) -> Reranker:
     if settings.reranker_model:
-        return CrossEncoderReranker(settings.reranker_model)
+        return CrossEncoderReranker(
+            settings.reranker_model, cosine_weight=settings.reranker_cosine_weight
+        )
     return CosineOrder()
 
 

@@ -7,6 +7,9 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Protocol
 
+import numpy as np
+
+from rag.chunking import embedding_text
 from rag.embedding import local_model_dir
 from rag.models import RetrievedChunk
 
@@ -26,11 +29,36 @@ class CosineOrder:
         return sorted(chunks, key=lambda c: -c.similarity)
 
 
-class CrossEncoderReranker:
-    """A sentence-transformers cross-encoder read from a local folder."""
+def blend(
+    scores: Sequence[float], similarities: Sequence[float], cosine_weight: float
+) -> list[float]:
+    """The cross-encoder's scores with the retriever's cosines mixed in, each z-scored over the
+    candidates so the two scales meet.
 
-    def __init__(self, path: str, *, setting: str = "AITL_RERANKER_MODEL") -> None:
+    A reranker trained on one week of clicks knows less than the retriever it reorders (trained
+    on the same clicks, and on far more text before that); blending keeps what the retriever
+    knows. ``cosine_weight`` 0 is the cross-encoder's order alone.
+    """
+    blended = _z(scores)
+    if cosine_weight:
+        blended = blended + cosine_weight * _z(similarities)
+    return [float(b) for b in blended]
+
+
+def _z(values: Sequence[float]) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    spread = array.std() if array.size else 0.0
+    return (array - array.mean()) / spread if spread > 0 else np.zeros_like(array)
+
+
+class CrossEncoderReranker:
+    """A sentence-transformers cross-encoder read from a local folder, blended with cosine."""
+
+    def __init__(
+        self, path: str, *, cosine_weight: float = 1.0, setting: str = "AITL_RERANKER_MODEL"
+    ) -> None:
         self.path = local_model_dir(path, setting)
+        self.cosine_weight = cosine_weight
         self.name = f"cross-encoder:{self.path}"
 
     @cached_property
@@ -42,10 +70,14 @@ class CrossEncoderReranker:
     def rerank(self, query: str, chunks: Sequence[RetrievedChunk]) -> list[RetrievedChunk]:
         if not chunks:
             return []
-        pairs = [(query, f"{c.title}\n{c.text}") for c in chunks]
+        pairs = [(query, embedding_text(c.title, c.text)) for c in chunks]
         scores = self.model.predict(pairs, show_progress_bar=False, convert_to_numpy=True)
+        blended = blend(
+            scores.reshape(len(chunks), -1)[:, 0],
+            [c.similarity for c in chunks],
+            self.cosine_weight,
+        )
         scored = [
-            dataclasses.replace(c, rerank_score=float(s))
-            for c, s in zip(chunks, scores.reshape(len(chunks), -1)[:, 0], strict=True)
+            dataclasses.replace(c, rerank_score=s) for c, s in zip(chunks, blended, strict=True)
         ]
         return sorted(scored, key=lambda c: -(c.rerank_score or 0.0))

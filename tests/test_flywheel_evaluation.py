@@ -10,6 +10,8 @@ import pytest
 from flywheel import evaluation
 from flywheel.evaluation import METRICS, EvalQuery, RetrieverEvaluator, retrieval_metrics, to_run
 from flywheel.exceptions import NotEnoughData
+from rag.rerank import CrossEncoderReranker
+from tests.support.chunks import make_chunk
 from tests.support.tiny_models import build_cross_encoder
 
 QRELS = {
@@ -115,7 +117,7 @@ def test_reranker_reorders_the_head_and_keeps_the_tail(minilm_path, random_reran
 
     evaluator = RetrieverEvaluator(CHUNKS, QUERIES)
     retrieved = evaluator.retrieve(minilm_path)
-    reranked = evaluator.rerank(retrieved, random_reranker, rerank_k=3)
+    reranked = evaluator.rerank(retrieved, random_reranker, rerank_k=3, cosine_weight=0.0)
     model = CrossEncoder(str(random_reranker), device="cpu", local_files_only=True)
     texts = dict(CHUNKS)
     for query in QUERIES:
@@ -133,3 +135,34 @@ def test_reranker_reorders_the_head_and_keeps_the_tail(minilm_path, random_reran
     plain = evaluator.evaluate(minilm_path)
     with_reranker = evaluator.evaluate(minilm_path, reranker_path=random_reranker, rerank_k=3)
     assert with_reranker.metrics["recall@75"] == plain.metrics["recall@75"] == 1.0
+
+
+@pytest.mark.slow
+def test_the_gate_reranks_exactly_as_the_product_does(minilm_path, random_reranker):
+    """With the cosine blended in, the evaluator's head is the product reranker's order."""
+    evaluator = RetrieverEvaluator(CHUNKS, QUERIES)
+    retrieved = evaluator.retrieve(minilm_path)
+    texts = dict(CHUNKS)
+    for weight in (0.0, 1.0, 3.0):
+        reranked = evaluator.rerank(retrieved, random_reranker, rerank_k=4, cosine_weight=weight)
+        product = CrossEncoderReranker(str(random_reranker), cosine_weight=weight)
+        for query in QUERIES:
+            hits = retrieved[query.query_id][:4]
+            chunks = [make_chunk(c, c, *texts[c].split("\n", 1), cosine) for c, cosine in hits]
+            served = product.rerank(query.text, chunks)
+            assert [c for c, _ in reranked[query.query_id][:4]] == [c.chunk_id for c in served]
+            scores = [score for _, score in reranked[query.query_id][:4]]
+            assert scores == pytest.approx([c.rerank_score for c in served], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_search_finds_other_texts_as_retrieve_finds_the_judged_queries(minilm_path):
+    evaluator = RetrieverEvaluator(CHUNKS, QUERIES, k=3)
+    retrieved = evaluator.retrieve(minilm_path)
+    found = evaluator.search(minilm_path, [q.text for q in QUERIES], 3)
+    for query, hits in zip(QUERIES, found, strict=True):
+        assert [c for c, _ in hits] == [c for c, _ in retrieved[query.query_id]]
+        assert [s for _, s in hits] == pytest.approx([s for _, s in retrieved[query.query_id]])
+    [[(first, cosine), *rest]] = evaluator.search(minilm_path, ["Can I ship to Mexico?"], 2)
+    assert first == 12 and len(rest) == 1 and cosine > rest[0][1]
+    assert evaluator.texts[12].startswith("Shipping to Canada")

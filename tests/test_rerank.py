@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag import exceptions, factory
 from rag.models import RetrievedChunk, Ticket
-from rag.rerank import CosineOrder, CrossEncoderReranker
+from rag.rerank import CosineOrder, CrossEncoderReranker, blend
 from tests.conftest import clone_database, drop_database, make_settings
 from tests.support.chunks import make_chunk
 from tests.support.tiny_models import build_cross_encoder
@@ -52,10 +53,38 @@ def test_cosine_order_sorts_by_similarity_and_keeps_chunks():
     assert CosineOrder.name == "cosine"
 
 
-def test_cross_encoder_scores_every_chunk_and_sorts_by_score(cross_encoder_dir):
+def z(values) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    return (array - array.mean()) / array.std()
+
+
+def test_blend_mixes_z_scores_and_weight_zero_is_the_cross_encoder_alone():
+    scores, cosines = [4.0, 1.0, 2.5], [0.2, 0.9, 0.5]
+    assert blend(scores, cosines, 0.0) == pytest.approx(list(z(scores)))
+    assert blend(scores, cosines, 0.5) == pytest.approx(list(z(scores) + 0.5 * z(cosines)))
+    # the scales do not matter, only how far each candidate stands from the others
+    assert blend([s * 100 - 7 for s in scores], cosines, 1.0) == pytest.approx(
+        blend(scores, cosines, 1.0)
+    )
+    # a near tie of the cross-encoder is settled by the retriever
+    tie = blend([2.0, 1.95, -5.0], [0.4, 0.9, 0.1], 1.0)
+    assert tie[1] > tie[0] > tie[2]
+    # a heavy cosine weight gives the retriever's order back
+    heavy = blend(scores, cosines, 1000.0)
+    assert sorted(range(3), key=lambda i: -heavy[i]) == [1, 2, 0]
+
+
+def test_blend_with_nothing_to_tell_apart_is_flat():
+    assert blend([3.0], [0.7], 1.0) == [0.0]
+    assert blend([], [], 1.0) == []
+    assert blend([1.0, 1.0], [0.3, 0.6], 0.0) == [0.0, 0.0]
+    assert blend([1.0, 1.0], [0.3, 0.6], 1.0) == pytest.approx([-1.0, 1.0])
+
+
+def test_cross_encoder_scores_every_chunk_and_blends_the_cosine(cross_encoder_dir):
     from sentence_transformers import CrossEncoder
 
-    reranker = CrossEncoderReranker(str(cross_encoder_dir))
+    reranker = CrossEncoderReranker(str(cross_encoder_dir), cosine_weight=0.0)
     assert reranker.name == f"cross-encoder:{cross_encoder_dir.resolve()}"
 
     # what the model itself says about each (query, passage) pair
@@ -76,16 +105,27 @@ def test_cross_encoder_scores_every_chunk_and_sorts_by_score(cross_encoder_dir):
     ]
     cosine = [c.chunk_id for c in CosineOrder().rerank(QUERY, given)]
     assert cosine == [c.chunk_id for c in worst_first]
-    ranked = reranker.rerank(QUERY, given)
 
+    # weight 0: the cross-encoder's order, its scores z-scored over the candidates
+    ranked = reranker.rerank(QUERY, given)
     assert sorted(c.chunk_id for c in ranked) == [c.chunk_id for c in CHUNKS]
-    assert all(isinstance(c.rerank_score, float) for c in ranked)
-    for c in ranked:
-        assert c.rerank_score == pytest.approx(by_id[c.chunk_id], abs=1e-5)
-        assert c.score == c.rerank_score
-    scores = [c.rerank_score for c in ranked]
-    assert scores == sorted(scores, reverse=True)
     assert [c.chunk_id for c in ranked] == cosine[::-1]
+    ids = [c.chunk_id for c in given]
+    wanted = dict(zip(ids, z([by_id[c] for c in ids]), strict=True))
+    for c in ranked:
+        assert c.rerank_score == pytest.approx(wanted[c.chunk_id], abs=1e-5)
+        assert c.score == c.rerank_score
+
+    # the default blends the retriever's cosine in, as the setting says
+    blended = CrossEncoderReranker(str(cross_encoder_dir)).rerank(QUERY, given)
+    mixed = z([by_id[c.chunk_id] for c in given]) + z([c.similarity for c in given])
+    wanted = dict(zip(ids, mixed, strict=True))
+    assert [c.rerank_score for c in blended] == pytest.approx(
+        sorted(wanted.values(), reverse=True), abs=1e-5
+    )
+    assert [wanted[c.chunk_id] for c in blended] == pytest.approx(
+        [c.rerank_score for c in blended], abs=1e-5
+    )
     assert all(c.rerank_score is None for c in given), "input chunks are not modified"
     assert reranker.rerank(QUERY, []) == []
 
@@ -99,6 +139,9 @@ def test_pipeline_with_cross_encoder_reranks_the_context(settings, db, cross_enc
         context_k=3,
     )
     assert isinstance(factory.reranker(ranked_settings), CrossEncoderReranker)
+    assert factory.reranker(ranked_settings).cosine_weight == 1.0
+    heavier = ranked_settings.model_copy(update={"reranker_cosine_weight": 2.5})
+    assert factory.reranker(heavier).cosine_weight == 2.5
     pipe = factory.pipeline(ranked_settings, db)
     result = pipe.draft(
         Ticket(
