@@ -251,6 +251,7 @@ class Flywheel:
             evaluator.texts,
             per_ticket=s.reranker_mined_negatives,
             depth=s.retrieve_k,
+            limit=s.flywheel_max_examples,
         )
         report.counts["reranker_mined_negatives"] = len(mined)
         self.progress(

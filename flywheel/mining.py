@@ -25,18 +25,23 @@ def mined_negatives(
     *,
     per_ticket: int,
     depth: int,
+    limit: int | None = None,
 ) -> list[RerankExample]:
     """Up to ``per_ticket`` label-0 examples per ticket, best-ranked first, from the top
     ``depth`` that ``search`` returns; none of them a chunk the ticket already has a label for.
 
+    At most ``limit`` in all, spread evenly (fewer per ticket when there are many tickets), so
+    mining cannot outgrow the per-cycle cap that bounds training time.
     Each carries the ticket's highest weight, so a trusted agent's ticket keeps its pull, and
     no event ids: no click made it.
     """
-    if per_ticket <= 0 or not examples:
-        return []
     tickets: dict[str, list[RerankExample]] = {}
     for example in examples:
         tickets.setdefault(example.query_id, []).append(example)
+    if limit is not None and tickets:
+        per_ticket = min(per_ticket, max(1, limit // len(tickets)))
+    if per_ticket <= 0 or not tickets or limit == 0:
+        return []
     queries = [found[0].query for found in tickets.values()]
     ranked = search(queries, depth)
     mined = []
@@ -48,4 +53,4 @@ def mined_negatives(
             RerankExample(query_id, found[0].query, chunk_id, texts[chunk_id], 0.0, weight)
             for chunk_id in fresh
         )
-    return mined
+    return mined if limit is None else mined[:limit]

@@ -51,6 +51,33 @@ def test_mined_negatives_are_the_best_ranked_chunks_no_one_labelled():
     assert [m.query for m in mined] == ["password", "canada", "canada"]
 
 
+def test_mining_stays_within_its_limit_and_spreads_it_over_the_tickets():
+    examples = [example("password", 1, 1.0), example("canada", 5, 1.0)]
+    everything = mined_negatives(examples, Ranking(), TEXTS, per_ticket=3, depth=5)
+    assert [(m.query_id, m.chunk_id) for m in everything] == [
+        ("password", 3),
+        ("password", 7),
+        ("password", 4),
+        ("canada", 2),
+        ("canada", 6),
+        ("canada", 8),
+    ]
+    # a limit of 4 over two tickets: two each, the best-ranked ones
+    four = mined_negatives(examples, Ranking(), TEXTS, per_ticket=3, depth=5, limit=4)
+    assert [(m.query_id, m.chunk_id) for m in four] == [
+        ("password", 3),
+        ("password", 7),
+        ("canada", 2),
+        ("canada", 6),
+    ]
+    # fewer than one each: the first tickets get one, and the limit holds
+    one = mined_negatives(examples, Ranking(), TEXTS, per_ticket=3, depth=5, limit=1)
+    assert [(m.query_id, m.chunk_id) for m in one] == [("password", 3)]
+    assert mined_negatives(examples, Ranking(), TEXTS, per_ticket=3, depth=5, limit=0) == []
+    roomy = mined_negatives(examples, Ranking(), TEXTS, per_ticket=3, depth=5, limit=100)
+    assert roomy == everything
+
+
 def test_nothing_is_mined_when_switched_off_or_unknown():
     examples = [example("canada", 5, 1.0)]
     search = Ranking()
