@@ -39,10 +39,7 @@ def blend(
     on the same clicks, and on far more text before that); blending keeps what the retriever
     knows. ``cosine_weight`` 0 is the cross-encoder's order alone.
     """
-    blended = _z(scores)
-    if cosine_weight:
-        blended = blended + cosine_weight * _z(similarities)
-    return [float(b) for b in blended]
+    return [float(b) for b in _z(scores) + cosine_weight * _z(similarities)]
 
 
 def _z(values: Sequence[float]) -> np.ndarray:
