@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +21,8 @@ from aitl.leader import Leadership
 from aitl.settings import Settings
 from flywheel import datasets, reliability, store
 from flywheel.datasets import Datasets
-from flywheel.evaluation import RetrieverEvaluator
+from flywheel.evaluation import EvalQuery, RetrieverEvaluator
+from flywheel.examples import RerankExample
 from flywheel.exceptions import NotEnoughData, RunInProgress
 from flywheel.generator_eval import decide_generator, describe
 from flywheel.judge import Judge, JudgeContext, NoJudge, RuleJudge, RuleSettings
@@ -31,7 +32,7 @@ from rag import factory
 from rag import store as rag_store
 from rag.chunking import embedding_text
 from rag.prompts import PromptLibrary
-from rag.versions import KnownVectors
+from rag.versions import EmbeddingVersions, KnownVectors
 
 log = logging.getLogger(__name__)
 RUN_LOCK = "aitl.flywheel"
@@ -160,22 +161,15 @@ class Flywheel:
                 + ", ".join(f"{n:,} {name.replace('_', ' ')}" for name, n in left.items())
             )
         self._check_enough(data)
-        depth = max(100, self.settings.retrieve_k)
-        evaluator = RetrieverEvaluator(corpus(self.db), data.eval_queries, k=depth)
-        self._seed_live_vectors(evaluator)
+        depth = max(100, self.settings.retrieve_k)  # Recall@75 needs at least 75
+        evaluator, read = live_evaluator(self.db, self.versions, data.eval_queries, depth=depth)
+        if read:
+            self.progress(f"read {read:,} chunk vectors from the live index")
         accepted: list[Accepted] = []
         retriever = self._retriever(report, data, evaluator, accepted)
         self._reranker(report, data, evaluator, retriever, accepted)
         self._generator(report, data, accepted)
         self._promote(accepted)
-
-    def _seed_live_vectors(self, evaluator: RetrieverEvaluator) -> None:
-        """The live retriever's chunk vectors are in its index: read, not encoded again."""
-        version, embedder = self.versions.live_or_bootstrap()
-        with self.db.connection() as conn:
-            stored = rag_store.stored_embeddings(conn, version.version, evaluator.chunk_ids)
-        if evaluator.seed(embedder.path, stored):
-            self.progress(f"read {len(stored):,} chunk vectors from the live index")
 
     def _promote(self, accepted: list[Accepted]) -> None:
         """Last, once everything trained and was evaluated: a failed run changes nothing live.
@@ -245,14 +239,7 @@ class Flywheel:
         champion = self.registry.champion("reranker")
         version, out = self._out_dir("reranker", report)
         s = self.settings
-        mined = mined_negatives(
-            data.reranker,
-            lambda texts, k: evaluator.search(retriever, texts, k),
-            evaluator.texts,
-            per_ticket=s.reranker_mined_negatives,
-            depth=s.retrieve_k,
-            limit=s.flywheel_max_examples,
-        )
+        mined = mine(s, evaluator, retriever, data.reranker, limit=s.flywheel_max_examples)
         report.counts["reranker_mined_negatives"] = len(mined)
         self.progress(
             f"training the reranker on {len(data.reranker)} examples and {len(mined):,} "
@@ -430,6 +417,38 @@ def load_context(db: Database, events) -> JudgeContext:
         chunk_ids |= {c for info in sets.values() for c in info.context}
         chunks = rag_store.chunk_refs(conn, sorted(chunk_ids))
     return JudgeContext(sets, chunks)
+
+
+def live_evaluator(
+    db: Database, versions: EmbeddingVersions, queries: Sequence[EvalQuery], *, depth: int
+) -> tuple[RetrieverEvaluator, int]:
+    """Exact search over every live chunk, with the live retriever's chunk vectors read from its
+    index rather than encoded again; returns it and how many vectors were read."""
+    evaluator = RetrieverEvaluator(corpus(db), queries, k=depth)
+    version, embedder = versions.live_or_bootstrap()
+    with db.connection() as conn:
+        stored = rag_store.stored_embeddings(conn, version.version, evaluator.chunk_ids)
+    return evaluator, len(stored) if evaluator.seed(embedder.path, stored) else 0
+
+
+def mine(
+    settings: Settings,
+    evaluator: RetrieverEvaluator,
+    retriever: str | Path,
+    examples: Sequence[RerankExample],
+    *,
+    limit: int | None = None,
+) -> list[RerankExample]:
+    """The reranker's mined negatives from ``retriever``'s top ``AITL_RETRIEVE_K``: the same
+    recipe for a cycle and for an export."""
+    return mined_negatives(
+        examples,
+        lambda texts, k: evaluator.search(retriever, texts, k),
+        evaluator.texts,
+        per_ticket=settings.reranker_mined_negatives,
+        depth=settings.retrieve_k,
+        limit=limit,
+    )
 
 
 def corpus(db: Database) -> list[tuple[int, str]]:

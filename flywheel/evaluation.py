@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +105,9 @@ class RetrieverEvaluator:
         self._chunk_vectors: dict[str, np.ndarray] = {}
         self._query_vectors: dict[str, np.ndarray] = {}
 
-    @property
+    @cached_property
     def texts(self) -> dict[int, str]:
-        """Chunk id → the text the models read."""
+        """Chunk id → the text the models read (built once: the chunks never change)."""
         return dict(zip(self.chunk_ids, self.chunk_texts, strict=True))
 
     def evaluate(

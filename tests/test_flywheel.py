@@ -5,6 +5,7 @@ or refused, rolled back; and what happens with no data, a crash and two runs at 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -269,6 +270,44 @@ def test_export_writes_the_judged_datasets(annotated, tmp_path):
     assert counts["generator.jsonl"] > 0
     pair = json.loads((tmp_path / "export" / "generator.jsonl").read_text().splitlines()[0])
     assert {"prompt", "chosen", "rejected"} <= set(pair) and pair["chosen"] != pair["rejected"]
+
+
+def test_export_adds_the_reranker_negatives_mined_from_the_live_retriever(annotated, tmp_path):
+    import json
+
+    from flywheel.export import export_datasets
+    from rag import factory
+    from rag.chunking import embedding_text
+    from rag.retrieve import Retriever
+
+    settings, kb_db, _ = annotated
+    counts = export_datasets(settings, kb_db, tmp_path / "export")
+
+    def read(name):
+        lines = (tmp_path / "export" / name).read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+    labelled, mined = read("reranker.jsonl"), read("reranker_mined.jsonl")
+    assert counts["reranker_mined.jsonl"] == len(mined) > 0
+    assert {row["label"] for row in mined} == {0.0}
+    tickets = {row["query"] for row in labelled}
+    assert {row["query"] for row in mined} <= tickets
+    per_ticket = Counter(row["query"] for row in mined)
+    assert max(per_ticket.values()) <= settings.reranker_mined_negatives
+    seen = {(row["query"], row["passage"]) for row in labelled}
+    assert not seen & {(row["query"], row["passage"]) for row in mined}, "no labelled chunk"
+    retriever = Retriever(kb_db, factory.embedding_versions(settings, kb_db), ef_search=100)
+    for query in per_ticket:
+        top = [
+            embedding_text(c.title, c.text)
+            for c in retriever.search(query, settings.retrieve_k, exact=True)
+        ]
+        fresh = [text for text in top if (query, text) not in seen]
+        expected = fresh[: settings.reranker_mined_negatives]
+        assert [row["passage"] for row in mined if row["query"] == query] == expected
+
+    off = settings.model_copy(update={"reranker_mined_negatives": 0})
+    assert export_datasets(off, kb_db, tmp_path / "off")["reranker_mined.jsonl"] == 0
 
 
 def test_the_judge_weights_examples_by_reliability_and_no_judge_does_not(annotated):
