@@ -175,7 +175,9 @@ def annotate(
         SimulatedAgent(
             f"UBENCH{i}",
             recorder,
-            AgentPolicy(noise=noise, careless_share=args.careless),
+            AgentPolicy(
+                noise=noise, careless_share=args.careless, missing_noise=args.missing_noise
+            ),
             seed=args.seed + i,
         )
         for i, noise in enumerate(agent_noise(args.noise, args.noise_spread, args.agents))
@@ -198,7 +200,8 @@ def annotate(
             gold_by_set[set_id] = gold
             gold_shown += len(set(shown.sources) & gold)
             shown_total += len(shown.sources)
-            stored += team[n % len(team)].annotate(shown, gold)
+            nearby = [c.chunk_id for c in result.retrieved]
+            stored += team[n % len(team)].annotate(shown, gold, nearby)
             progress.update(task, advance=1, rate=f"{stored:,} events")
     with db.connection() as conn:
         kinds = Counter(e.kind for e in feedback_store.events(conn))
@@ -583,6 +586,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0.0,
         help="agents' noise from noise - spread to noise + spread (novices and experts)",
+    )
+    parser.add_argument(
+        "--missing-noise",
+        type=float,
+        default=0.0,
+        help="share of missing-knowledge picks naming a retrieved passage that does not answer",
     )
     parser.add_argument("--agents", type=int, default=5, help="simulated agents, round-robin")
     parser.add_argument(

@@ -3,14 +3,15 @@ call, so the demo, the tests and the flywheel benchmark exercise the real event 
 
 An agent knows which chunks truly answer the ticket (the gold labels of a dataset). It marks
 the shown sources from them, flips a share of those marks as noise, names gold knowledge that
-was not shown as missing, prefers the draft citing more gold, and sends a draft that cites gold
+was not shown as missing (optionally naming, for a share of those, a retrieved passage that
+does not answer instead), prefers the draft citing more gold, and sends a draft that cites gold
 (the first of two equally good ones) or says it went unused for lack of knowledge.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -29,6 +30,7 @@ class AgentPolicy:
     read_seconds: float = 25.0  # how long the agent reads before the first click
     max_missing: int = 3  # gold chunks not shown that the agent names
     careless_share: float = 0.0  # share of cards clicked through in a second, unread
+    missing_noise: float = 0.0  # share of missing-knowledge picks naming a wrong nearby passage
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,9 @@ class SimulatedAgent:
         self.policy = policy
         self.rng = random.Random(seed)
 
-    def annotate(self, shown: ShownCard, gold: Iterable[int]) -> int:
-        """Click through one card; returns how many events were stored."""
+    def annotate(self, shown: ShownCard, gold: Iterable[int], nearby: Sequence[int] = ()) -> int:
+        """Click through one card; returns how many events were stored. ``nearby`` are passages
+        the agent may confuse with the answer (say, what the retriever found for the ticket)."""
         gold = set(gold)
         careless = self.rng.random() < self.policy.careless_share
         clock = (
@@ -90,6 +93,8 @@ class SimulatedAgent:
                 chunk_ids=(chunk_id,),
             )
         missing = [c for c in sorted(gold) if c not in shown.sources][: self.policy.max_missing]
+        if self.policy.missing_noise:
+            missing = confused(missing, gold, nearby, self.policy.missing_noise, self.rng)
         for chunk_id in missing:
             stored += self._click(
                 shown,
@@ -126,6 +131,20 @@ class SimulatedAgent:
         )
         refresh = shown.card.channel != SIMULATED
         return int(self.recorder.record(feedback, label=label, refresh=refresh).created)
+
+
+def confused(
+    picks: list[int], gold: set[int], nearby: Sequence[int], share: float, rng: random.Random
+) -> list[int]:
+    """The picks with a share of them swapped for a nearby passage that does not answer the
+    ticket (those shown on the card among them), each wrong passage named once."""
+    wrong = [c for c in dict.fromkeys(nearby) if c not in gold]
+    picked = []
+    for chunk_id in picks:
+        if wrong and rng.random() < share:
+            chunk_id = wrong.pop(rng.randrange(len(wrong)))
+        picked.append(chunk_id)
+    return picked
 
 
 def preference(cited: dict[str, list[int]], gold: set[int]) -> str:
