@@ -31,8 +31,9 @@ from flywheel.registry import Decision, GatePolicy, Registry, decide
 from rag import factory
 from rag import store as rag_store
 from rag.chunking import embedding_text
+from rag.embedding import Embedder
 from rag.prompts import PromptLibrary
-from rag.versions import EmbeddingVersions, KnownVectors
+from rag.versions import KnownVectors
 
 log = logging.getLogger(__name__)
 RUN_LOCK = "aitl.flywheel"
@@ -162,7 +163,8 @@ class Flywheel:
             )
         self._check_enough(data)
         depth = max(100, self.settings.retrieve_k)  # Recall@75 needs at least 75
-        evaluator, read = live_evaluator(self.db, self.versions, data.eval_queries, depth=depth)
+        live = self.versions.live_or_bootstrap()
+        evaluator, read = live_evaluator(self.db, live, data.eval_queries, depth=depth)
         if read:
             self.progress(f"read {read:,} chunk vectors from the live index")
         accepted: list[Accepted] = []
@@ -420,12 +422,17 @@ def load_context(db: Database, events) -> JudgeContext:
 
 
 def live_evaluator(
-    db: Database, versions: EmbeddingVersions, queries: Sequence[EvalQuery], *, depth: int
+    db: Database,
+    live: tuple[rag_store.EmbeddingVersion, Embedder],
+    queries: Sequence[EvalQuery],
+    *,
+    depth: int,
 ) -> tuple[RetrieverEvaluator, int]:
-    """Exact search over every live chunk, with the live retriever's chunk vectors read from its
-    index rather than encoded again; returns it and how many vectors were read."""
+    """Exact search over every live chunk, with the chunk vectors of ``live`` (the version and
+    model ``EmbeddingVersions.live_or_bootstrap`` gave the caller, so both use the same one) read
+    from its index rather than encoded again; returns it and how many vectors were read."""
     evaluator = RetrieverEvaluator(corpus(db), queries, k=depth)
-    version, embedder = versions.live_or_bootstrap()
+    version, embedder = live
     with db.connection() as conn:
         stored = rag_store.stored_embeddings(conn, version.version, evaluator.chunk_ids)
     return evaluator, len(stored) if evaluator.seed(embedder.path, stored) else 0

@@ -62,10 +62,9 @@ def export_datasets(settings: Settings, db: Database, out: Path) -> dict[str, in
 def _mined(settings: Settings, db: Database, examples: list[RerankExample]) -> list[RerankExample]:
     if not examples or settings.reranker_mined_negatives <= 0:
         return []
-    versions = factory.embedding_versions(settings, db)
-    evaluator, _ = live_evaluator(db, versions, [], depth=settings.retrieve_k)
-    retriever = versions.live_or_bootstrap()[1].path
-    return mine(settings, evaluator, retriever, examples)
+    live = factory.embedding_versions(settings, db).live_or_bootstrap()
+    evaluator, _ = live_evaluator(db, live, [], depth=settings.retrieve_k)
+    return mine(settings, evaluator, live[1].path, examples)
 
 
 def _rerank_row(example: RerankExample) -> dict:
