@@ -168,7 +168,7 @@ class Flywheel:
         if read:
             self.progress(f"read {read:,} chunk vectors from the live index")
         accepted: list[Accepted] = []
-        retriever = self._retriever(report, data, evaluator, accepted)
+        retriever = self._retriever(report, data, evaluator, str(live[1].path), accepted)
         self._reranker(report, data, evaluator, retriever, accepted)
         self._generator(report, data, accepted)
         self._promote(accepted)
@@ -203,15 +203,14 @@ class Flywheel:
         version = f"r{report.run_id}-{datetime.now(UTC):%Y%m%d%H%M%S}"
         return version, self.settings.models_dir / kind / version
 
-    def _live_retriever_path(self) -> str:
-        _, embedder = self.versions.live_or_bootstrap()
-        return str(embedder.path)
-
-    def _retriever(self, report: CycleReport, data: Datasets, evaluator, accepted) -> str:
-        """Train and judge a retriever; returns the one that will be live after this run."""
+    def _retriever(
+        self, report: CycleReport, data: Datasets, evaluator, base: str, accepted
+    ) -> str:
+        """Train and judge a retriever from ``base``, the live model whose vectors the
+        evaluator read (one lookup, so a promotion mid-cycle cannot pair one version's vectors
+        with another's model); returns the one that will be live after this run."""
         from flywheel.train_retrieval import RetrieverTraining, train_retriever
 
-        base = self._live_retriever_path()
         if len(data.retriever) < self.settings.flywheel_min_examples:
             report.decisions["retriever"] = _skipped(len(data.retriever), "retriever pairs")
             return base

@@ -224,6 +224,38 @@ def test_a_crash_mid_run_changes_nothing_live_and_the_next_run_starts_clean(anno
     assert first == ("failed", "abandoned: the process running it stopped")
 
 
+def test_the_retriever_trains_from_the_model_whose_vectors_the_evaluation_read(
+    annotated, monkeypatch
+):
+    """A promotion landing mid-cycle (App Home, another host) must not pair one version's
+    chunk vectors with another version's model: the cycle looks the live model up once."""
+    settings, kb_db, _ = annotated
+    flywheel = Flywheel(settings, kb_db)
+    lookup = flywheel.versions.live_or_bootstrap
+    read, trained_from = [], []
+
+    def lookup_then_promote_elsewhere():
+        version, embedder = lookup()
+        read.append(str(embedder.path))
+        # every later lookup sees a different live model, as after a promotion
+        monkeypatch.setattr(flywheel.versions, "live_or_bootstrap", lambda: (version, _Elsewhere()))
+        return version, embedder
+
+    def record_and_stop(base, *args, **kwargs):
+        trained_from.append(str(base))
+        raise RuntimeError("stop after the training base is known")
+
+    monkeypatch.setattr(flywheel.versions, "live_or_bootstrap", lookup_then_promote_elsewhere)
+    monkeypatch.setattr("flywheel.train_retrieval.train_retriever", record_and_stop)
+    with pytest.raises(RuntimeError, match="training base"):
+        flywheel.run("test")
+    assert read and trained_from == read[:1]
+
+
+class _Elsewhere:
+    path = Path("/models/retriever/promoted-mid-cycle")
+
+
 def _refuse_promotion(self, kind, version, reason):
     raise AssertionError("nothing may be promoted in a failed run")
 
