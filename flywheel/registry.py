@@ -91,19 +91,21 @@ class Registry:
         return self._get(kind, version)
 
     def rollback(self, kind: str, reason: str = "rolled back by an admin") -> store.ModelRow | None:
-        """The previous champion goes live again; with none, the shipped model does."""
+        """Undo the latest promotion still standing: the champion it replaced goes live again,
+        or the shipped model if it replaced none. Rolling back again goes further back; a model
+        once rolled back does not return unless promoted again."""
         with self.db.connection() as conn:
             current = store.champion(conn, kind)
-            previous = store.previous_champion(conn, kind)
+            last = store.standing_promotion(conn, kind)
         if current is None:
             raise RegistryError(f"no trained {kind} is live: nothing to roll back")
+        if last is not None and last.version != current.version:
+            last = None  # the champion's own promotion went unrecorded: back to shipped
+        previous = self._get(kind, last.replaced) if last and last.replaced else None
         if kind == "retriever":
             self._switch_index(previous.embedding_version if previous else None)
         with self.db.connection() as conn:
-            if previous is None:
-                store.uncrown(conn, kind, reason)
-            else:
-                store.crown(conn, kind, previous.version, reason)
+            store.undo(conn, kind, last, reason)
         return previous
 
     def _get(self, kind: str, version: str) -> store.ModelRow:

@@ -373,9 +373,61 @@ def add_model(conn: psycopg.Connection, **row) -> int:
     ).fetchone()[0]
 
 
+REGISTRY_LOCK = "SELECT pg_advisory_xact_lock(hashtext('aitl.registry'))"
+
+
 def crown(conn: psycopg.Connection, kind: str, version: str, decision: str) -> None:
-    """Make ``version`` the champion of its kind; the old champion retires, in one transaction."""
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext('aitl.registry'))")
+    """Make ``version`` the champion of its kind and record what it replaced, in one
+    transaction: the old champion retires."""
+    conn.execute(REGISTRY_LOCK)
+    current = conn.execute(
+        "SELECT version FROM model_registry WHERE kind = %s AND status = 'champion'", (kind,)
+    ).fetchone()
+    _make_champion(conn, kind, version, decision)
+    conn.execute(
+        "INSERT INTO model_promotions (kind, version, replaced, reason) VALUES (%s, %s, %s, %s)",
+        (kind, version, current[0] if current else None, decision),
+    )
+
+
+@dataclass(frozen=True)
+class Promotion:
+    id: int
+    kind: str
+    version: str
+    replaced: str | None  # None: the shipped model was live before it
+    reason: str | None
+    promoted_at: datetime
+
+
+def standing_promotion(conn: psycopg.Connection, kind: str) -> Promotion | None:
+    """The latest promotion of ``kind`` no rollback has undone: what a rollback undoes."""
+    cur = conn.cursor(row_factory=class_row(Promotion))
+    return cur.execute(
+        "SELECT id, kind, version, replaced, reason, promoted_at FROM model_promotions"
+        " WHERE kind = %s AND undone_at IS NULL ORDER BY id DESC LIMIT 1",
+        (kind,),
+    ).fetchone()
+
+
+def undo(conn: psycopg.Connection, kind: str, promotion: Promotion | None, decision: str) -> None:
+    """Undo ``promotion``: the model it replaced is champion again, or with none the kind goes
+    back to its shipped model (no champion row). Without a recorded promotion (a champion from
+    before they were recorded), the shipped model goes back."""
+    conn.execute(REGISTRY_LOCK)
+    if promotion is not None:
+        conn.execute("UPDATE model_promotions SET undone_at = now() WHERE id = %s", (promotion.id,))
+    if promotion is not None and promotion.replaced is not None:
+        _make_champion(conn, kind, promotion.replaced, decision)
+        return
+    conn.execute(
+        "UPDATE model_registry SET status = 'retired', retired_at = now(), decision = %s"
+        " WHERE kind = %s AND status = 'champion'",
+        (decision, kind),
+    )
+
+
+def _make_champion(conn: psycopg.Connection, kind: str, version: str, decision: str) -> None:
     conn.execute(
         "UPDATE model_registry SET status = 'retired', retired_at = now()"
         " WHERE kind = %s AND status = 'champion'",
@@ -386,32 +438,6 @@ def crown(conn: psycopg.Connection, kind: str, version: str, decision: str) -> N
         " decision = %s WHERE kind = %s AND version = %s",
         (decision, kind, version),
     )
-
-
-def uncrown(conn: psycopg.Connection, kind: str, decision: str) -> None:
-    """The kind goes back to its shipped model: no champion row."""
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext('aitl.registry'))")
-    conn.execute(
-        "UPDATE model_registry SET status = 'retired', retired_at = now(), decision = %s"
-        " WHERE kind = %s AND status = 'champion'",
-        (decision, kind),
-    )
-
-
-def previous_champion(conn: psycopg.Connection, kind: str) -> ModelRow | None:
-    """The model that was champion before the current one, for a rollback."""
-    cur = conn.cursor(row_factory=class_row(ModelRow))
-    return cur.execute(
-        f"""
-        SELECT {MODEL_COLUMNS} FROM model_registry
-        WHERE kind = %s AND status = 'retired' AND promoted_at IS NOT NULL
-          AND promoted_at < coalesce(
-              (SELECT promoted_at FROM model_registry WHERE kind = %s AND status = 'champion'),
-              'infinity')
-        ORDER BY promoted_at DESC LIMIT 1
-        """,
-        (kind, kind),
-    ).fetchone()
 
 
 def champions_signature(conn: psycopg.Connection) -> tuple:

@@ -1,0 +1,71 @@
+"""Promotions and rollbacks in the model registry on the real database: a rollback undoes the
+latest promotion still standing, so rolling back walks back through what was live and never
+brings back a model an admin already rolled back."""
+
+from __future__ import annotations
+
+import pytest
+
+from flywheel import store
+from flywheel.exceptions import RegistryError
+from flywheel.registry import Registry
+from rag import factory
+
+KIND = "reranker"  # no index to build: the registry's bookkeeping alone
+
+
+@pytest.fixture
+def registry(settings, db) -> Registry:
+    with db.connection() as conn:
+        for version in ("r1", "r2", "r3"):
+            store.add_model(
+                conn, kind=KIND, version=version, path=f"/models/{version}", status="challenger"
+            )
+    return Registry(db, factory.embedding_versions(settings, db))
+
+
+def live(registry: Registry) -> str | None:
+    champion = registry.champion(KIND)
+    return champion.version if champion else None
+
+
+def roll_back(registry: Registry) -> str | None:
+    previous = registry.rollback(KIND, "test")
+    assert (previous.version if previous else None) == live(registry)
+    return live(registry)
+
+
+def test_rollbacks_walk_back_through_the_promotions(registry):
+    for version in ("r1", "r2", "r3"):
+        registry.promote(KIND, version, "test")
+    assert [roll_back(registry) for _ in range(3)] == ["r2", "r1", None]
+    with pytest.raises(RegistryError, match="nothing to roll back"):
+        registry.rollback(KIND)
+    statuses = {row.version: row.status for row in registry.list()}
+    assert statuses == {"r1": "retired", "r2": "retired", "r3": "retired"}
+
+
+def test_a_model_rolled_back_once_does_not_come_back_with_the_next_rollback(registry):
+    registry.promote(KIND, "r1", "test")
+    assert roll_back(registry) is None
+    registry.promote(KIND, "r2", "test")  # promoted while the shipped model was live
+    assert roll_back(registry) is None, "r1 was rolled back: the shipped model was before r2"
+
+
+def test_a_model_promoted_again_is_rolled_back_to_what_it_replaced_that_time(registry):
+    for version in ("r1", "r2", "r1"):
+        registry.promote(KIND, version, "test")
+    assert [roll_back(registry) for _ in range(3)] == ["r2", "r1", None]
+
+
+def test_a_champion_with_no_recorded_promotion_rolls_back_to_the_shipped_model(registry, db):
+    registry.promote(KIND, "r1", "test")
+    with db.connection() as conn:  # a champion crowned before promotions were recorded
+        conn.execute("UPDATE model_registry SET status = 'retired' WHERE version = 'r1'")
+        conn.execute("UPDATE model_registry SET status = 'champion' WHERE version = 'r2'")
+    assert roll_back(registry) is None
+    with db.connection() as conn:
+        [(undone,)] = conn.execute(
+            "SELECT count(*) FROM model_promotions WHERE undone_at IS NOT NULL"
+        ).fetchall()
+    assert undone == 0, "r1's promotion is not what was live, so it is not undone"
