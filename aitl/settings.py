@@ -186,6 +186,12 @@ class Settings(BaseSettings):
         default=256, ge=16, le=512, description="Tokens per text when training."
     )
     generator_epochs: float = Field(default=1.0, gt=0)
+    flywheel_seed: int = Field(
+        default=42,
+        ge=0,
+        description="Seed of the trainers' shuffles, sampling and fresh weights, recorded with "
+        "each run (CPU threads still leave small run-to-run differences).",
+    )
     generator_eval_tickets: int = Field(
         default=40,
         ge=1,

@@ -127,6 +127,7 @@ class Flywheel:
         return {
             "judge": self.judge.name,
             "holdout": s.flywheel_holdout,
+            "seed": s.flywheel_seed,
             "min_examples": s.flywheel_min_examples,
             "max_examples": s.flywheel_max_examples,
             "gate": {"margin": s.gate_margin, "tolerance": s.gate_tolerance},
@@ -220,6 +221,7 @@ class Flywheel:
             epochs=self.settings.retriever_epochs,
             batch_size=self.settings.retriever_batch_size,
             max_seq_length=self.settings.flywheel_max_seq_length,
+            seed=self.settings.flywheel_seed,
         )
         trained = train_retriever(base, data.retriever, out, config)
         self.progress("evaluating the retriever: champion vs challenger")
@@ -248,7 +250,9 @@ class Flywheel:
         )
         base = champion.path if champion else retriever_base(s)
         config = RerankerTraining(
-            epochs=s.reranker_epochs, max_seq_length=s.flywheel_max_seq_length
+            epochs=s.reranker_epochs,
+            max_seq_length=s.flywheel_max_seq_length,
+            seed=s.flywheel_seed,
         )
         trained = train_reranker(base, [*data.reranker, *mined], out, config)
         self.progress("evaluating the reranker: champion vs challenger")
@@ -279,7 +283,7 @@ class Flywheel:
             s.hf_model_path,
             data.generator,
             out,
-            GeneratorTraining(epochs=s.generator_epochs),
+            GeneratorTraining(epochs=s.generator_epochs, seed=s.flywheel_seed),
             adapter=adapter,
         )
         report.artefacts["generator"] = trained.path

@@ -230,7 +230,7 @@ def test_the_retriever_trains_from_the_model_whose_vectors_the_evaluation_read(
     """A promotion landing mid-cycle (App Home, another host) must not pair one version's
     chunk vectors with another version's model: the cycle looks the live model up once."""
     settings, kb_db, _ = annotated
-    flywheel = Flywheel(settings, kb_db)
+    flywheel = Flywheel(settings.model_copy(update={"flywheel_seed": 7}), kb_db)
     lookup = flywheel.versions.live_or_bootstrap
     read, trained_from = [], []
 
@@ -241,8 +241,9 @@ def test_the_retriever_trains_from_the_model_whose_vectors_the_evaluation_read(
         monkeypatch.setattr(flywheel.versions, "live_or_bootstrap", lambda: (version, _Elsewhere()))
         return version, embedder
 
-    def record_and_stop(base, *args, **kwargs):
+    def record_and_stop(base, examples, out, config):
         trained_from.append(str(base))
+        assert config.seed == 7, "AITL_FLYWHEEL_SEED reaches the trainer"
         raise RuntimeError("stop after the training base is known")
 
     monkeypatch.setattr(flywheel.versions, "live_or_bootstrap", lookup_then_promote_elsewhere)
@@ -250,6 +251,8 @@ def test_the_retriever_trains_from_the_model_whose_vectors_the_evaluation_read(
     with pytest.raises(RuntimeError, match="training base"):
         flywheel.run("test")
     assert read and trained_from == read[:1]
+    [(config,)] = rows(kb_db, "SELECT config FROM flywheel_runs")
+    assert config["seed"] == 7
 
 
 class _Elsewhere:
