@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 import argparse
 import json
 import shutil
+import statistics
 import tempfile
 import time
 from collections import Counter
@@ -345,29 +346,37 @@ class ModelRow:
     queries: int
 
 
+def held_out_evaluator(
+    db: Database, test: Sequence[DstcTicket], chunks: dict[str, frozenset[int]]
+) -> RetrieverEvaluator:
+    """Exact search over the whole knowledge base for the held-out tickets, gold from dstc11."""
+    queries = [
+        EvalQuery(f"dstc11:{t.instance}", t.ticket.query_text(), gold_of(t, chunks)) for t in test
+    ]
+    return RetrieverEvaluator(cycle.corpus(db), queries, k=EVAL_DEPTH)
+
+
 def evaluate(
     settings: Settings,
-    db: Database,
-    test: Sequence[DstcTicket],
-    chunks: dict[str, frozenset[int]],
+    evaluator: RetrieverEvaluator,
     cycles: dict[str, CycleFigures],
+    *,
+    live_only: bool = False,
 ) -> list[ModelRow]:
-    """Base, each cycle's artefacts (promoted or not), and the model set live after its gate.
+    """Base, each cycle's artefacts (promoted or not), and the model set live after its gate;
+    with ``live_only``, just the live sets (what a repeat with another training seed adds).
 
     The live row is what the next drafts use, so the goals are read from it: a challenger
     the gate refused is reported, but it never reaches an agent.
     """
-    queries = [
-        EvalQuery(f"dstc11:{t.instance}", t.ticket.query_text(), gold_of(t, chunks)) for t in test
-    ]
-    evaluator = RetrieverEvaluator(cycle.corpus(db), queries, k=EVAL_DEPTH)
     base = settings.embedding_model
-    candidates = [("base (shipped MiniLM)", base, None)]
+    candidates = [] if live_only else [("base (shipped MiniLM)", base, None)]
     for judge, figures in cycles.items():
         retriever = figures.artefacts.get("retriever", base)
         reranker = figures.artefacts.get("reranker")
-        candidates.append((f"judge {judge}: retriever", retriever, None))
-        candidates.append((f"judge {judge}: retriever + reranker", retriever, reranker))
+        if not live_only:
+            candidates.append((f"judge {judge}: retriever", retriever, None))
+            candidates.append((f"judge {judge}: retriever + reranker", retriever, reranker))
         candidates.append((live_row(judge), *_live_models(figures, base)))
     rows = []
     scored: dict[tuple[str, str | None], tuple[dict[str, float], int]] = {}
@@ -406,11 +415,47 @@ def uplift(after: float, before: float) -> float | None:
     return (after - before) / before if before else None
 
 
-def goals(rows: list[ModelRow], cycles: dict[str, CycleFigures]) -> dict[str, dict[str, Any]]:
+def live_by_judge(rows: list[ModelRow]) -> dict[str, dict[str, float]]:
+    """The live rows' metrics by judge setting: {"rules": {...}, "off": {...}}."""
+    return {
+        judge: row.metrics
+        for row in rows
+        for judge in ("rules", "off")
+        if row.name == live_row(judge)
+    }
+
+
+def judge_difference(live: dict[int, dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:
+    """Judge on minus off, live after the gate, per training seed and over them all.
+
+    Both cycles of a seed train on the same clicks with the same seed, so the pairs differ
+    only by the judge; the spread over seeds is what one run can show by chance.
+    """
+    found = {}
+    for metric in METRICS:
+        on = [by_judge["rules"][metric] for by_judge in live.values()]
+        off = [by_judge["off"][metric] for by_judge in live.values()]
+        gaps = [a - b for a, b in zip(on, off, strict=True)]
+        found[metric] = {
+            "per_seed": dict(zip((str(seed) for seed in live), gaps, strict=True)),
+            "mean_on": statistics.fmean(on),
+            "mean_off": statistics.fmean(off),
+            "mean": statistics.fmean(gaps),
+            "sd": statistics.stdev(gaps) if len(gaps) > 1 else None,
+            "on_ahead": sum(gap > 0 for gap in gaps),
+            "seeds": len(gaps),
+        }
+    return found
+
+
+def goals(
+    rows: list[ModelRow], cycles: dict[str, CycleFigures], difference: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The paper's uplifts and the cycle time from the first training seed; judge on vs off
+    from the means over every seed (with one seed, that seed's pair)."""
     by_name = {row.name: row.metrics for row in rows}
     base = by_name["base (shipped MiniLM)"]
     on = by_name[live_row("rules")]
-    off = by_name[live_row("off")]
     recall_up = uplift(on["recall@75"], base["recall@75"])
     precision_up = uplift(on["precision@8"], base["precision@8"])
     cycle_s = cycles["rules"].wall_seconds
@@ -425,13 +470,13 @@ def goals(rows: list[ModelRow], cycles: dict[str, CycleFigures]) -> dict[str, di
             "measured": precision_up,
             "pass": precision_up is not None and precision_up >= GOAL_PRECISION_UPLIFT,
         },
-        "judge_beats_no_judge_recall@75": {
-            "measured": [on["recall@75"], off["recall@75"]],
-            "pass": on["recall@75"] > off["recall@75"],
-        },
-        "judge_beats_no_judge_precision@8": {
-            "measured": [on["precision@8"], off["precision@8"]],
-            "pass": on["precision@8"] > off["precision@8"],
+        **{
+            f"judge_beats_no_judge_{metric}": {
+                "measured": [difference[metric]["mean_on"], difference[metric]["mean_off"]],
+                "seeds": difference[metric]["seeds"],
+                "pass": difference[metric]["mean"] > 0,
+            }
+            for metric in ("recall@75", "precision@8")
         },
         "cycle_seconds": {
             "goal": GOAL_CYCLE_S,
@@ -530,13 +575,36 @@ def goals_table(found: dict[str, dict[str, Any]]) -> Table:
         elif name == "cycle_seconds":
             shown = f"{measured:,.1f} s (≤ {goal['goal']:.0f} s)"
         else:
-            shown = f"on {measured[0]:.4f} vs off {measured[1]:.4f}"
+            seeds = goal.get("seeds", 1)
+            over = f"mean of {seeds} seeds: " if seeds > 1 else ""
+            shown = f"{over}on {measured[0]:.4f} vs off {measured[1]:.4f}"
         table.add_row(name, shown, kb_pipeline._verdict(goal["pass"]))
+    return table
+
+
+def difference_table(difference: dict[str, dict[str, Any]]) -> Table:
+    table = Table(title="judge on − off, live after the gate, per training seed")
+    seeds = list(next(iter(difference.values()))["per_seed"])
+    table.add_column("metric", justify="left")
+    for seed in seeds:
+        table.add_column(f"seed {seed}", justify="right")
+    for name in ("mean", "sd", "on ahead"):
+        table.add_column(name, justify="right")
+    for metric, found in difference.items():
+        table.add_row(
+            metric,
+            *(f"{found['per_seed'][seed]:+.4f}" for seed in seeds),
+            f"{found['mean']:+.4f}",
+            "n/a" if found["sd"] is None else f"{found['sd']:.4f}",
+            f"{found['on_ahead']} of {found['seeds']}",
+        )
     return table
 
 
 def print_report(report: dict[str, Any], rows: list[ModelRow], cycles) -> None:
     console.print(metrics_table(rows))
+    if len(report["training_seeds"]) > 1:
+        console.print(difference_table(report["judge_on_minus_off"]))
     console.print(cycle_table(cycles))
     console.print(truth_table(report["judge_against_truth"]))
     console.print(agents_table(report["annotation"]["agent_noise"], cycles))
@@ -567,6 +635,7 @@ def _settings_used(settings: Settings) -> dict[str, Any]:
         "reranker_mined_negatives",
         "reranker_cosine_weight",
         "judge_min_read_s",
+        "flywheel_seed",
         "torch_threads",
     )
     return {name: getattr(settings, name) for name in names}
@@ -599,6 +668,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=SEED, help="seed of the simulated agents")
     parser.add_argument(
+        "--train-seeds",
+        type=_seeds,
+        default=None,
+        help="AITL_FLYWHEEL_SEED of each judge on/off pair of cycles on the same clicks, e.g. "
+        "42,43,44; judge on vs off is read from the means (default: the product's seed)",
+    )
+    parser.add_argument(
         "--data-dir",
         type=Path,
         default=None,
@@ -609,6 +685,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--results", type=Path, default=RESULTS, help=f"where the JSON goes (default {RESULTS})"
     )
     return parser.parse_args(argv)
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"comma-separated integers, not {text!r}") from exc
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"distinct non-negative seeds, not {text!r}")
+    return seeds
 
 
 def make_settings(data_dir: Path) -> Settings:
@@ -635,13 +721,31 @@ def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         ingest = kb_pipeline.build_kb(ingestor, db, docs, settings.chunk_size)
         chunks = gold_chunks(db)
         annotation = annotate(settings, db, train, chunks, args)
-        cycles = {"rules": run_cycle(settings, db)}
-        truth = judge_against_truth(db, cycles["rules"].run_id, annotation.gold_by_set)
-        rolled = roll_back(settings, db, cycles["rules"])
-        cycles["off"] = run_cycle(settings.model_copy(update={"judge": "off"}), db)
-        rows = evaluate(settings, db, test, chunks, cycles)
+        seeds = args.train_seeds or [settings.flywheel_seed]
+        settings = settings.model_copy(update={"flywheel_seed": seeds[0]})  # as reported
+        pairs: dict[int, dict[str, CycleFigures]] = {}
+        for turn, seed in enumerate(seeds):
+            if len(seeds) > 1:
+                console.print(f"training seed {seed} ({turn + 1} of {len(seeds)})")
+            seeded = settings.model_copy(update={"flywheel_seed": seed})
+            on = run_cycle(seeded, db)
+            rolled_back = roll_back(seeded, db, on)
+            if not turn:  # the tables show the first pair; the others add their live rows
+                truth = judge_against_truth(db, on.run_id, annotation.gold_by_set)
+                rolled = rolled_back
+            off = run_cycle(seeded.model_copy(update={"judge": "off"}), db)
+            pairs[seed] = {"rules": on, "off": off}
+            if turn < len(seeds) - 1:
+                roll_back(seeded, db, off)  # the next pair starts from the shipped models too
+        evaluator = held_out_evaluator(db, test, chunks)
+        cycles = pairs[seeds[0]]
+        rows = evaluate(settings, evaluator, cycles)
+        live = {seeds[0]: live_by_judge(rows)}
+        for seed in seeds[1:]:
+            live[seed] = live_by_judge(evaluate(settings, evaluator, pairs[seed], live_only=True))
     finally:
         db.close()
+    difference = judge_difference(live)
     report = {
         "benchmark": "flywheel",
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -662,7 +766,16 @@ def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         "cycles": {judge: asdict(f) for judge, f in cycles.items()},
         "rolled_back_before_judge_off": rolled,
         "evaluation": [asdict(row) for row in rows],
-        "goals": goals(rows, cycles),
+        "training_seeds": seeds,
+        "repeats": {
+            str(seed): {
+                "cycles": {judge: asdict(f) for judge, f in pairs[seed].items()},
+                "live": live[seed],
+            }
+            for seed in seeds[1:]
+        },
+        "judge_on_minus_off": difference,
+        "goals": goals(rows, cycles, difference),
         "total_seconds": round(time.perf_counter() - started, 1),
     }
     report["results"] = str(args.results)
