@@ -106,12 +106,23 @@ def registry_entries(db: Database) -> list[Any]:
     """The model registry as App Home lists it."""
     from bot.home_views import ModelEntry
     from flywheel import store
+    from flywheel.registry import KINDS
 
     with db.connection() as conn:
         rows = store.models(conn)
+        undoable = {kind: store.undoable_promotion(conn, kind) for kind in KINDS}
+        back_to = {kind: p.replaced for kind, p in undoable.items() if p is not None}
     shown = [r for r in rows if r.status in ("champion", "challenger")]
     return [
-        ModelEntry(r.kind, r.version, r.status, _numbers(r.metrics), r.created_at) for r in shown
+        ModelEntry(
+            r.kind,
+            r.version,
+            r.status,
+            _numbers(r.metrics),
+            r.created_at,
+            replaces=back_to.get(r.kind) if r.status == "champion" else None,
+        )
+        for r in shown
     ]
 
 

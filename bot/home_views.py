@@ -12,6 +12,7 @@ from slack_sdk.models.blocks import (
     ActionsBlock,
     ButtonElement,
     ChannelSelectElement,
+    ConfirmObject,
     ContextBlock,
     DividerBlock,
     HeaderBlock,
@@ -40,6 +41,7 @@ class ModelEntry:
     status: str  # 'champion', 'challenger', 'retired'
     metrics: dict[str, float] = field(default_factory=dict)
     created_at: datetime | None = None
+    replaces: str | None = None  # a champion's predecessor, what Roll back brings back
 
 
 @dataclass(frozen=True)
@@ -208,13 +210,48 @@ def _registry_blocks(registry: Sequence[ModelEntry]) -> list[Any]:
         value = f"{entry.kind}:{entry.version}"[:2000]
         if entry.status == "challenger":
             buttons.append(
-                ButtonElement(text="Promote", action_id="aitl.admin.promote", value=value)
+                ButtonElement(
+                    text="Promote", action_id=PROMOTE, value=value, confirm=_promote_confirm(entry)
+                )
             )
         if entry.status == "champion":
-            buttons.append(ButtonElement(text="Roll back", action_id=ROLL_BACK, value=value))
+            buttons.append(
+                ButtonElement(
+                    text="Roll back",
+                    action_id=ROLL_BACK,
+                    value=value,
+                    style="danger",
+                    confirm=_rollback_confirm(entry),
+                )
+            )
         if buttons:
             blocks.append(ActionsBlock(elements=buttons))
     return blocks
+
+
+def _promote_confirm(entry: ModelEntry) -> ConfirmObject:
+    """Every agent's next drafts change: say so before, and what a retriever costs first."""
+    text = f"`{escape(entry.version)}` serves every agent's next drafts."
+    if entry.kind == "retriever":
+        text += " The knowledge base is embedded with it first (minutes), then switched at once."
+    return ConfirmObject(
+        title=f"Promote this {entry.kind}?", text=text, confirm="Promote", deny="Cancel"
+    )
+
+
+def _rollback_confirm(entry: ModelEntry) -> ConfirmObject:
+    back = f"`{escape(entry.replaces)}`" if entry.replaces else "The shipped model"
+    text = (
+        f"{back} serves the next drafts again, as before `{escape(entry.version)}` was"
+        " promoted. Rolling back again goes one promotion further back."
+    )
+    return ConfirmObject(
+        title=f"Roll back the {entry.kind}?",
+        text=text,
+        confirm="Roll back",
+        deny="Cancel",
+        style="danger",
+    )
 
 
 # --- edit modals --------------------------------------------------------------------------

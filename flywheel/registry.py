@@ -96,11 +96,9 @@ class Registry:
         once rolled back does not return unless promoted again."""
         with self.db.connection() as conn:
             current = store.champion(conn, kind)
-            last = store.standing_promotion(conn, kind)
+            last = store.undoable_promotion(conn, kind)
         if current is None:
             raise RegistryError(f"no trained {kind} is live: nothing to roll back")
-        if last is not None and last.version != current.version:
-            last = None  # the champion's own promotion went unrecorded: back to shipped
         previous = self._get(kind, last.replaced) if last and last.replaced else None
         if kind == "retriever":
             self._switch_index(previous.embedding_version if previous else None)

@@ -400,12 +400,18 @@ class Promotion:
     promoted_at: datetime
 
 
-def standing_promotion(conn: psycopg.Connection, kind: str) -> Promotion | None:
-    """The latest promotion of ``kind`` no rollback has undone: what a rollback undoes."""
+def undoable_promotion(conn: psycopg.Connection, kind: str) -> Promotion | None:
+    """What a rollback of ``kind`` undoes: its latest promotion no rollback has undone, if that
+    model is still the champion (a champion crowned before promotions were recorded has none)."""
     cur = conn.cursor(row_factory=class_row(Promotion))
     return cur.execute(
-        "SELECT id, kind, version, replaced, reason, promoted_at FROM model_promotions"
-        " WHERE kind = %s AND undone_at IS NULL ORDER BY id DESC LIMIT 1",
+        """
+        WITH latest AS (
+            SELECT id, kind, version, replaced, reason, promoted_at FROM model_promotions
+            WHERE kind = %s AND undone_at IS NULL ORDER BY id DESC LIMIT 1)
+        SELECT latest.* FROM latest JOIN model_registry m
+          ON m.kind = latest.kind AND m.version = latest.version AND m.status = 'champion'
+        """,
         (kind,),
     ).fetchone()
 

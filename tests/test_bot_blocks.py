@@ -192,6 +192,33 @@ def test_app_home_for_an_agent_and_for_an_admin():
         assert isinstance(modal(panel()), View) and modal(panel()).to_dict()["blocks"]
 
 
+def test_model_buttons_ask_before_changing_what_every_agent_gets():
+    registry = [
+        ModelEntry("retriever", "v3", "challenger", {"recall@75": 0.9}),
+        ModelEntry("reranker", "k2", "champion", replaces="k1"),
+        ModelEntry("retriever", "v2", "champion"),
+    ]
+    stats = AgentStats({}, 0, {}, NOW)
+    view = home_view(HomeContent("UADMIN", True, stats, panel(registry=registry))).to_dict()
+    buttons = {
+        element["value"]: element
+        for block in view["blocks"]
+        if block["type"] == "actions"
+        for element in block["elements"]
+        if element.get("value", "").startswith(("retriever:", "reranker:"))
+    }
+    promote = buttons["retriever:v3"]["confirm"]
+    assert (
+        promote["confirm"]["text"] == "Promote"
+        and "embedded with it first" in (promote["text"]["text"])
+    )
+    back = buttons["reranker:k2"]["confirm"]
+    assert back["title"]["text"] == "Roll back the reranker?"
+    assert back["text"]["text"].startswith("`k1` serves the next drafts again")
+    assert buttons["retriever:v2"]["confirm"]["text"]["text"].startswith("The shipped model")
+    assert buttons["retriever:v2"]["style"] == "danger"
+
+
 def test_routing_lines_parse_into_rules_and_name_bad_lines():
     rules, problems = parse_routes("tag vip C9\n\nbrand 3 <#C2|support>\ngroup\nsomething else x")
     assert rules == [{"tag": "vip", "channel": "C9"}, {"brand_id": "3", "channel": "C2"}]

@@ -1,11 +1,12 @@
 """Promotions and rollbacks in the model registry on the real database: a rollback undoes the
 latest promotion still standing, so rolling back walks back through what was live and never
-brings back a model an admin already rolled back."""
+brings back a model an admin already rolled back; App Home names what a rollback brings back."""
 
 from __future__ import annotations
 
 import pytest
 
+from aitl.wiring import registry_entries
 from flywheel import store
 from flywheel.exceptions import RegistryError
 from flywheel.registry import Registry
@@ -69,3 +70,16 @@ def test_a_champion_with_no_recorded_promotion_rolls_back_to_the_shipped_model(r
             "SELECT count(*) FROM model_promotions WHERE undone_at IS NOT NULL"
         ).fetchall()
     assert undone == 0, "r1's promotion is not what was live, so it is not undone"
+
+
+def test_app_home_names_what_a_rollback_brings_back(registry, db):
+    def champion_replaces() -> dict[str, str | None]:
+        return {e.version: e.replaces for e in registry_entries(db) if e.status == "champion"}
+
+    registry.promote(KIND, "r1", "test")
+    assert champion_replaces() == {"r1": None}  # the shipped model
+    registry.promote(KIND, "r2", "test")
+    assert champion_replaces() == {"r2": "r1"}
+    assert {e.version: e.replaces for e in registry_entries(db)}["r3"] is None  # a challenger
+    registry.rollback(KIND, "test")
+    assert champion_replaces() == {"r1": None}

@@ -36,6 +36,9 @@ def promote(ctx: typer.Context, kind: str, version: str) -> None:
 
 @app.command()
 def rollback(ctx: typer.Context, kind: str) -> None:
-    """Put the previous champion back; with none, the shipped model."""
+    """Undo the latest promotion: the model it replaced goes live again (or the shipped one).
+
+    Again goes one promotion further back.
+    """
     previous = _registry(ctx).rollback(kind, "rolled back from the CLI")
     console.print(f"{kind}: {previous.version if previous else 'the shipped model'} is live")
