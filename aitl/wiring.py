@@ -110,8 +110,7 @@ def registry_entries(db: Database) -> list[Any]:
 
     with db.connection() as conn:
         rows = store.models(conn)
-        undoable = {kind: store.undoable_promotion(conn, kind) for kind in KINDS}
-        back_to = {kind: p.replaced for kind, p in undoable.items() if p is not None}
+        back_to = store.rollback_targets(conn, KINDS)
     shown = [r for r in rows if r.status in ("champion", "challenger")]
     return [
         ModelEntry(

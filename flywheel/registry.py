@@ -71,6 +71,11 @@ class Registry:
         with self.db.connection() as conn:
             return store.models(conn)
 
+    def rollback_targets(self) -> dict[str, str | None]:
+        """Per kind, the model a rollback would make live (no entry: the shipped one)."""
+        with self.db.connection() as conn:
+            return store.rollback_targets(conn, KINDS)
+
     def champion(self, kind: str) -> store.ModelRow | None:
         with self.db.connection() as conn:
             return store.champion(conn, kind)

@@ -416,6 +416,13 @@ def undoable_promotion(conn: psycopg.Connection, kind: str) -> Promotion | None:
     ).fetchone()
 
 
+def rollback_targets(conn: psycopg.Connection, kinds: Sequence[str]) -> dict[str, str | None]:
+    """What a rollback of each kind's champion brings back (None, or no entry: the shipped
+    model), for the registry listings."""
+    undoable = {kind: undoable_promotion(conn, kind) for kind in kinds}
+    return {kind: p.replaced for kind, p in undoable.items() if p is not None}
+
+
 def undo(conn: psycopg.Connection, kind: str, promotion: Promotion | None, decision: str) -> None:
     """Undo ``promotion``: the model it replaced is champion again, or with none the kind goes
     back to its shipped model (no champion row). Without a recorded promotion (a champion from

@@ -83,3 +83,21 @@ def test_app_home_names_what_a_rollback_brings_back(registry, db):
     assert {e.version: e.replaces for e in registry_entries(db)}["r3"] is None  # a challenger
     registry.rollback(KIND, "test")
     assert champion_replaces() == {"r1": None}
+
+
+def test_models_list_names_what_a_rollback_brings_back(registry, database_url, tmp_path):
+    from typer.testing import CliRunner
+
+    from aitl.cli import app
+
+    registry.promote(KIND, "r1", "test")
+    registry.promote(KIND, "r2", "test")
+    env = {"DATABASE_URL": database_url, "AITL_DATA_DIR": str(tmp_path), "COLUMNS": "240"}
+    listed = CliRunner().invoke(app, ["models", "list"], env=env, catch_exceptions=False)
+    lines = {line.split("│")[2].strip(): line for line in listed.output.splitlines() if "│" in line}
+    assert lines["r2"].rstrip("│ ").endswith("r1")
+    assert lines["r1"].split("│")[3].strip() == "retired"
+    rolled = CliRunner().invoke(app, ["models", "rollback", KIND], env=env, catch_exceptions=False)
+    assert "reranker: r1 is live" in rolled.output
+    listed = CliRunner().invoke(app, ["models", "list"], env=env, catch_exceptions=False)
+    assert "the shipped model" in listed.output

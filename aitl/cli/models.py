@@ -18,12 +18,16 @@ def _registry(ctx: typer.Context):
 
 @app.command("list")
 def list_models(ctx: typer.Context) -> None:
-    """Every trained model with its status, metrics and the gate's decision."""
-    rows = _registry(ctx).list()
-    table = Table("kind", "version", "status", "metrics", "decision")
+    """Every trained model with its status, metrics, the gate's decision and, for a champion,
+    what a rollback would bring back."""
+    registry = _registry(ctx)
+    rows = registry.list()
+    back_to = registry.rollback_targets()
+    table = Table("kind", "version", "status", "metrics", "decision", "rollback brings back")
     for r in rows:
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in r.metrics.items() if isinstance(v, float))
-        table.add_row(r.kind, r.version, r.status, metrics, r.decision or "")
+        back = (back_to.get(r.kind) or "the shipped model") if r.status == "champion" else ""
+        table.add_row(r.kind, r.version, r.status, metrics, r.decision or "", back)
     console.print(table if rows else "No trained models yet: the shipped ones are live.")
 
 
