@@ -442,6 +442,7 @@ def judge_difference(live: dict[int, dict[str, dict[str, float]]]) -> dict[str, 
             "mean_off": statistics.fmean(off),
             "mean": statistics.fmean(gaps),
             "sd": statistics.stdev(gaps) if len(gaps) > 1 else None,
+            "standard_error": statistics.stdev(gaps) / len(gaps) ** 0.5 if len(gaps) > 1 else None,
             "on_ahead": sum(gap > 0 for gap in gaps),
             "seeds": len(gaps),
         }
@@ -474,6 +475,7 @@ def goals(
             f"judge_beats_no_judge_{metric}": {
                 "measured": [difference[metric]["mean_on"], difference[metric]["mean_off"]],
                 "seeds": difference[metric]["seeds"],
+                "standard_error": difference[metric]["standard_error"],
                 "pass": difference[metric]["mean"] > 0,
             }
             for metric in ("recall@75", "precision@8")
@@ -575,9 +577,11 @@ def goals_table(found: dict[str, dict[str, Any]]) -> Table:
         elif name == "cycle_seconds":
             shown = f"{measured:,.1f} s (≤ {goal['goal']:.0f} s)"
         else:
-            seeds = goal.get("seeds", 1)
+            seeds, error = goal.get("seeds", 1), goal.get("standard_error")
             over = f"mean of {seeds} seeds: " if seeds > 1 else ""
             shown = f"{over}on {measured[0]:.4f} vs off {measured[1]:.4f}"
+            if error is not None:  # how far the gap is from nothing, in standard errors
+                shown += f" (gap {measured[0] - measured[1]:+.4f} ± {error:.4f} s.e.)"
         table.add_row(name, shown, kb_pipeline._verdict(goal["pass"]))
     return table
 

@@ -22,6 +22,7 @@ def test_the_judge_comparison_reads_the_mean_over_seeds_not_the_first_pair():
     assert recall["per_seed"] == pytest.approx({"42": -0.02, "43": 0.03, "44": 0.01})
     assert recall["mean"] == pytest.approx(0.02 / 3) and recall["on_ahead"] == 2
     assert recall["sd"] == pytest.approx(0.02516611, abs=1e-6)
+    assert recall["standard_error"] == pytest.approx(0.02516611 / 3**0.5, abs=1e-6)
     assert difference["precision@8"]["on_ahead"] == 3
 
     rows = [
@@ -37,6 +38,9 @@ def test_the_judge_comparison_reads_the_mean_over_seeds_not_the_first_pair():
     one = bench.goals(rows, {"rules": _cycle()}, bench.judge_difference({42: pairs[42]}))
     assert not one["judge_beats_no_judge_recall@75"]["pass"]
     assert one["judge_beats_no_judge_recall@75"]["seeds"] == 1
+    assert one["judge_beats_no_judge_recall@75"]["standard_error"] is None
+    shown = list(bench.goals_table(goals).columns[1].cells)
+    assert "mean of 3 seeds: on 0.7233 vs off 0.7167 (gap +0.0067 ± 0.0145 s.e.)" in shown
 
 
 def _cycle() -> bench.CycleFigures:
