@@ -57,10 +57,10 @@ class QueuedModelChanges:
 
         jobs.defer_model_change(self.queue, "promote", kind=kind, version=version, by=by)
 
-    def rollback(self, kind: str, by: str) -> None:
+    def rollback(self, kind: str, version: str, by: str) -> None:
         from flywheel import jobs
 
-        jobs.defer_model_change(self.queue, "rollback", kind=kind, by=by)
+        jobs.defer_model_change(self.queue, "rollback", kind=kind, version=version, by=by)
 
 
 class ZendeskPanel:

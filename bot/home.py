@@ -105,7 +105,7 @@ def on_model_change(services: BotServices, change: str):
         if change == "promote":
             services.models.promote(kind, version, user)
         else:
-            services.models.rollback(kind, user)
+            services.models.rollback(kind, version, user)
         log.info("%s of %s %s queued by %s", change, kind, version, user)
 
     return listener

@@ -55,7 +55,9 @@ class ModelControl(Protocol):
 
     def promote(self, kind: str, version: str, by: str) -> None: ...
 
-    def rollback(self, kind: str, by: str) -> None: ...
+    def rollback(self, kind: str, version: str, by: str) -> None:
+        """Roll back ``version`` if it is still the champion (the one the admin saw)."""
+        ...
 
 
 class NoConnector:

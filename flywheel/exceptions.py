@@ -5,6 +5,7 @@ FlywheelError
 ├── NotEnoughData        (the data window holds too little to train or evaluate)
 ├── RunInProgress        (another cycle holds the lock)
 └── RegistryError        (no such model, nothing to roll back to)
+    └── StaleModelChange (the champion changed since the admin asked)
 """
 
 from __future__ import annotations
@@ -30,3 +31,7 @@ class RunInProgress(FlywheelError):
 
 class RegistryError(FlywheelError):
     """The model registry cannot do that."""
+
+
+class StaleModelChange(RegistryError):
+    """A change asked for against a champion that is no longer live (a repeated click)."""

@@ -9,6 +9,8 @@ import procrastinate
 from procrastinate import RetryStrategy
 from procrastinate.exceptions import AlreadyEnqueued
 
+from flywheel.exceptions import StaleModelChange
+
 log = logging.getLogger(__name__)
 NAMESPACE = "flywheel"
 CYCLE_LOCK = "flywheel-cycle"
@@ -26,8 +28,14 @@ def promote(context: procrastinate.JobContext, kind: str, version: str, by: str)
     _services(context).registry.promote(kind, version, f"promoted by {by}")
 
 
-def rollback(context: procrastinate.JobContext, kind: str, by: str) -> None:
-    _services(context).registry.rollback(kind, f"rolled back by {by}")
+def rollback(
+    context: procrastinate.JobContext, kind: str, by: str, version: str | None = None
+) -> None:
+    """Roll back ``version``, the champion the admin saw; a stale click is logged, not retried."""
+    try:
+        _services(context).registry.rollback(kind, f"rolled back by {by}", live=version)
+    except StaleModelChange as exc:
+        log.warning("rollback asked by %s ignored: %s", by, exc)
 
 
 def blueprint() -> procrastinate.Blueprint:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from aitl.db import Database
 from flywheel import store
 from flywheel.evaluation import EvalResult
-from flywheel.exceptions import RegistryError
+from flywheel.exceptions import RegistryError, StaleModelChange
 from rag import store as rag_store
 from rag.versions import EmbeddingVersions, KnownVectors
 
@@ -95,13 +95,24 @@ class Registry:
         log.info("promoted %s %s: %s", kind, version, reason)
         return self._get(kind, version)
 
-    def rollback(self, kind: str, reason: str = "rolled back by an admin") -> store.ModelRow | None:
+    def rollback(
+        self, kind: str, reason: str = "rolled back by an admin", *, live: str | None = None
+    ) -> store.ModelRow | None:
         """Undo the latest promotion still standing: the champion it replaced goes live again,
         or the shipped model if it replaced none. Rolling back again goes further back; a model
-        once rolled back does not return unless promoted again."""
+        once rolled back does not return unless promoted again.
+
+        ``live`` is the champion the admin saw: a second click on the same Roll back button
+        must not undo the promotion before it too.
+        """
         with self.db.connection() as conn:
             current = store.champion(conn, kind)
             last = store.undoable_promotion(conn, kind)
+        if live is not None and (current is None or current.version != live):
+            now = current.version if current else "the shipped model"
+            raise StaleModelChange(
+                f"{kind} {live} is no longer live ({now} is): nothing rolled back"
+            )
         if current is None:
             raise RegistryError(f"no trained {kind} is live: nothing to roll back")
         previous = self._get(kind, last.replaced) if last and last.replaced else None

@@ -143,7 +143,7 @@ def test_only_admins_configure_promote_and_roll_back(services, slack, web, kb_db
 
     # from the admin, both take effect
     assert post(slack, web, encode_interactivity(rollback)).status_code == 200
-    assert rows(kb_db, queued) == [({"kind": "reranker", "by": ADMIN},)]
+    assert rows(kb_db, queued) == [({"kind": "reranker", "version": "r2", "by": ADMIN},)]
     assert post(slack, web, encode_interactivity(schedule)).status_code == 200
     assert rows(kb_db, "SELECT name, updated_by FROM admin_settings ORDER BY name") == [
         ("digest_cron", ADMIN),

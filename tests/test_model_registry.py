@@ -101,3 +101,17 @@ def test_models_list_names_what_a_rollback_brings_back(registry, database_url, t
     assert "reranker: r1 is live" in rolled.output
     listed = CliRunner().invoke(app, ["models", "list"], env=env, catch_exceptions=False)
     assert "the shipped model" in listed.output
+
+
+def test_a_rollback_for_a_champion_no_longer_live_changes_nothing(registry):
+    from flywheel.exceptions import StaleModelChange
+
+    registry.promote(KIND, "r1", "test")
+    registry.promote(KIND, "r2", "test")
+    with pytest.raises(StaleModelChange, match="r1 is no longer live"):
+        registry.rollback(KIND, "test", live="r1")
+    assert live(registry) == "r2"
+    assert registry.rollback(KIND, "test", live="r2").version == "r1"
+    with pytest.raises(StaleModelChange, match="r2 is no longer live"):
+        registry.rollback(KIND, "test", live="r2")  # the same click again
+    assert live(registry) == "r1"

@@ -474,6 +474,39 @@ def test_show_more_opens_a_long_draft_in_full(services, slack, web, kb_db):
     assert events(kb_db) == [], "reading a draft is not feedback"
 
 
+def test_a_double_click_on_roll_back_rolls_back_once(services, slack, web, kb_db, settings):
+    from flywheel import store as flywheel_store
+    from tests.support.flywheel import run_flywheel_worker
+
+    with kb_db.connection() as conn:
+        for version in ("r6", "r7"):
+            flywheel_store.add_model(
+                conn, kind="reranker", version=version, path=f"/m/{version}", status="challenger"
+            )
+    for version in ("r6", "r7"):
+        with kb_db.connection() as conn:
+            flywheel_store.crown(conn, "reranker", version, "test")
+    body = json.dumps(slack.app_home_opened(ADMIN)).encode()
+    post(slack, web, body, **{"Content-Type": "application/json"})
+    wait_for(lambda: "Roll back" in json.dumps(slack.home(ADMIN) or {}))
+    assert "`r6` serves the next drafts again" in json.dumps(slack.home(ADMIN))
+    home_id = slack.home(ADMIN)["id"]
+    for _ in range(2):
+        payload = slack.block_actions(ADMIN, None, None, "aitl.admin.rollback", view=home_id)
+        assert post(slack, web, encode_interactivity(payload)).status_code == 200
+    queued = rows(
+        kb_db, "SELECT args FROM procrastinate_jobs WHERE task_name = 'flywheel:rollback'"
+    )
+    assert queued == [({"kind": "reranker", "version": "r7", "by": ADMIN},)] * 2
+    run_flywheel_worker(settings, kb_db)
+    statuses = rows(kb_db, "SELECT version, status FROM model_registry ORDER BY version")
+    assert statuses == [("r6", "champion"), ("r7", "retired")], "not back to the shipped model"
+    done = rows(
+        kb_db, "SELECT status FROM procrastinate_jobs WHERE task_name = 'flywheel:rollback'"
+    )
+    assert done == [("succeeded",)] * 2, "the stale second click is not retried as a failure"
+
+
 def test_an_admin_promotes_a_challenger_from_app_home(services, slack, web, kb_db, settings):
     from flywheel import store as flywheel_store
     from tests.support.flywheel import run_flywheel_worker
