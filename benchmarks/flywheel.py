@@ -436,13 +436,14 @@ def judge_difference(live: dict[int, dict[str, dict[str, float]]]) -> dict[str, 
         on = [by_judge["rules"][metric] for by_judge in live.values()]
         off = [by_judge["off"][metric] for by_judge in live.values()]
         gaps = [a - b for a, b in zip(on, off, strict=True)]
+        sd = statistics.stdev(gaps) if len(gaps) > 1 else None
         found[metric] = {
             "per_seed": dict(zip((str(seed) for seed in live), gaps, strict=True)),
             "mean_on": statistics.fmean(on),
             "mean_off": statistics.fmean(off),
             "mean": statistics.fmean(gaps),
-            "sd": statistics.stdev(gaps) if len(gaps) > 1 else None,
-            "standard_error": statistics.stdev(gaps) / len(gaps) ** 0.5 if len(gaps) > 1 else None,
+            "sd": sd,
+            "standard_error": None if sd is None else sd / len(gaps) ** 0.5,
             "on_ahead": sum(gap > 0 for gap in gaps),
             "seeds": len(gaps),
         }

@@ -432,20 +432,21 @@ def undo(conn: psycopg.Connection, kind: str, promotion: Promotion | None, decis
         conn.execute("UPDATE model_promotions SET undone_at = now() WHERE id = %s", (promotion.id,))
     if promotion is not None and promotion.replaced is not None:
         _make_champion(conn, kind, promotion.replaced, decision)
-        return
+    else:
+        _retire_champion(conn, kind, decision)
+
+
+def _retire_champion(conn: psycopg.Connection, kind: str, decision: str | None = None) -> None:
+    """The champion of ``kind`` retires; ``decision`` replaces its reason when given."""
     conn.execute(
-        "UPDATE model_registry SET status = 'retired', retired_at = now(), decision = %s"
-        " WHERE kind = %s AND status = 'champion'",
+        "UPDATE model_registry SET status = 'retired', retired_at = now(),"
+        " decision = coalesce(%s, decision) WHERE kind = %s AND status = 'champion'",
         (decision, kind),
     )
 
 
 def _make_champion(conn: psycopg.Connection, kind: str, version: str, decision: str) -> None:
-    conn.execute(
-        "UPDATE model_registry SET status = 'retired', retired_at = now()"
-        " WHERE kind = %s AND status = 'champion'",
-        (kind,),
-    )
+    _retire_champion(conn, kind)
     conn.execute(
         "UPDATE model_registry SET status = 'champion', promoted_at = now(), retired_at = NULL,"
         " decision = %s WHERE kind = %s AND version = %s",
