@@ -1,6 +1,10 @@
-"""One scheduler leads at a time: whoever holds a session-level Postgres advisory lock."""
+"""One holder at a time, through session-level Postgres advisory locks: the scheduler that
+leads, the flywheel cycle that runs, the model change that is being made."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import psycopg
 
@@ -48,3 +52,19 @@ class Leadership:
             finally:
                 self._conn.close()
                 self._conn = None
+
+
+@contextmanager
+def held(url: str, name: str, *, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold the lock ``name`` for the block, waiting for whoever holds it now (``waiting`` is
+    called once if so). A dedicated connection: the lock is freed if the process dies."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        (free,) = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (name,)).fetchone()
+        if not free:
+            if waiting is not None:
+                waiting()
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))

@@ -4,7 +4,7 @@ the other; they meet here."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,7 @@ def build_services(settings: Settings, db: Database, queue: procrastinate.App) -
         pipeline=pipeline,
         models=QueuedModelChanges(queue),
         help_center=ZendeskHelpCenter(zendesk),
+        model_changes=lambda: model_changes(db),
     )
     zendesk.handoff = SlackHandoff(slack)
     return Services(zendesk, slack)
@@ -123,6 +124,30 @@ def registry_entries(db: Database) -> list[Any]:
         )
         for r in shown
     ]
+
+
+def model_changes(db: Database, recent: int = 5) -> tuple[list[Any], list[Any]]:
+    """Promotions and rollbacks waiting for the worker, and the latest ones done, for App Home."""
+    from bot.home_views import ModelHistoryEntry, PendingModelChange
+    from flywheel import jobs, store
+
+    with db.connection() as conn:
+        pending = jobs.pending_model_changes(conn)
+        done = store.model_changes(conn, limit=recent)
+    return (
+        [PendingModelChange(p.kind, p.version, p.change, p.by, p.running) for p in pending],
+        [ModelHistoryEntry(c.kind, c.version, c.change, c.other, c.reason, c.at) for c in done],
+    )
+
+
+def tell_in_slack(slack: Any | None) -> Callable[[str, str], None] | None:
+    """How the worker tells an admin that the model change they asked for is done: a direct
+    message from the app (no Slack, no message: it is logged)."""
+    if slack is None:
+        return None
+    from bot import home
+
+    return lambda user, text: home.tell(slack, user, text)
 
 
 def _numbers(metrics: dict[str, Any]) -> dict[str, float]:

@@ -4,6 +4,7 @@ limits when the blocks are turned into dicts."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,17 @@ class CardContent:
 def escape(text: str) -> str:
     """Slack mrkdwn treats &, < and > as control characters."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+MENTION = re.compile(r"(<@[UW][A-Z0-9]+>)")
+
+
+def escape_keeping_mentions(text: str) -> str:
+    """Escape stored text that may name people as Slack mentions (``<@U123>``), such as a
+    model change's reason, so the mentions still render as names."""
+    return "".join(
+        part if MENTION.fullmatch(part) else escape(part) for part in MENTION.split(text)
+    )
 
 
 def fold(text: str, limit: int) -> tuple[str, bool]:

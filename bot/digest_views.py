@@ -21,7 +21,8 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from flywheel.digest import Digest, Gap
+from bot.card import escape, escape_keeping_mentions
+from flywheel.digest import Digest, Gap, model_change_line
 
 OPEN_REPORT = "aitl.digest.open"
 DRAFT_ARTICLE = "aitl.digest.draft_article"
@@ -59,12 +60,19 @@ def digest_blocks(digest: Digest) -> list[Block]:
             ]
         )
     )
-    blocks.append(
-        ContextBlock(elements=[MarkdownTextObject(text=_cut(_retrain_line(digest), 2000))])
-    )
+    context = _retrain_line(digest)
+    if digest.model_changes:
+        changes = "; ".join(
+            escape(model_change_line(c, why=False)) for c in digest.model_changes[-3:]
+        )
+        more = len(digest.model_changes) - 3
+        context += f"\nModel changes this week: {changes}" + (
+            f"; and {more} more in the full report" if more > 0 else ""
+        )
+    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_cut(context, 2000))]))
     if digest.gaps:
         lines = [f"*Knowledge gaps* ({len(digest.gaps)})"]
-        lines += [f"• {_escape(g.title)} — {g.tickets} tickets" for g in digest.gaps[:3]]
+        lines += [f"• {escape(g.title)} — {g.tickets} tickets" for g in digest.gaps[:3]]
         if len(digest.gaps) > 3:
             lines.append(f"…and {len(digest.gaps) - 3} more in the full report")
         blocks.append(_section("\n".join(lines)))
@@ -99,6 +107,7 @@ def report_modal(digest: Digest, *, can_draft: bool, drafted: dict[str, str] | N
     blocks.append(_section(_answers(digest)))
     blocks.append(DividerBlock())
     blocks.append(_section("*Last retrain*\n" + _retrain_line(digest, full=True)))
+    blocks.append(_section(_model_changes(digest)))
     blocks.append(_section(_agents(digest)))
     blocks.append(DividerBlock())
     blocks.append(
@@ -122,13 +131,13 @@ def report_modal(digest: Digest, *, can_draft: bool, drafted: dict[str, str] | N
 
 
 def _gap_blocks(digest: Digest, gap: Gap, can_draft: bool, drafted: str | None) -> list[Block]:
-    lines = [f"*{_escape(gap.title)}* — {gap.tickets} tickets"]
-    lines += [f"> {_escape(textwrap.shorten(e, 200, placeholder='…'))}" for e in gap.examples]
+    lines = [f"*{escape(gap.title)}* — {gap.tickets} tickets"]
+    lines += [f"> {escape(textwrap.shorten(e, 200, placeholder='…'))}" for e in gap.examples]
     for label, url in gap.articles[:5]:
         lines.append(
-            f"• agents pointed to <{url}|{_escape(label or url)}>"
+            f"• agents pointed to <{url}|{escape(label or url)}>"
             if url
-            else f"• agents pointed to {_escape(label or '')}"
+            else f"• agents pointed to {escape(label or '')}"
         )
     section = _section("\n".join(lines))
     if drafted:
@@ -163,6 +172,14 @@ def _retrain_line(digest: Digest, full: bool = False) -> str:
     if not lines:
         return head
     return head + "\n• " + "\n• ".join(lines) if full else head + ": " + "; ".join(lines)
+
+
+def _model_changes(digest: Digest) -> str:
+    """Every promotion and rollback of the week with its reason, whoever made it."""
+    if not digest.model_changes:
+        return "*Model changes this week*\nNo model was promoted or rolled back."
+    lines = [f"• {escape_keeping_mentions(model_change_line(c))}" for c in digest.model_changes]
+    return "*Model changes this week*\n" + "\n".join(lines)
 
 
 def _answers(digest: Digest) -> str:
@@ -201,8 +218,3 @@ def _section(text: str) -> SectionBlock:
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _escape(text: str) -> str:
-    """Slack mrkdwn's three control characters."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

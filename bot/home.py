@@ -67,6 +67,13 @@ def republish(services: BotServices, user_id: str) -> None:
         log.warning("App Home for %s not published: %s", user_id, exc)
 
 
+def tell(services: BotServices, user_id: str, text: str) -> None:
+    """A direct message to ``user_id`` (from the worker: how their model change ended), and
+    their App Home published again to show it."""
+    slack_api.call(services.client.chat_postMessage, channel=user_id, text=text)
+    republish(services, user_id)
+
+
 def on_home_opened(services: BotServices):
     def listener(event: dict) -> None:
         if event.get("tab", "home") == "home" and event.get("user"):
@@ -92,7 +99,8 @@ def on_edit(services: BotServices, modal: Callable[..., Any]):
 
 
 def on_model_change(services: BotServices, change: str):
-    """Promote or Roll back from App Home: queued for the worker; Home shows the result later."""
+    """Promote or Roll back from App Home: queued for the worker, which tells the admin how it
+    ended (``tell``); meanwhile Home shows it as queued."""
 
     def listener(ack, body: dict) -> None:
         ack()
@@ -107,6 +115,7 @@ def on_model_change(services: BotServices, change: str):
         else:
             services.models.rollback(kind, version, user)
         log.info("%s of %s %s queued by %s", change, kind, version, user)
+        republish(services, user)  # the change shows as queued, its kind's buttons held back
 
     return listener
 

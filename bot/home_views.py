@@ -25,7 +25,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot import actions
-from bot.card import escape
+from bot.card import escape, escape_keeping_mentions
 from flywheel.store import AgentStats
 
 PROMOTE, ROLL_BACK = "aitl.admin.promote", "aitl.admin.rollback"  # the flywheel handles them
@@ -42,6 +42,29 @@ class ModelEntry:
     metrics: dict[str, float] = field(default_factory=dict)
     created_at: datetime | None = None
     replaces: str | None = None  # a champion's predecessor, what Roll back brings back
+
+
+@dataclass(frozen=True)
+class PendingModelChange:
+    """A promotion or rollback queued for the worker, not yet done."""
+
+    kind: str
+    version: str
+    change: str  # 'promote' | 'rollback'
+    by: str  # the Slack user who asked
+    running: bool
+
+
+@dataclass(frozen=True)
+class ModelHistoryEntry:
+    """One past promotion or rollback."""
+
+    kind: str
+    version: str  # the model promoted, or the one rolled back
+    change: str  # 'promoted' | 'rolled back'
+    other: str | None  # what it replaced, or what went live again (None: the shipped model)
+    reason: str | None
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -66,6 +89,8 @@ class AdminPanel:
     undelivered: list[tuple[str, str]]  # (ticket ref, error)
     # the last digest sent: its week (ISO date) and (recipient, status, error) per recipient
     last_digest: tuple[str, list[tuple[str, str, str]]] | None = None
+    pending_models: Sequence[PendingModelChange] = ()
+    model_history: Sequence[ModelHistoryEntry] = ()  # newest first
 
 
 @dataclass(frozen=True)
@@ -129,7 +154,7 @@ def _admin_sections(panel: AdminPanel) -> list[Any]:
     blocks.append(_edit_button(actions.ADMIN_PEOPLE, "Edit agents and managers"))
     blocks.append(_text("*Schedule* (UTC)\n" + _schedule_lines(panel)))
     blocks.append(_edit_button(actions.ADMIN_SCHEDULE, "Edit schedule"))
-    blocks.extend(_registry_blocks(panel.registry))
+    blocks.extend(_registry_blocks(panel.registry, panel.pending_models, panel.model_history))
     return blocks
 
 
@@ -197,24 +222,31 @@ def _last_digest_lines(panel: AdminPanel) -> str:
     return "\n".join(lines)
 
 
-def _registry_blocks(registry: Sequence[ModelEntry]) -> list[Any]:
+def _registry_blocks(
+    registry: Sequence[ModelEntry],
+    pending: Sequence[PendingModelChange] = (),
+    history: Sequence[ModelHistoryEntry] = (),
+) -> list[Any]:
     if not registry:
         text = "*Models*\nThe shipped models are live; no retrain has produced a challenger yet."
         return [_text(text)]
     blocks: list[Any] = [_text("*Models*")]
+    if pending:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_pending_lines(pending))]))
+    busy = {p.kind for p in pending}  # no second change of a kind while one is on its way
     for entry in registry[:20]:
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in sorted(entry.metrics.items())[:6])
         line = f"*{escape(entry.kind)}* `{escape(entry.version)}` — {entry.status}"
         blocks.append(_text(line + (f"\n{escape(metrics)}" if metrics else "")))
         buttons = []
         value = f"{entry.kind}:{entry.version}"[:2000]
-        if entry.status == "challenger":
+        if entry.status == "challenger" and entry.kind not in busy:
             buttons.append(
                 ButtonElement(
                     text="Promote", action_id=PROMOTE, value=value, confirm=_promote_confirm(entry)
                 )
             )
-        if entry.status == "champion":
+        if entry.status == "champion" and entry.kind not in busy:
             buttons.append(
                 ButtonElement(
                     text="Roll back",
@@ -226,7 +258,33 @@ def _registry_blocks(registry: Sequence[ModelEntry]) -> list[Any]:
             )
         if buttons:
             blocks.append(ActionsBlock(elements=buttons))
+    if history:
+        blocks.append(_text("*Recent model changes* (UTC)\n" + _history_lines(history[:5])))
     return blocks
+
+
+def _pending_lines(pending: Sequence[PendingModelChange]) -> str:
+    lines = []
+    for p in pending:
+        what = "Promotion of" if p.change == "promote" else "Rollback of"
+        state = "in progress" if p.running else "queued"
+        version = f" `{escape(p.version)}`" if p.version else ""
+        asked = f"asked by <@{p.by}>"
+        lines.append(f":hourglass: {what} the {escape(p.kind)}{version} {state}, {asked}")
+    return "\n".join(lines)
+
+
+def _history_lines(history: Sequence[ModelHistoryEntry]) -> str:
+    lines = []
+    for h in history:
+        other = f"`{escape(h.other)}`" if h.other else "the shipped model"
+        if h.change == "promoted":
+            what = f"promoted, replacing {other}"
+        else:
+            what = f"rolled back, {other} live again"
+        why = f" — {escape_keeping_mentions(h.reason)}" if h.reason else ""
+        lines.append(f"• {h.at:%b %d %H:%M} *{escape(h.kind)}* `{escape(h.version)}` {what}{why}")
+    return "\n".join(lines)
 
 
 def _promote_confirm(entry: ModelEntry) -> ConfirmObject:

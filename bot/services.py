@@ -26,7 +26,13 @@ from bot.access import Access
 from bot.cards import CardService
 from bot.digest import DigestService, HelpCenterDrafts
 from bot.directory import Directory
-from bot.home_views import AdminPanel, HomeContent, ModelEntry
+from bot.home_views import (
+    AdminPanel,
+    HomeContent,
+    ModelEntry,
+    ModelHistoryEntry,
+    PendingModelChange,
+)
 from bot.recorder import FeedbackRecorder
 from flywheel import store as feedback_store
 from rag import factory
@@ -60,6 +66,10 @@ class ModelControl(Protocol):
         ...
 
 
+# promotions and rollbacks queued or running, and the latest ones done (newest first)
+ModelChanges = tuple[Sequence[PendingModelChange], Sequence[ModelHistoryEntry]]
+
+
 class NoConnector:
     def status(self) -> dict[str, Any]:
         return {}
@@ -81,6 +91,7 @@ class BotServices:
         pipeline: Callable[[], DraftPipeline] | None = None,
         models: ModelControl | None = None,
         help_center: HelpCenterDrafts | None = None,
+        model_changes: Callable[[], ModelChanges] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -90,6 +101,7 @@ class BotServices:
         self.registry = registry or (lambda: [])
         self._pipeline_source = pipeline or functools.cache(lambda: factory.pipeline(settings, db))
         self.models = models
+        self.model_changes = model_changes or (lambda: ((), ()))
         self.help_center = help_center
         self._config_lock = threading.Lock()
         self._config: tuple[float, Settings] | None = None
@@ -163,6 +175,7 @@ class BotServices:
             counts = bot_store.card_counts(conn)
             refused = bot_store.undelivered(conn)
             week, deliveries = digest_store.last_deliveries(conn)
+        pending, history = self.model_changes()
         return AdminPanel(
             zendesk=self.panel.status(),
             routes=list(s.slack_routes),
@@ -180,6 +193,8 @@ class BotServices:
             next_retrain=_next_run(s.retrain_cron),
             next_digest=_next_run(s.digest_cron),
             registry=list(self.registry()),
+            pending_models=pending,
+            model_history=history,
             cards=counts,
             undelivered=[(c.ticket_ref, c.last_error or "") for c in refused],
             last_digest=(

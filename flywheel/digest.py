@@ -1,5 +1,5 @@
 """The weekly digest's content: one week's figures against the four before, the last retrain,
-and the knowledge gaps, as plain JSON-friendly data.
+the week's model changes and the knowledge gaps, as plain JSON-friendly data.
 
 The same content becomes Slack blocks (``bot.digest_views``), Markdown and a PNG chart
 (``flywheel.digest_render``); it is stored per week so what a manager opens later, and what an
@@ -27,6 +27,7 @@ from flywheel.digest_metrics import (
     weekly_trend,
 )
 from flywheel.gaps import GapCluster, gap_report
+from flywheel.store import ModelChange, model_changes
 
 Encode = Callable[[list[str]], np.ndarray]
 TREND_WEEKS = 4
@@ -135,6 +136,8 @@ class Digest:
     agents: list[dict[str, Any]]
     retrain: dict[str, Any] | None
     gaps: list[Gap] = field(default_factory=list)
+    # promotions and rollbacks in the week, oldest first (digests stored before: none)
+    model_changes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -171,7 +174,8 @@ def build_digest(
     fatigue: FatigueRules | None = None,
     now: datetime | None = None,
 ) -> Digest:
-    """Read the week, the four before it, the last retrain and the gaps; nothing is written."""
+    """Read the week, the four before it, the last retrain, the model changes and the gaps;
+    nothing is written."""
     kwargs: dict[str, Any] = {"fast_click_s": fast_click_s}
     if fatigue is not None:
         kwargs["fatigue"] = fatigue
@@ -179,6 +183,7 @@ def build_digest(
     week, earlier = trend[-1], trend[:-1]
     retrain = last_retrain(conn, window.end)
     clusters = gap_report(conn, encode, window.start, window.end, max_clusters=MAX_GAPS)
+    changes = model_changes(conn, since=window.start, until=window.end)
     return Digest(
         week_start=window.start.date().isoformat(),
         label=window.label,
@@ -194,6 +199,7 @@ def build_digest(
         agents=[_agent(a) for a in week.agents],
         retrain=_retrain(retrain) if retrain else None,
         gaps=[Gap.of(c) for c in clusters],
+        model_changes=[_model_change(c) for c in reversed(changes)],
     )
 
 
@@ -253,6 +259,30 @@ def _agent(agent) -> dict[str, Any]:
         "previous_clicks": round(agent.previous_clicks, 1),
         "flags": list(agent.flags),
     }
+
+
+def _model_change(change: ModelChange) -> dict[str, Any]:
+    return {
+        "kind": change.kind,
+        "version": change.version,
+        "change": change.change,
+        "other": change.other,
+        "reason": change.reason,
+        "at": change.at.isoformat(timespec="minutes"),
+    }
+
+
+def model_change_line(change: dict[str, Any], *, why: bool = True) -> str:
+    """'retriever r7 promoted, replacing r6 (Wed 02 Dec 10:02 UTC): promoted by …', whether a
+    cycle, an admin in App Home or the CLI made it."""
+    other = change["other"] or "the shipped model"
+    if change["change"] == "promoted":
+        what = f"promoted, replacing {other}"
+    else:
+        what = f"rolled back, {other} live again"
+    at = datetime.fromisoformat(change["at"])
+    line = f"{change['kind']} {change['version']} {what} ({at:%a %d %b %H:%M} UTC)"
+    return line + (f": {change['reason']}" if why and change.get("reason") else "")
 
 
 def _retrain(run: RetrainSummary) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import textwrap
 
-from flywheel.digest import Digest
+from flywheel.digest import Digest, model_change_line
 
 CHART_SIZE = (1200, 560)  # pixels: wide enough for Slack's preview, legible on a phone
 DPI = 100
@@ -122,6 +122,10 @@ def render_markdown(digest: Digest, *, chart_name: str | None = "digest.png") ->
     lines.append(f"- Coverage of the {digest.draft_sets:,} draft sets: {coverage or 'n/a'}")
     lines += ["", "## Last retrain", ""]
     lines += _retrain_lines(digest)
+    lines += ["", "## Model changes this week", ""]
+    lines += [f"- {model_change_line(c)}" for c in digest.model_changes] or [
+        "No model was promoted or rolled back."
+    ]
     lines += ["", "## Agents", ""]
     lines += _agent_lines(digest)
     lines += ["", "## Knowledge gaps", ""]

@@ -1,19 +1,29 @@
 """Queued work of the flywheel: a whole cycle, and promotions or rollbacks asked for in App Home
-(a retriever's promotion re-embeds the knowledge base, which is worker work)."""
+(a retriever's promotion re-embeds the knowledge base, which is worker work). The admin who
+asked for a change is told how it ended, through whatever the worker was given to tell with."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 import procrastinate
+import psycopg
 from procrastinate import RetryStrategy
 from procrastinate.exceptions import AlreadyEnqueued
 
-from flywheel.exceptions import StaleModelChange
+from flywheel.exceptions import RegistryError
 
 log = logging.getLogger(__name__)
 NAMESPACE = "flywheel"
 CYCLE_LOCK = "flywheel-cycle"
+MODEL_CHANGE_ATTEMPTS = 3  # retries after the first try, for what the registry did not refuse
+# the model change job telling its admin how it ended: its work is done, so App Home, published
+# again as it tells, no longer shows it as pending
+_FINISHING: ContextVar[int | None] = ContextVar("finishing_model_change", default=None)
 
 
 def _services(context: procrastinate.JobContext):
@@ -25,29 +35,83 @@ def cycle(context: procrastinate.JobContext, trigger: str = "schedule") -> None:
 
 
 def promote(context: procrastinate.JobContext, kind: str, version: str, by: str) -> None:
-    _services(context).registry.promote(kind, version, f"promoted by {by}")
+    services = _services(context)
+    with _told(context, by, f"Promoting {kind} `{version}`"):
+        services.registry.promote(kind, version, f"promoted by <@{by}> in App Home")
+        services.tell(by, f"{kind} `{version}` is live: it serves the next drafts.")
 
 
 def rollback(
     context: procrastinate.JobContext, kind: str, by: str, version: str | None = None
 ) -> None:
-    """Roll back ``version``, the champion the admin saw; a stale click is logged, not retried."""
+    """Roll back ``version``, the champion the admin saw; a stale click changes nothing."""
+    services = _services(context)
+    what = f"{kind} `{version}`" if version else f"the live {kind}"
+    with _told(context, by, f"Rolling back {what}"):
+        previous = services.registry.rollback(
+            kind, f"rolled back by <@{by}> in App Home", live=version
+        )
+        back = f"`{previous.version}`" if previous else "the shipped model"
+        services.tell(by, f"{what} rolled back: {back} serves the next drafts.")
+
+
+@contextmanager
+def _told(context: procrastinate.JobContext, by: str, what: str) -> Iterator[None]:
+    """The admin who asked hears how it ended. What the registry refuses (a stale click, an
+    unknown model) is final: said, not retried. Anything else is retried, and said only when
+    the last attempt fails too."""
+    services = _services(context)
+    finishing = _FINISHING.set(context.job.id)
     try:
-        _services(context).registry.rollback(kind, f"rolled back by {by}", live=version)
-    except StaleModelChange as exc:
-        log.warning("rollback asked by %s ignored: %s", by, exc)
+        yield
+    except RegistryError as exc:
+        log.warning("%s, asked by %s, refused: %s", what.lower(), by, exc)
+        services.tell(by, f"{what} did not happen: {exc}.")
+    except Exception as exc:
+        if context.job.attempts >= MODEL_CHANGE_ATTEMPTS:
+            services.tell(by, f"{what} failed after {context.job.attempts + 1} tries: {exc}")
+        raise
+    finally:
+        _FINISHING.reset(finishing)
+
+
+@dataclass(frozen=True)
+class PendingChange:
+    kind: str
+    version: str
+    change: str  # 'promote' | 'rollback'
+    by: str
+    running: bool
+
+
+def pending_model_changes(conn: psycopg.Connection) -> list[PendingChange]:
+    """Promotions and rollbacks queued or running, oldest first: App Home shows them and
+    holds back that kind's buttons until they are done."""
+    rows = conn.execute(
+        "SELECT task_name, args, status FROM procrastinate_jobs"
+        " WHERE task_name = ANY(%s) AND status IN ('todo', 'doing')"
+        " AND id IS DISTINCT FROM %s ORDER BY id",
+        ([f"{NAMESPACE}:promote", f"{NAMESPACE}:rollback"], _FINISHING.get()),
+    ).fetchall()
+    return [
+        PendingChange(
+            kind=args.get("kind", ""),
+            version=args.get("version") or "",
+            change="promote" if task.endswith(":promote") else "rollback",
+            by=args.get("by", ""),
+            running=status == "doing",
+        )
+        for task, args, status in rows
+    ]
 
 
 def blueprint() -> procrastinate.Blueprint:
     bp = procrastinate.Blueprint()
     bp.aitl_namespace = NAMESPACE  # type: ignore[attr-defined]
     bp.task(name="cycle", pass_context=True, retry=RetryStrategy(max_attempts=1))(cycle)
-    bp.task(name="promote", pass_context=True, retry=RetryStrategy(max_attempts=3, wait=30))(
-        promote
-    )
-    bp.task(name="rollback", pass_context=True, retry=RetryStrategy(max_attempts=3, wait=30))(
-        rollback
-    )
+    model_change = RetryStrategy(max_attempts=MODEL_CHANGE_ATTEMPTS, wait=30)
+    bp.task(name="promote", pass_context=True, retry=model_change)(promote)
+    bp.task(name="rollback", pass_context=True, retry=model_change)(rollback)
     return bp
 
 

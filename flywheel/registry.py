@@ -2,16 +2,23 @@
 
 No row for a kind means its shipped model is live (MiniLM, the cosine order, the configured
 generator). A challenger is promoted only when the gate says so; promoting a retriever first
-embeds the knowledge base with it beside the live index (blue/green) and then switches in one
-transaction, keeping the old index for a rollback. ``aitl models`` and App Home call these.
+embeds the knowledge base with it beside the live index (blue/green) and then switches the
+index and the registry in one transaction, keeping the old index for a rollback. One change
+at a time, whoever asks: ``aitl models``, App Home (through the worker) or a cycle.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import psycopg
+
 from aitl.db import Database
+from aitl.leader import held
 from flywheel import store
 from flywheel.evaluation import EvalResult
 from flywheel.exceptions import RegistryError, StaleModelChange
@@ -20,6 +27,9 @@ from rag.versions import EmbeddingVersions, KnownVectors
 
 log = logging.getLogger(__name__)
 KINDS = ("retriever", "reranker", "generator")
+CHANGE_LOCK = "aitl.registry.change"
+# writes a change to the registry inside the transaction that makes it live
+Record = Callable[[psycopg.Connection], None]
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,13 @@ class Registry:
         with self.db.connection() as conn:
             return store.rollback_targets(conn, KINDS)
 
+    def history(self, kind: str | None = None, *, limit: int = 20) -> list[store.ModelChange]:
+        """Promotions and rollbacks, newest first."""
+        if kind is not None and kind not in KINDS:
+            raise RegistryError(f"unknown model kind {kind!r}; one of {', '.join(KINDS)}")
+        with self.db.connection() as conn:
+            return store.model_changes(conn, kind=kind, limit=limit)
+
     def champion(self, kind: str) -> store.ModelRow | None:
         with self.db.connection() as conn:
             return store.champion(conn, kind)
@@ -84,14 +101,18 @@ class Registry:
         self, kind: str, version: str, reason: str, *, known: KnownVectors | None = None
     ) -> store.ModelRow:
         """Make a registered model live; a retriever's index is built first if it is missing
-        (from ``known`` vectors of the same model where they are still current)."""
-        row = self._get(kind, version)
-        if row.status == "champion":
-            return row
-        if kind == "retriever":
-            self._go_live_index(row, known)
-        with self.db.connection() as conn:
-            store.crown(conn, kind, version, reason)
+        (from ``known`` vectors of the same model where they are still current), and goes live
+        in the transaction that records the promotion."""
+        with self._one_change_at_a_time(f"promoting {kind} {version}"):
+            row = self._get(kind, version)
+            if row.status == "champion":
+                return row
+            record = functools.partial(store.crown, kind=kind, version=version, decision=reason)
+            if kind == "retriever":
+                self._go_live_index(row, known, then=record)
+            else:
+                with self.db.connection() as conn:
+                    record(conn)
         log.info("promoted %s %s: %s", kind, version, reason)
         return self._get(kind, version)
 
@@ -102,25 +123,41 @@ class Registry:
         or the shipped model if it replaced none. Rolling back again goes further back; a model
         once rolled back does not return unless promoted again.
 
-        ``live`` is the champion the admin saw: a second click on the same Roll back button
-        must not undo the promotion before it too.
+        ``live`` is the champion the admin saw: a second click on the same Roll back button,
+        or a promotion that finished while this rollback waited, must not be undone by it.
         """
-        with self.db.connection() as conn:
-            current = store.champion(conn, kind)
-            last = store.undoable_promotion(conn, kind)
-        if live is not None and (current is None or current.version != live):
-            now = current.version if current else "the shipped model"
-            raise StaleModelChange(
-                f"{kind} {live} is no longer live ({now} is): nothing rolled back"
-            )
-        if current is None:
-            raise RegistryError(f"no trained {kind} is live: nothing to roll back")
-        previous = self._get(kind, last.replaced) if last and last.replaced else None
-        if kind == "retriever":
-            self._switch_index(previous.embedding_version if previous else None)
-        with self.db.connection() as conn:
-            store.undo(conn, kind, last, reason)
+        with self._one_change_at_a_time(f"rolling back {kind}"):
+            with self.db.connection() as conn:
+                current = store.champion(conn, kind)
+                last = store.undoable_promotion(conn, kind)
+            if live is not None and (current is None or current.version != live):
+                now = current.version if current else "the shipped model"
+                raise StaleModelChange(
+                    f"{kind} {live} is no longer live ({now} is): nothing rolled back"
+                )
+            if current is None:
+                raise RegistryError(f"no trained {kind} is live: nothing to roll back")
+            previous = self._get(kind, last.replaced) if last and last.replaced else None
+            record = functools.partial(store.undo, kind=kind, promotion=last, decision=reason)
+            if kind == "retriever":
+                self._switch_index(previous.embedding_version if previous else None, then=record)
+            else:
+                with self.db.connection() as conn:
+                    record(conn)
+        back = previous.version if previous else "the shipped model"
+        log.info("rolled back %s to %s: %s", kind, back, reason)
         return previous
+
+    @contextmanager
+    def _one_change_at_a_time(self, what: str) -> Iterator[None]:
+        """Promotions and rollbacks from the worker, a cycle and the CLI never interleave: each
+        reads the registry only once it holds the lock, and waits for the change before it."""
+
+        def waiting() -> None:
+            log.info("%s waits for another model change to finish", what)
+
+        with held(self.db.url, CHANGE_LOCK, waiting=waiting):
+            yield
 
     def _get(self, kind: str, version: str) -> store.ModelRow:
         if kind not in KINDS:
@@ -131,19 +168,19 @@ class Registry:
             raise RegistryError(f"no {kind} {version!r} in the registry")
         return row
 
-    def _go_live_index(self, row: store.ModelRow, known: KnownVectors | None) -> None:
+    def _go_live_index(self, row: store.ModelRow, known: KnownVectors | None, then: Record) -> None:
         name = row.embedding_version or row.version
         with self.db.connection() as conn:
             exists = rag_store.get_version(conn, name) is not None
         if not exists:
             self.versions.build(name, row.path, known=known)
-        self.versions.switch(name)
+        self.versions.switch(name, then=then)
 
-    def _switch_index(self, name: str | None) -> None:
+    def _switch_index(self, name: str | None, then: Record) -> None:
         if name is None:  # the index built with the model from settings
             with self.db.connection() as conn:
                 shipped = [v for v in rag_store.list_versions(conn) if v.origin == "settings"]
             name = shipped[0].version if shipped else None
         if name is None:
             raise RegistryError("the shipped model's index is gone; re-ingest the knowledge base")
-        self.versions.switch(name)
+        self.versions.switch(name, then=then)

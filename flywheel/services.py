@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from functools import cached_property
 
 from aitl.db import Database
+from aitl.logs import mask
 from aitl.settings import Settings
 from flywheel.cycle import CycleReport, Flywheel, Progress
 from flywheel.registry import Registry
 from rag import factory
 
+log = logging.getLogger(__name__)
+
+
+# tells a person (a Slack user id) something, e.g. how the model change they asked for ended
+Tell = Callable[[str, str], None]
+
 
 class FlywheelServices:
-    def __init__(self, settings: Settings, db: Database) -> None:
+    def __init__(self, settings: Settings, db: Database, *, tell: Tell | None = None) -> None:
         self.settings = settings
         self.db = db
+        self._tell = tell
+
+    def tell(self, user: str, text: str) -> None:
+        """Say it to ``user`` if the worker can reach people (Slack is set up); log it anyway."""
+        text = mask(text)  # an error's text may quote a connection string
+        log.info("to %s: %s", user, text)
+        if self._tell is None:
+            return
+        try:
+            self._tell(user, text)
+        except Exception:  # telling is a courtesy: the change itself has happened or not
+            log.exception("could not tell %s: %s", user, text)
 
     @cached_property
     def registry(self) -> Registry:

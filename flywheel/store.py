@@ -429,11 +429,56 @@ def undo(conn: psycopg.Connection, kind: str, promotion: Promotion | None, decis
     before they were recorded), the shipped model goes back."""
     conn.execute(REGISTRY_LOCK)
     if promotion is not None:
-        conn.execute("UPDATE model_promotions SET undone_at = now() WHERE id = %s", (promotion.id,))
+        conn.execute(
+            "UPDATE model_promotions SET undone_at = now(), undone_reason = %s WHERE id = %s",
+            (decision, promotion.id),
+        )
     if promotion is not None and promotion.replaced is not None:
         _make_champion(conn, kind, promotion.replaced, decision)
     else:
         _retire_champion(conn, kind, decision)
+
+
+@dataclass(frozen=True)
+class ModelChange:
+    """One promotion or rollback, as the history lists it."""
+
+    kind: str
+    version: str  # the model promoted, or the one rolled back
+    change: str  # 'promoted' | 'rolled back'
+    other: str | None  # what it replaced, or what went live again (None: the shipped model)
+    reason: str | None
+    at: datetime
+
+
+def model_changes(
+    conn: psycopg.Connection,
+    *,
+    kind: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+) -> list[ModelChange]:
+    """Promotions and rollbacks in ``[since, until)``, newest first. A rollback brought back
+    what the promotion it undid had replaced."""
+    cur = conn.cursor(row_factory=class_row(ModelChange))
+    return cur.execute(
+        """
+        SELECT kind, version, change, other, reason, at FROM (
+            SELECT kind, version, 'promoted' AS change, replaced AS other, reason,
+                   promoted_at AS at, id, 1 AS step FROM model_promotions
+            UNION ALL
+            SELECT kind, version, 'rolled back', replaced, undone_reason, undone_at, id, 2
+            FROM model_promotions WHERE undone_at IS NOT NULL
+        ) changes
+        WHERE (%(kind)s::text IS NULL OR kind = %(kind)s)
+          AND (%(since)s::timestamptz IS NULL OR at >= %(since)s)
+          AND (%(until)s::timestamptz IS NULL OR at < %(until)s)
+        ORDER BY at DESC, id DESC, step DESC
+        LIMIT %(limit)s
+        """,
+        {"kind": kind, "since": since, "until": until, "limit": limit},
+    ).fetchall()
 
 
 def _retire_champion(conn: psycopg.Connection, kind: str, decision: str | None = None) -> None:

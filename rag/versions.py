@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psycopg
 
 from aitl.db import Database
 from rag import exceptions, store
@@ -101,8 +102,18 @@ class EmbeddingVersions:
             store.set_version_state(conn, name, "ready")
         return name
 
-    def switch(self, name: str, *, progress: Progress | None = None) -> str | None:
-        """Make a built version live at once, after embedding chunks ingested meanwhile."""
+    def switch(
+        self,
+        name: str,
+        *,
+        progress: Progress | None = None,
+        then: Callable[[psycopg.Connection], None] | None = None,
+    ) -> str | None:
+        """Make a built version live at once, after embedding chunks ingested meanwhile.
+
+        ``then`` runs in the switching transaction, so what records the switch (the model
+        registry) commits with it or not at all.
+        """
         with self.db.connection() as conn:
             version = store.get_version(conn, name)
         if version is None or version.state not in ("ready", "live"):
@@ -112,7 +123,10 @@ class EmbeddingVersions:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('aitl.kb.versions'))")
             # chunks ingested between fill_missing and the lock are embedded inside it
             self._fill_in(conn, name, self.embedder_for(version), batch=self.settings.batch_size)
-            return store.switch_live(conn, name)
+            old = store.switch_live(conn, name)
+            if then is not None:
+                then(conn)
+            return old
 
     def fill_missing(
         self, name: str, *, progress: Progress | None = None, known: KnownVectors | None = None

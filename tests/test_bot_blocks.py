@@ -18,6 +18,8 @@ from bot.home_views import (
     AdminPanel,
     HomeContent,
     ModelEntry,
+    ModelHistoryEntry,
+    PendingModelChange,
     home_view,
     parse_routes,
     people_modal,
@@ -300,3 +302,30 @@ def test_admin_overrides_are_validated_like_settings_and_win_over_the_environmen
     with db.connection() as conn:
         overrides.save(conn, settings, {"digest_cron": None}, "UA")
         assert overrides.effective(settings, conn).digest_cron == "0 8 * * 1"
+
+
+def test_a_pending_model_change_holds_back_its_kinds_buttons_and_history_keeps_mentions():
+    registry = [
+        ModelEntry("retriever", "v3", "challenger"),
+        ModelEntry("retriever", "v2", "champion"),
+        ModelEntry("reranker", "k2", "champion", replaces="k1"),
+    ]
+    pending = [PendingModelChange("retriever", "v3", "promote", "UADMIN", running=True)]
+    history = [
+        ModelHistoryEntry("reranker", "k2", "promoted", "k1", "P@8 0.17 → 0.18 <&>", NOW),
+        ModelHistoryEntry("reranker", "k1", "rolled back", None, "rolled back by <@UADMIN>", NOW),
+    ]
+    admin = panel(registry=registry, pending_models=pending, model_history=history)
+    view = home_view(HomeContent("UADMIN", True, AgentStats({}, 0, {}, NOW), admin)).to_dict()
+    values = {
+        element.get("value")
+        for block in view["blocks"]
+        if block["type"] == "actions"
+        for element in block["elements"]
+    }
+    assert "reranker:k2" in values, "another kind keeps its buttons"
+    assert not {"retriever:v3", "retriever:v2"} & values, "no second retriever change meanwhile"
+    texts = json.dumps(view, ensure_ascii=False)
+    assert ":hourglass: Promotion of the retriever `v3` in progress, asked by <@UADMIN>" in texts
+    assert "`k2` promoted, replacing `k1` — P@8 0.17 → 0.18 &lt;&amp;&gt;" in texts
+    assert "`k1` rolled back, the shipped model live again — rolled back by <@UADMIN>" in texts

@@ -396,3 +396,61 @@ def test_managers_open_the_report_and_admins_draft_a_help_center_article(
     buttons = [b["accessory"]["value"] for b in updated["blocks"] if b.get("accessory")]
     assert f"{digest.week_start}:{gap.key}" not in buttons
     assert len(buttons) == len(digest.gaps) - 1 and "Drafting" in json.dumps(updated)
+
+
+def test_the_digest_lists_the_weeks_model_changes_whoever_made_them(db):
+    """Managers see what served the drafts this week: each promotion and rollback in the week
+    (by a cycle, an admin in App Home, the CLI), oldest first, and nothing from other weeks."""
+    from flywheel import store
+
+    window = week_of(datetime(2026, 11, 18, tzinfo=UTC))  # 16–22 Nov
+    with db.connection() as conn:
+        for version in ("r1", "r2", "r3"):
+            store.add_model(
+                conn, kind="retriever", version=version, path=f"/m/{version}", status="challenger"
+            )
+        store.crown(conn, "retriever", "r1", "recall@75 0.50 → 0.60")
+        store.crown(conn, "retriever", "r2", "promoted by <@U0ADMIN> in App Home")
+        promotion = store.undoable_promotion(conn, "retriever")
+        store.undo(conn, "retriever", promotion, "rolled back from the CLI")
+        store.crown(conn, "retriever", "r3", "recall@75 0.60 → 0.66")
+        for version, promoted, undone in (
+            ("r1", "2026-11-09 02:10", None),  # the week before
+            ("r2", "2026-11-17 09:30", "2026-11-18 14:05"),
+            ("r3", "2026-11-23 02:10", None),  # the week after
+        ):
+            conn.execute(
+                "UPDATE model_promotions SET promoted_at = %s, undone_at = %s WHERE version = %s",
+                (f"{promoted}+00", f"{undone}+00" if undone else None, version),
+            )
+
+        def no_model(texts):
+            raise AssertionError("no gaps: nothing to embed")
+
+        digest = build_digest(conn, window, no_model)
+    assert [(c["version"], c["change"], c["other"]) for c in digest.model_changes] == [
+        ("r2", "promoted", "r1"),
+        ("r2", "rolled back", "r1"),
+    ]
+    markdown = render_markdown(digest)
+    assert (
+        "- retriever r2 promoted, replacing r1 (Tue 17 Nov 09:30 UTC):"
+        " promoted by <@U0ADMIN> in App Home" in markdown
+    )
+    assert (
+        "- retriever r2 rolled back, r1 live again (Wed 18 Nov 14:05 UTC):"
+        " rolled back from the CLI" in markdown
+    )
+    report = json.dumps(report_modal(digest, can_draft=False).to_dict(), ensure_ascii=False)
+    assert "promoted by <@U0ADMIN> in App Home" in report, "the admin is a mention in Slack"
+    summary = json.dumps([b.to_dict() for b in digest_blocks(digest)], ensure_ascii=False)
+    assert "Model changes this week: retriever r2 promoted, replacing r1" in summary
+    assert Digest.from_json(json.loads(digest.dumps())) == digest
+
+
+def test_a_digest_stored_before_model_changes_were_reported_still_opens():
+    stored = json.loads(sample_digest().dumps())
+    del stored["model_changes"]
+    digest = Digest.from_json(stored)
+    assert digest.model_changes == []
+    assert "No model was promoted or rolled back." in render_markdown(digest)

@@ -128,5 +128,43 @@ def test_app_home_promote_queues_the_registry_change(settings, db):
     assert args == {"kind": "reranker", "version": "r9", "by": "UADMIN"}
     run_flywheel_worker(settings, db)
     assert rows(db, "SELECT status, decision FROM model_registry") == [
-        ("champion", "promoted by UADMIN")
+        ("champion", "promoted by <@UADMIN> in App Home")
     ]
+
+
+@pytest.mark.parametrize("earlier_attempts", [0, 3])
+def test_a_model_change_that_fails_is_told_once_its_last_attempt_failed(
+    settings, db, tmp_path, earlier_attempts
+):
+    """A failure worth retrying (here the retriever's files are gone) is retried quietly; the
+    admin hears of it when the last attempt fails too, and nothing live changed."""
+    from aitl.queue import build_app, build_deferrer
+    from aitl.wiring import QueuedModelChanges
+    from flywheel import jobs
+    from flywheel.services import FlywheelServices
+
+    with db.connection() as conn:
+        store.add_model(
+            conn, kind="retriever", version="r9", path=str(tmp_path / "gone"), status="challenger"
+        )
+    QueuedModelChanges(build_deferrer(db.url)).promote("retriever", "r9", "UADMIN")
+    with db.connection() as conn:
+        conn.execute("UPDATE procrastinate_jobs SET attempts = %s", (earlier_attempts,))
+    told: list[tuple[str, str]] = []
+    services = FlywheelServices(settings, db, tell=lambda user, text: told.append((user, text)))
+    build_app(db.url, [jobs.blueprint()]).run_worker(
+        wait=False,
+        install_signal_handlers=False,
+        listen_notify=False,
+        additional_context={"flywheel": services},
+    )
+    [(status,)] = rows(db, "SELECT status FROM procrastinate_jobs")
+    assert rows(db, "SELECT status FROM model_registry") == [("challenger",)]
+    if earlier_attempts < jobs.MODEL_CHANGE_ATTEMPTS:
+        assert status == "todo" and told == [], "retried later, quietly"
+    else:
+        assert status == "failed"
+        [(user, text)] = told
+        assert user == "UADMIN"
+        assert text.startswith("Promoting retriever `r9` failed after 4 tries: ")
+        assert "gone" in text, "the reason is in the message"

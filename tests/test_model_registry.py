@@ -115,3 +115,97 @@ def test_a_rollback_for_a_champion_no_longer_live_changes_nothing(registry):
     with pytest.raises(StaleModelChange, match="r2 is no longer live"):
         registry.rollback(KIND, "test", live="r2")  # the same click again
     assert live(registry) == "r1"
+
+
+def test_a_rollback_waits_for_the_change_in_progress_and_does_not_undo_it(registry, db):
+    """The CLI does not go through the worker's queue: a rollback asked for while a promotion
+    is being made waits for it, then sees that what it was asked to roll back is gone."""
+    import threading
+
+    from aitl.leader import held
+    from flywheel.exceptions import StaleModelChange
+    from flywheel.registry import CHANGE_LOCK
+
+    registry.promote(KIND, "r1", "test")
+    registry.promote(KIND, "r2", "test")
+    outcome: list[BaseException | None] = []
+
+    def roll_back_r2() -> None:
+        try:
+            registry.rollback(KIND, "from a terminal", live="r2")
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test thread
+            outcome.append(exc)
+
+    with held(db.url, CHANGE_LOCK):  # a promotion of r3 in progress elsewhere
+        rollback = threading.Thread(target=roll_back_r2)
+        rollback.start()
+        wait_until_someone_waits_for_a_lock(db)
+        assert not outcome, "the rollback went ahead while another change was being made"
+        with db.connection() as conn:
+            store.crown(conn, KIND, "r3", "the promotion in progress")
+    rollback.join(timeout=30)
+    assert len(outcome) == 1 and isinstance(outcome[0], StaleModelChange)
+    assert "r2 is no longer live (r3 is)" in str(outcome[0])
+    assert live(registry) == "r3"
+
+
+def wait_until_someone_waits_for_a_lock(db, timeout_s: float = 20) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with db.connection() as conn:
+            (waiting,) = conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            ).fetchone()
+        if waiting:
+            return
+        time.sleep(0.05)
+    raise AssertionError("nobody waited for the model change lock")
+
+
+def test_models_rollback_expect_refuses_when_another_model_is_live(registry, database_url):
+    from typer.testing import CliRunner
+
+    from aitl.cli import app
+    from flywheel.exceptions import StaleModelChange
+
+    registry.promote(KIND, "r1", "test")
+    registry.promote(KIND, "r2", "test")
+    env = {"DATABASE_URL": database_url, "COLUMNS": "240"}
+    stale = CliRunner().invoke(app, ["models", "rollback", KIND, "--expect", "r1"], env=env)
+    assert isinstance(stale.exception, StaleModelChange) and live(registry) == "r2"
+    done = CliRunner().invoke(app, ["models", "rollback", KIND, "--expect", "r2"], env=env)
+    assert done.exit_code == 0 and "reranker: r1 is live" in done.output
+
+
+def test_the_history_lists_promotions_and_rollbacks_newest_first(registry, database_url):
+    from typer.testing import CliRunner
+
+    from aitl.cli import app
+
+    registry.promote(KIND, "r1", "recall up")
+    registry.promote(KIND, "r2", "promoted from the CLI")
+    registry.rollback(KIND, "r2 drafts were worse")
+    history = [(c.version, c.change, c.other, c.reason) for c in registry.history(KIND)]
+    assert history == [
+        ("r2", "rolled back", "r1", "r2 drafts were worse"),
+        ("r2", "promoted", "r1", "promoted from the CLI"),
+        ("r1", "promoted", None, "recall up"),
+    ]
+    assert registry.history("retriever") == []
+    with pytest.raises(RegistryError, match="unknown model kind"):
+        registry.history("retreiver")
+    env = {"DATABASE_URL": database_url, "COLUMNS": "240"}
+    listed = CliRunner().invoke(app, ["models", "history", "--limit", "2"], env=env)
+    assert listed.exit_code == 0, listed.output
+    cells = [
+        [cell.strip() for cell in line.split("│")[1:-1]]
+        for line in listed.output.splitlines()
+        if "│" in line and "reranker" in line
+    ]
+    assert [c[1:] for c in cells] == [
+        ["reranker", "r2", "rolled back", "r1", "r2 drafts were worse"],
+        ["reranker", "r2", "promoted", "r1", "promoted from the CLI"],
+    ]

@@ -491,20 +491,31 @@ def test_a_double_click_on_roll_back_rolls_back_once(services, slack, web, kb_db
     wait_for(lambda: "Roll back" in json.dumps(slack.home(ADMIN) or {}))
     assert "`r6` serves the next drafts again" in json.dumps(slack.home(ADMIN))
     home_id = slack.home(ADMIN)["id"]
-    for _ in range(2):
-        payload = slack.block_actions(ADMIN, None, None, "aitl.admin.rollback", view=home_id)
+    # both clicks land before Home is published again without the button
+    clicks = [
+        slack.block_actions(ADMIN, None, None, "aitl.admin.rollback", view=home_id)
+        for _ in range(2)
+    ]
+    for payload in clicks:
         assert post(slack, web, encode_interactivity(payload)).status_code == 200
+    assert "aitl.admin.rollback" not in json.dumps(slack.home(ADMIN)), "held back while queued"
     queued = rows(
         kb_db, "SELECT args FROM procrastinate_jobs WHERE task_name = 'flywheel:rollback'"
     )
     assert queued == [({"kind": "reranker", "version": "r7", "by": ADMIN},)] * 2
-    run_flywheel_worker(settings, kb_db)
+    run_flywheel_worker(settings, kb_db, services.slack)
     statuses = rows(kb_db, "SELECT version, status FROM model_registry ORDER BY version")
     assert statuses == [("r6", "champion"), ("r7", "retired")], "not back to the shipped model"
     done = rows(
         kb_db, "SELECT status FROM procrastinate_jobs WHERE task_name = 'flywheel:rollback'"
     )
     assert done == [("succeeded",)] * 2, "the stale second click is not retried as a failure"
+    told = [m["text"] for m in slack.messages(ADMIN)]
+    assert told == [
+        "reranker `r7` rolled back: `r6` serves the next drafts.",
+        "Rolling back reranker `r7` did not happen: reranker r7 is no longer live (r6 is):"
+        " nothing rolled back.",
+    ]
 
 
 def test_an_admin_promotes_a_challenger_from_app_home(services, slack, web, kb_db, settings):
@@ -530,7 +541,19 @@ def test_an_admin_promotes_a_challenger_from_app_home(services, slack, web, kb_d
         assert post(slack, web, encode_interactivity(payload)).status_code == 200
     queued = rows(kb_db, "SELECT args FROM procrastinate_jobs WHERE task_name = 'flywheel:promote'")
     assert queued == [({"kind": "reranker", "version": "r7", "by": ADMIN},)]
-    run_flywheel_worker(settings, kb_db)
+    # until the worker is done, Home says the change is on its way and offers no second one
+    waiting = json.dumps(slack.home(ADMIN), ensure_ascii=False)
+    assert f"Promotion of the reranker `r7` queued, asked by <@{ADMIN}>" in waiting
+    assert "aitl.admin.promote" not in waiting
+    run_flywheel_worker(settings, kb_db, services.slack)
     assert rows(kb_db, "SELECT status, decision FROM model_registry") == [
-        ("champion", f"promoted by {ADMIN}")
+        ("champion", f"promoted by <@{ADMIN}> in App Home")
     ]
+    # the admin hears it is done, and Home shows it in the history with who asked
+    assert [m["text"] for m in slack.messages(ADMIN)] == [
+        "reranker `r7` is live: it serves the next drafts."
+    ]
+    done = json.dumps(slack.home(ADMIN), ensure_ascii=False)
+    assert "queued" not in done and "aitl.admin.rollback" in done
+    history = f"*reranker* `r7` promoted, replacing the shipped model — promoted by <@{ADMIN}>"
+    assert f"{history} in App Home" in done

@@ -94,6 +94,34 @@ def test_reembed_builds_beside_the_live_version_then_switches_and_rolls_back(
     assert retriever.describe()["embedding_version"] == base
 
 
+def test_a_switch_goes_live_only_with_what_records_it(ingested, kb_db, projected_model):
+    """The model registry records a retriever's promotion in the switching transaction: if
+    the record fails, the old index stays live; if it succeeds, both are committed."""
+    import psycopg
+
+    versions = factory.embedding_versions(ingested, kb_db)
+    with kb_db.connection() as conn:
+        base = store.live_version(conn).version
+        conn.execute("CREATE TABLE switch_log (version text NOT NULL)")
+    built = versions.build("v2", str(projected_model(64)))
+
+    def failing_record(conn) -> None:
+        conn.execute("INSERT INTO switch_log VALUES (NULL)")
+
+    with pytest.raises(psycopg.errors.NotNullViolation):
+        versions.switch(built, then=failing_record)
+    with kb_db.connection() as conn:
+        assert store.live_version(conn).version == base
+
+    def record(conn) -> None:
+        conn.execute("INSERT INTO switch_log VALUES (%s)", (built,))
+
+    assert versions.switch(built, then=record) == base
+    with kb_db.connection() as conn:
+        assert store.live_version(conn).version == built
+        assert conn.execute("SELECT version FROM switch_log").fetchall() == [(built,)]
+
+
 def test_switch_embeds_chunks_ingested_while_the_version_was_built(
     ingested, kb_db, projected_model, tmp_path
 ):

@@ -32,6 +32,22 @@ def list_models(ctx: typer.Context) -> None:
 
 
 @app.command()
+def history(
+    ctx: typer.Context,
+    kind: str | None = typer.Argument(None, help="retriever, reranker or generator; all if none"),
+    limit: int = typer.Option(20, min=1, help="How many changes, newest first."),
+) -> None:
+    """Every promotion and rollback, newest first: what changed, what it replaced or brought
+    back, why and when, so "what was live on Tuesday" has an answer."""
+    changes = _registry(ctx).history(kind, limit=limit)
+    table = Table("when (UTC)", "kind", "version", "change", "replaced / live again", "why")
+    for c in changes:
+        other = c.other or "the shipped model"
+        table.add_row(f"{c.at:%Y-%m-%d %H:%M}", c.kind, c.version, c.change, other, c.reason or "")
+    console.print(table if changes else "No model promoted yet: the shipped ones are live.")
+
+
+@app.command()
 def promote(ctx: typer.Context, kind: str, version: str) -> None:
     """Make a trained model live (a retriever's index is built first when missing)."""
     row = _registry(ctx).promote(kind, version, "promoted from the CLI")
@@ -39,10 +55,20 @@ def promote(ctx: typer.Context, kind: str, version: str) -> None:
 
 
 @app.command()
-def rollback(ctx: typer.Context, kind: str) -> None:
+def rollback(
+    ctx: typer.Context,
+    kind: str,
+    expect: str | None = typer.Option(
+        None,
+        "--expect",
+        metavar="VERSION",
+        help="Roll back only if VERSION is still live (as App Home's button does): a script "
+        "run twice, or a promotion that landed meanwhile, is not undone by mistake.",
+    ),
+) -> None:
     """Undo the latest promotion: the model it replaced goes live again (or the shipped one).
 
     Again goes one promotion further back.
     """
-    previous = _registry(ctx).rollback(kind, "rolled back from the CLI")
+    previous = _registry(ctx).rollback(kind, "rolled back from the CLI", live=expect)
     console.print(f"{kind}: {previous.version if previous else 'the shipped model'} is live")

@@ -47,7 +47,7 @@ def web(
 def worker(ctx: typer.Context) -> None:
     """Run queued jobs from the Postgres queue."""
     from aitl.queue import build_app
-    from aitl.wiring import build_services
+    from aitl.wiring import build_services, tell_in_slack
     from bot import digest_jobs
     from bot import jobs as bot_jobs
     from connectors import jobs as zendesk_jobs
@@ -68,7 +68,7 @@ def worker(ctx: typer.Context) -> None:
         additional_context={
             "zendesk": services.zendesk,
             "slack": services.slack,
-            "flywheel": FlywheelServices(settings, db),
+            "flywheel": FlywheelServices(settings, db, tell=tell_in_slack(services.slack)),
         },
     )
 
