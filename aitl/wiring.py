@@ -4,7 +4,7 @@ the other; they meet here."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,10 +48,16 @@ def build_services(settings: Settings, db: Database, queue: procrastinate.App) -
 
 
 class QueuedModelChanges:
-    """App Home's Promote / Roll back, run by the worker with the same registry functions."""
+    """App Home's Retrain now / Promote / Roll back, run by the worker with the same functions
+    as the CLI."""
 
     def __init__(self, queue: procrastinate.App) -> None:
         self.queue = queue
+
+    def retrain(self, by: str) -> None:
+        from flywheel import jobs
+
+        jobs.defer_cycle(self.queue, "app_home", by=by)
 
     def promote(self, kind: str, version: str, by: str) -> None:
         from flywheel import jobs
@@ -128,26 +134,27 @@ def registry_entries(db: Database) -> list[Any]:
 
 def model_changes(db: Database, recent: int = 5) -> tuple[list[Any], list[Any]]:
     """Promotions and rollbacks waiting for the worker, and the latest ones done, for App Home."""
-    from bot.home_views import ModelHistoryEntry, PendingModelChange
     from flywheel import jobs, store
 
     with db.connection() as conn:
-        pending = jobs.pending_model_changes(conn)
-        done = store.model_changes(conn, limit=recent)
-    return (
-        [PendingModelChange(p.kind, p.version, p.change, p.by, p.running) for p in pending],
-        [ModelHistoryEntry(c.kind, c.version, c.change, c.other, c.reason, c.at) for c in done],
-    )
+        return jobs.pending_model_changes(conn), store.model_changes(conn, limit=recent)
 
 
-def tell_in_slack(slack: Any | None) -> Callable[[str, str], None] | None:
-    """How the worker tells an admin that the model change they asked for is done: a direct
-    message from the app (no Slack, no message: it is logged)."""
+def flywheel_services(settings: Settings, db: Database, slack: Any | None) -> Any:
+    """The flywheel as the worker runs it: it tells admins in Slack how a cycle or the model
+    change they asked for ended (without Slack, it is logged)."""
+    from flywheel.services import FlywheelServices
+
     if slack is None:
-        return None
+        return FlywheelServices(settings, db)
     from bot import home
 
-    return lambda user, text: home.tell(slack, user, text)
+    return FlywheelServices(
+        settings,
+        db,
+        tell=lambda user, text: home.tell(slack, user, text),
+        admins=slack.access.admins,
+    )
 
 
 def _numbers(metrics: dict[str, Any]) -> dict[str, float]:

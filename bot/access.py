@@ -27,6 +27,13 @@ class Access:
         group = s.slack_admins_usergroup
         return bool(group) and user_id in self.directory.usergroup_members(group)
 
+    def admins(self) -> frozenset[str]:
+        """Everyone who is an admin: by id in settings, and the admins group's members."""
+        s = self.config()
+        group = s.slack_admins_usergroup
+        members = self.directory.usergroup_members(group) if group else frozenset()
+        return frozenset(s.slack_admin_ids) | members
+
     def is_agent(self, user_id: str) -> bool:
         """Members of the agents group or channel; anyone when neither is set (App Home warns)."""
         s = self.config()

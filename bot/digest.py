@@ -293,10 +293,7 @@ class DigestService:
 
     def _tell(self, user_id: str, text: str) -> None:
         try:
-            opened = slack_api.call(self.services.client.conversations_open, users=user_id)
-            slack_api.call(
-                self.services.client.chat_postMessage, channel=opened["channel"]["id"], text=text
-            )
+            slack_api.direct_message(self.services.client, user_id, text)
         except SlackRefused as exc:
             log.warning("could not tell %s: %s", user_id, exc)
 

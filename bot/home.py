@@ -14,6 +14,7 @@ from bot.exceptions import BotError
 from bot.guards import admins_only
 from bot.home_views import (
     PROMOTE,
+    RETRAIN,
     ROLL_BACK,
     home_view,
     parse_routes,
@@ -49,6 +50,7 @@ def register(app: App, services: BotServices) -> None:
         app.action(action_id, middleware=guard)(on_edit(services, modal))
     app.action(PROMOTE, middleware=guard)(on_model_change(services, "promote"))
     app.action(ROLL_BACK, middleware=guard)(on_model_change(services, "rollback"))
+    app.action(RETRAIN, middleware=guard)(on_retrain(services))
     app.view(actions.ADMIN_PEOPLE, middleware=guard)(on_save(services, _people_changes))
     app.view(actions.ADMIN_ROUTING, middleware=guard)(on_save(services, _routing_changes))
     app.view(actions.ADMIN_SCHEDULE, middleware=guard)(on_save(services, _schedule_changes))
@@ -70,7 +72,7 @@ def republish(services: BotServices, user_id: str) -> None:
 def tell(services: BotServices, user_id: str, text: str) -> None:
     """A direct message to ``user_id`` (from the worker: how their model change ended), and
     their App Home published again to show it."""
-    slack_api.call(services.client.chat_postMessage, channel=user_id, text=text)
+    slack_api.direct_message(services.client, user_id, text)
     republish(services, user_id)
 
 
@@ -116,6 +118,22 @@ def on_model_change(services: BotServices, change: str):
             services.models.rollback(kind, version, user)
         log.info("%s of %s %s queued by %s", change, kind, version, user)
         republish(services, user)  # the change shows as queued, its kind's buttons held back
+
+    return listener
+
+
+def on_retrain(services: BotServices):
+    """Retrain now from App Home: a cycle queued for the worker; the admins get its result."""
+
+    def listener(ack, body: dict) -> None:
+        ack()
+        if services.models is None:
+            log.warning("App Home asked to retrain, but no model registry is wired")
+            return
+        user = payloads.user_id(body)
+        services.models.retrain(user)
+        log.info("retrain queued by %s", user)
+        republish(services, user)
 
     return listener
 

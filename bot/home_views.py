@@ -26,9 +26,11 @@ from slack_sdk.models.views import View
 
 from bot import actions
 from bot.card import escape, escape_keeping_mentions
-from flywheel.store import AgentStats
+from flywheel.jobs import PendingChange
+from flywheel.store import AgentStats, ModelChange
 
-PROMOTE, ROLL_BACK = "aitl.admin.promote", "aitl.admin.rollback"  # the flywheel handles them
+# the flywheel carries these out, in the worker
+PROMOTE, ROLL_BACK, RETRAIN = "aitl.admin.promote", "aitl.admin.rollback", "aitl.admin.retrain"
 ROUTE_KEYS = {"brand": "brand_id", "group": "group_id", "tag": "tag"}
 
 
@@ -42,29 +44,6 @@ class ModelEntry:
     metrics: dict[str, float] = field(default_factory=dict)
     created_at: datetime | None = None
     replaces: str | None = None  # a champion's predecessor, what Roll back brings back
-
-
-@dataclass(frozen=True)
-class PendingModelChange:
-    """A promotion or rollback queued for the worker, not yet done."""
-
-    kind: str
-    version: str
-    change: str  # 'promote' | 'rollback'
-    by: str  # the Slack user who asked
-    running: bool
-
-
-@dataclass(frozen=True)
-class ModelHistoryEntry:
-    """One past promotion or rollback."""
-
-    kind: str
-    version: str  # the model promoted, or the one rolled back
-    change: str  # 'promoted' | 'rolled back'
-    other: str | None  # what it replaced, or what went live again (None: the shipped model)
-    reason: str | None
-    at: datetime
 
 
 @dataclass(frozen=True)
@@ -89,8 +68,8 @@ class AdminPanel:
     undelivered: list[tuple[str, str]]  # (ticket ref, error)
     # the last digest sent: its week (ISO date) and (recipient, status, error) per recipient
     last_digest: tuple[str, list[tuple[str, str, str]]] | None = None
-    pending_models: Sequence[PendingModelChange] = ()
-    model_history: Sequence[ModelHistoryEntry] = ()  # newest first
+    pending_models: Sequence[PendingChange] = ()
+    model_history: Sequence[ModelChange] = ()  # newest first
 
 
 @dataclass(frozen=True)
@@ -224,13 +203,13 @@ def _last_digest_lines(panel: AdminPanel) -> str:
 
 def _registry_blocks(
     registry: Sequence[ModelEntry],
-    pending: Sequence[PendingModelChange] = (),
-    history: Sequence[ModelHistoryEntry] = (),
+    pending: Sequence[PendingChange] = (),
+    history: Sequence[ModelChange] = (),
 ) -> list[Any]:
+    heading = "*Models*"
     if not registry:
-        text = "*Models*\nThe shipped models are live; no retrain has produced a challenger yet."
-        return [_text(text)]
-    blocks: list[Any] = [_text("*Models*")]
+        heading += "\nThe shipped models are live; no retrain has produced a challenger yet."
+    blocks: list[Any] = [_text(heading)]
     if pending:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_pending_lines(pending))]))
     busy = {p.kind for p in pending}  # no second change of a kind while one is on its way
@@ -258,23 +237,40 @@ def _registry_blocks(
             )
         if buttons:
             blocks.append(ActionsBlock(elements=buttons))
+    if not any(p.change == "retrain" for p in pending):
+        retrain = ButtonElement(
+            text="Retrain now", action_id=RETRAIN, value="now", confirm=_retrain_confirm()
+        )
+        blocks.append(ActionsBlock(elements=[retrain]))
     if history:
         blocks.append(_text("*Recent model changes* (UTC)\n" + _history_lines(history[:5])))
     return blocks
 
 
-def _pending_lines(pending: Sequence[PendingModelChange]) -> str:
+def _retrain_confirm() -> ConfirmObject:
+    text = (
+        "Trains on every click so far, outside the weekly schedule (minutes). Only models that"
+        " beat the live ones on held-out tickets are promoted; admins get the result by DM."
+    )
+    return ConfirmObject(title="Retrain now?", text=text, confirm="Retrain", deny="Cancel")
+
+
+def _pending_lines(pending: Sequence[PendingChange]) -> str:
     lines = []
     for p in pending:
-        what = "Promotion of" if p.change == "promote" else "Rollback of"
         state = "in progress" if p.running else "queued"
+        asked = f", asked by <@{p.by}>" if p.by else ""
+        if p.change == "retrain":
+            what = "Retrain" if p.by else "Weekly retrain"
+            lines.append(f":hourglass: {what} {state}{asked}")
+            continue
+        what = "Promotion of" if p.change == "promote" else "Rollback of"
         version = f" `{escape(p.version)}`" if p.version else ""
-        asked = f"asked by <@{p.by}>"
-        lines.append(f":hourglass: {what} the {escape(p.kind)}{version} {state}, {asked}")
+        lines.append(f":hourglass: {what} the {escape(p.kind)}{version} {state}{asked}")
     return "\n".join(lines)
 
 
-def _history_lines(history: Sequence[ModelHistoryEntry]) -> str:
+def _history_lines(history: Sequence[ModelChange]) -> str:
     lines = []
     for h in history:
         other = f"`{escape(h.other)}`" if h.other else "the shipped model"

@@ -26,15 +26,11 @@ from bot.access import Access
 from bot.cards import CardService
 from bot.digest import DigestService, HelpCenterDrafts
 from bot.directory import Directory
-from bot.home_views import (
-    AdminPanel,
-    HomeContent,
-    ModelEntry,
-    ModelHistoryEntry,
-    PendingModelChange,
-)
+from bot.home_views import AdminPanel, HomeContent, ModelEntry
 from bot.recorder import FeedbackRecorder
 from flywheel import store as feedback_store
+from flywheel.jobs import PendingChange
+from flywheel.store import ModelChange
 from rag import factory
 from rag.models import RetrievedChunk
 from rag.pipeline import DraftPipeline
@@ -57,7 +53,11 @@ class ConnectorPanel(Protocol):
 
 
 class ModelControl(Protocol):
-    """Promotion and rollback, queued for the worker (a retriever re-embeds the KB)."""
+    """Retraining, promotion and rollback, queued for the worker (a retriever re-embeds the KB)."""
+
+    def retrain(self, by: str) -> None:
+        """A cycle now, unless one is already waiting."""
+        ...
 
     def promote(self, kind: str, version: str, by: str) -> None: ...
 
@@ -67,7 +67,7 @@ class ModelControl(Protocol):
 
 
 # promotions and rollbacks queued or running, and the latest ones done (newest first)
-ModelChanges = tuple[Sequence[PendingModelChange], Sequence[ModelHistoryEntry]]
+ModelChanges = tuple[Sequence[PendingChange], Sequence[ModelChange]]
 
 
 class NoConnector:

@@ -271,3 +271,9 @@ def open_modal(client: WebClient, body: dict[str, Any], view: Any) -> bool:
         log.warning("could not open the %s modal: %s", getattr(view, "callback_id", ""), exc)
         return False
     return True
+
+
+def direct_message(client: WebClient, user_id: str, text: str) -> SlackResponse:
+    """A message from the app in its direct conversation with ``user_id``."""
+    opened = call(client.conversations_open, users=user_id)
+    return call(client.chat_postMessage, channel=opened["channel"]["id"], text=text)

@@ -27,6 +27,7 @@ from flywheel.digest_metrics import (
     weekly_trend,
 )
 from flywheel.gaps import GapCluster, gap_report
+from flywheel.reports import decision_lines
 from flywheel.store import ModelChange, model_changes
 
 Encode = Callable[[list[str]], np.ndarray]
@@ -287,13 +288,7 @@ def model_change_line(change: dict[str, Any], *, why: bool = True) -> str:
 
 def _retrain(run: RetrainSummary) -> dict[str, Any]:
     """The last run in sentences: per model, promoted or kept, why, and the metric moved."""
-    lines = []
-    for kind in ("retriever", "reranker", "generator"):
-        decision = run.decisions.get(kind)
-        if not decision:
-            continue
-        verdict = "promoted" if decision.get("promoted") else "kept the current model"
-        lines.append(f"{kind}: {verdict} ({decision.get('reason', 'no reason recorded')})")
+    lines = decision_lines(run.decisions)
     return {
         "run_id": run.run_id,
         "status": run.status,

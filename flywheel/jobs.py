@@ -4,8 +4,9 @@ asked for a change is told how it ended, through whatever the worker was given t
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -15,12 +16,14 @@ import psycopg
 from procrastinate import RetryStrategy
 from procrastinate.exceptions import AlreadyEnqueued
 
-from flywheel.exceptions import RegistryError
+from flywheel.exceptions import RegistryError, RunInProgress
+from flywheel.reports import cycle_note
 
 log = logging.getLogger(__name__)
 NAMESPACE = "flywheel"
 CYCLE_LOCK = "flywheel-cycle"
-MODEL_CHANGE_ATTEMPTS = 3  # retries after the first try, for what the registry did not refuse
+CYCLE_RETRIES = 1  # a failed cycle is tried once more (a passing fault); it changed nothing live
+MODEL_CHANGE_RETRIES = 3  # retries after the first try, for what the registry did not refuse
 # the model change job telling its admin how it ended: its work is done, so App Home, published
 # again as it tells, no longer shows it as pending
 _FINISHING: ContextVar[int | None] = ContextVar("finishing_model_change", default=None)
@@ -30,8 +33,39 @@ def _services(context: procrastinate.JobContext):
     return context.additional_context["flywheel"]
 
 
-def cycle(context: procrastinate.JobContext, trigger: str = "schedule") -> None:
-    _services(context).run_cycle(trigger)
+def cycle(
+    context: procrastinate.JobContext, trigger: str = "schedule", by: str | None = None
+) -> None:
+    """One cycle; the admins hear how it ended (``by``: the admin who asked in App Home). A
+    cycle already running (from the CLI) means this one is skipped, not retried."""
+    services = _services(context)
+    note = functools.partial(cycle_note, trigger=trigger, by=by)
+    with _finishing(context):
+        _cycle(services, trigger, note, last_try=context.job.attempts >= CYCLE_RETRIES)
+
+
+def _cycle(services, trigger: str, note: Callable[..., str], *, last_try: bool) -> None:
+    try:
+        report = services.run_cycle(trigger)
+    except RunInProgress:
+        services.tell_admins(
+            note(run_id=None, status="skipped", error="another cycle was running (from the CLI?)")
+        )
+        return
+    except Exception as exc:
+        if last_try:  # a failure retried is said once, when the retry failed too
+            error = f"{type(exc).__name__}: {exc}"
+            services.tell_admins(note(run_id=None, status="failed", error=error))
+        raise
+    services.tell_admins(
+        note(
+            run_id=report.run_id,
+            status=report.status,
+            seconds=report.seconds,
+            decisions=report.decisions,
+            error=report.error,
+        )
+    )
 
 
 def promote(context: procrastinate.JobContext, kind: str, version: str, by: str) -> None:
@@ -61,44 +95,55 @@ def _told(context: procrastinate.JobContext, by: str, what: str) -> Iterator[Non
     unknown model) is final: said, not retried. Anything else is retried, and said only when
     the last attempt fails too."""
     services = _services(context)
-    finishing = _FINISHING.set(context.job.id)
     try:
-        yield
+        with _finishing(context):
+            yield
     except RegistryError as exc:
         log.warning("%s, asked by %s, refused: %s", what.lower(), by, exc)
         services.tell(by, f"{what} did not happen: {exc}.")
     except Exception as exc:
-        if context.job.attempts >= MODEL_CHANGE_ATTEMPTS:
+        if context.job.attempts >= MODEL_CHANGE_RETRIES:
             services.tell(by, f"{what} failed after {context.job.attempts + 1} tries: {exc}")
         raise
+
+
+@contextmanager
+def _finishing(context: procrastinate.JobContext) -> Iterator[None]:
+    """While this job tells people how it ended, App Home no longer counts it as pending."""
+    token = _FINISHING.set(context.job.id)
+    try:
+        yield
     finally:
-        _FINISHING.reset(finishing)
+        _FINISHING.reset(token)
 
 
 @dataclass(frozen=True)
 class PendingChange:
-    kind: str
+    kind: str  # '' for a retrain: it may change every kind
     version: str
-    change: str  # 'promote' | 'rollback'
-    by: str
+    change: str  # 'promote' | 'rollback' | 'retrain'
+    by: str  # '' for the scheduled retrain
     running: bool
 
 
+CHANGES = {"promote": "promote", "rollback": "rollback", "cycle": "retrain"}  # task → change
+
+
 def pending_model_changes(conn: psycopg.Connection) -> list[PendingChange]:
-    """Promotions and rollbacks queued or running, oldest first: App Home shows them and
-    holds back that kind's buttons until they are done."""
+    """Retrains, promotions and rollbacks queued or running, oldest first: App Home shows
+    them and holds back the buttons that would ask for the same again until they are done."""
     rows = conn.execute(
         "SELECT task_name, args, status FROM procrastinate_jobs"
         " WHERE task_name = ANY(%s) AND status IN ('todo', 'doing')"
         " AND id IS DISTINCT FROM %s ORDER BY id",
-        ([f"{NAMESPACE}:promote", f"{NAMESPACE}:rollback"], _FINISHING.get()),
+        ([f"{NAMESPACE}:{task}" for task in CHANGES], _FINISHING.get()),
     ).fetchall()
     return [
         PendingChange(
             kind=args.get("kind", ""),
             version=args.get("version") or "",
-            change="promote" if task.endswith(":promote") else "rollback",
-            by=args.get("by", ""),
+            change=CHANGES[task.removeprefix(f"{NAMESPACE}:")],
+            by=args.get("by") or "",
             running=status == "doing",
         )
         for task, args, status in rows
@@ -108,20 +153,21 @@ def pending_model_changes(conn: psycopg.Connection) -> list[PendingChange]:
 def blueprint() -> procrastinate.Blueprint:
     bp = procrastinate.Blueprint()
     bp.aitl_namespace = NAMESPACE  # type: ignore[attr-defined]
-    bp.task(name="cycle", pass_context=True, retry=RetryStrategy(max_attempts=1))(cycle)
-    model_change = RetryStrategy(max_attempts=MODEL_CHANGE_ATTEMPTS, wait=30)
+    bp.task(name="cycle", pass_context=True, retry=RetryStrategy(max_attempts=CYCLE_RETRIES))(cycle)
+    model_change = RetryStrategy(max_attempts=MODEL_CHANGE_RETRIES, wait=30)
     bp.task(name="promote", pass_context=True, retry=model_change)(promote)
     bp.task(name="rollback", pass_context=True, retry=model_change)(rollback)
     return bp
 
 
-def defer_cycle(queue: procrastinate.App, trigger: str) -> bool:
+def defer_cycle(queue: procrastinate.App, trigger: str, by: str | None = None) -> bool:
     """Queue one cycle unless one is already waiting."""
+    asked = {"by": by} if by else {}
     try:
         with queue.open():
             queue.configure_task(
                 f"{NAMESPACE}:cycle", queueing_lock=CYCLE_LOCK, lock=CYCLE_LOCK
-            ).defer(trigger=trigger)
+            ).defer(trigger=trigger, **asked)
     except AlreadyEnqueued:
         log.info("a flywheel cycle is already queued")
         return False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cached_property
 
 from aitl.db import Database
@@ -21,10 +21,30 @@ Tell = Callable[[str, str], None]
 
 
 class FlywheelServices:
-    def __init__(self, settings: Settings, db: Database, *, tell: Tell | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        *,
+        tell: Tell | None = None,
+        admins: Callable[[], Iterable[str]] | None = None,
+    ) -> None:
         self.settings = settings
         self.db = db
         self._tell = tell
+        self._admins = admins or (lambda: ())
+
+    def tell_admins(self, text: str) -> None:
+        """Say it to every admin (how a cycle ended: it may have changed what is live)."""
+        try:
+            admins = sorted(set(self._admins()))
+        except Exception:  # the directory is unreachable: the note is still logged
+            log.exception("could not list the admins to tell: %s", text)
+            admins = []
+        if not admins:
+            log.info("to the admins: %s", mask(text))
+        for admin in admins:
+            self.tell(admin, text)
 
     def tell(self, user: str, text: str) -> None:
         """Say it to ``user`` if the worker can reach people (Slack is set up); log it anyway."""

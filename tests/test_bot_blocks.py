@@ -18,8 +18,6 @@ from bot.home_views import (
     AdminPanel,
     HomeContent,
     ModelEntry,
-    ModelHistoryEntry,
-    PendingModelChange,
     home_view,
     parse_routes,
     people_modal,
@@ -29,7 +27,8 @@ from bot.home_views import (
 from bot.http import parse_request
 from bot.modals_views import ModalContext, adoption_modal, full_draft_modal, missing_modal
 from flywheel.events import StoredFeedback
-from flywheel.store import AgentStats
+from flywheel.jobs import PendingChange
+from flywheel.store import AgentStats, ModelChange
 from rag.store import ChunkRef, StoredDraft
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -310,10 +309,10 @@ def test_a_pending_model_change_holds_back_its_kinds_buttons_and_history_keeps_m
         ModelEntry("retriever", "v2", "champion"),
         ModelEntry("reranker", "k2", "champion", replaces="k1"),
     ]
-    pending = [PendingModelChange("retriever", "v3", "promote", "UADMIN", running=True)]
+    pending = [PendingChange("retriever", "v3", "promote", "UADMIN", running=True)]
     history = [
-        ModelHistoryEntry("reranker", "k2", "promoted", "k1", "P@8 0.17 → 0.18 <&>", NOW),
-        ModelHistoryEntry("reranker", "k1", "rolled back", None, "rolled back by <@UADMIN>", NOW),
+        ModelChange("reranker", "k2", "promoted", "k1", "P@8 0.17 → 0.18 <&>", NOW),
+        ModelChange("reranker", "k1", "rolled back", None, "rolled back by <@UADMIN>", NOW),
     ]
     admin = panel(registry=registry, pending_models=pending, model_history=history)
     view = home_view(HomeContent("UADMIN", True, AgentStats({}, 0, {}, NOW), admin)).to_dict()

@@ -160,7 +160,7 @@ def test_a_model_change_that_fails_is_told_once_its_last_attempt_failed(
     )
     [(status,)] = rows(db, "SELECT status FROM procrastinate_jobs")
     assert rows(db, "SELECT status FROM model_registry") == [("challenger",)]
-    if earlier_attempts < jobs.MODEL_CHANGE_ATTEMPTS:
+    if earlier_attempts < jobs.MODEL_CHANGE_RETRIES:
         assert status == "todo" and told == [], "retried later, quietly"
     else:
         assert status == "failed"
@@ -168,3 +168,81 @@ def test_a_model_change_that_fails_is_told_once_its_last_attempt_failed(
         assert user == "UADMIN"
         assert text.startswith("Promoting retriever `r9` failed after 4 tries: ")
         assert "gone" in text, "the reason is in the message"
+
+
+def test_admins_hear_how_each_cycle_the_worker_ran_ended(settings, db):
+    """Nothing to learn from, another cycle in the way, a failure retried: each is said to
+    every admin once, with who asked."""
+    from aitl.leader import Leadership
+    from aitl.queue import build_app, build_deferrer
+    from flywheel import jobs
+    from flywheel.cycle import RUN_LOCK
+    from flywheel.services import FlywheelServices
+
+    told: list[tuple[str, str]] = []
+    services = FlywheelServices(
+        settings,
+        db,
+        tell=lambda user, text: told.append((user, text)),
+        admins=lambda: ["UADMIN", "UOTHER", "UADMIN"],
+    )
+    queue = build_deferrer(db.url)
+
+    def work() -> list[tuple[str, str]]:
+        told.clear()
+        build_app(db.url, [jobs.blueprint()]).run_worker(
+            wait=False,
+            install_signal_handlers=False,
+            listen_notify=False,
+            additional_context={"flywheel": services},
+        )
+        return told
+
+    assert jobs.defer_cycle(queue, "app_home", by="UADMIN")
+    [(first, note), (second, same)] = work()
+    assert (first, second) == ("UADMIN", "UOTHER") and note == same
+    assert note.startswith("The retrain (run 1), asked by <@UADMIN>, trained nothing: no feedback")
+    assert note.endswith("The current models stay live.")
+
+    lock = Leadership(db.url, RUN_LOCK)  # a cycle from the CLI holds it
+    assert lock.try_acquire()
+    try:
+        assert jobs.defer_cycle(queue, "schedule")
+        notes = {text for _, text in work()}
+    finally:
+        lock.release()
+    assert notes == {
+        "The weekly retrain did not start: another cycle was running (from the CLI?)."
+        " The current models stay live."
+    }
+
+    with db.connection() as conn:  # a broken database: the cycle fails, is retried, fails
+        conn.execute("ALTER TABLE flywheel_runs RENAME TO flywheel_runs_gone")
+    assert jobs.defer_cycle(queue, "schedule")
+    notes = [text for user, text in work() if user == "UADMIN"]
+    assert len(notes) == 1, "one note for the failure, not one per try"
+    assert notes[0].startswith("The weekly retrain failed: UndefinedTable:")
+    assert "Nothing live changed" in notes[0]
+    statuses = rows(db, "SELECT status, attempts FROM procrastinate_jobs ORDER BY id")
+    assert statuses[-1] == ("failed", jobs.CYCLE_RETRIES + 1)
+
+
+def test_a_cycle_note_says_what_goes_live_and_why():
+    from flywheel.reports import cycle_note
+
+    note = cycle_note(
+        run_id=12,
+        trigger="schedule",
+        status="succeeded",
+        seconds=581.0,
+        decisions={
+            "reranker": {"promoted": False, "reason": "precision@8 0.17 → 0.17 (needs +0.005)"},
+            "retriever": {"promoted": True, "reason": "recall@75 0.50 → 0.76"},
+        },
+    )
+    assert note.splitlines() == [
+        "The weekly retrain (run 12) finished in 10 min: 1 model promoted, serving the next"
+        " drafts.",
+        "• retriever: promoted (recall@75 0.50 → 0.76)",
+        "• reranker: kept the current model (precision@8 0.17 → 0.17 (needs +0.005))",
+    ]

@@ -557,3 +557,31 @@ def test_an_admin_promotes_a_challenger_from_app_home(services, slack, web, kb_d
     assert "queued" not in done and "aitl.admin.rollback" in done
     history = f"*reranker* `r7` promoted, replacing the shipped model — promoted by <@{ADMIN}>"
     assert f"{history} in App Home" in done
+
+
+def test_an_admin_retrains_from_app_home_and_the_admins_hear_the_result(
+    services, slack, web, kb_db, settings
+):
+    from tests.support.flywheel import run_flywheel_worker
+
+    body = json.dumps(slack.app_home_opened(ADMIN)).encode()
+    post(slack, web, body, **{"Content-Type": "application/json"})
+    wait_for(lambda: "Retrain now" in json.dumps(slack.home(ADMIN) or {}))
+    home_id = slack.home(ADMIN)["id"]
+    for user in (AGENT_BOB, ADMIN):  # an agent's crafted click is refused
+        payload = slack.block_actions(user, None, None, "aitl.admin.retrain", view=home_id)
+        assert post(slack, web, encode_interactivity(payload)).status_code == 200
+    queued = rows(kb_db, "SELECT args FROM procrastinate_jobs WHERE task_name = 'flywheel:cycle'")
+    assert queued == [({"trigger": "app_home", "by": ADMIN},)]
+    waiting = json.dumps(slack.home(ADMIN), ensure_ascii=False)
+    assert f":hourglass: Retrain queued, asked by <@{ADMIN}>" in waiting
+    assert "aitl.admin.retrain" not in waiting, "no second retrain while one waits"
+
+    run_flywheel_worker(settings, kb_db, services.slack)
+    [(status, trigger)] = rows(kb_db, "SELECT status, trigger FROM flywheel_runs")
+    assert (status, trigger) == ("not_enough_data", "app_home")
+    [note] = [m["text"] for m in slack.messages(ADMIN)]
+    assert note.startswith(f"The retrain (run 1), asked by <@{ADMIN}>, trained nothing:")
+    assert slack.messages(AGENT_BOB) == [], "agents are not told"
+    done = json.dumps(slack.home(ADMIN), ensure_ascii=False)
+    assert "hourglass" not in done and "aitl.admin.retrain" in done

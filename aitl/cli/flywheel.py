@@ -53,9 +53,10 @@ def print_report(report) -> None:
                 table.add_row(kind, name, f"{before:.4f}", f"{metrics['challenger'][name]:.4f}")
     if table.rows:
         console.print(table)
-    for kind, decision in report.decisions.items():
-        verdict = "promoted" if decision.get("promoted") else "kept the champion"
-        console.print(f"{kind}: {verdict} — {decision.get('reason')}")
+    from flywheel.reports import decision_lines
+
+    for line in decision_lines(report.decisions):
+        console.print(line)
 
 
 @app.command()

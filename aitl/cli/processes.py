@@ -47,12 +47,11 @@ def web(
 def worker(ctx: typer.Context) -> None:
     """Run queued jobs from the Postgres queue."""
     from aitl.queue import build_app
-    from aitl.wiring import build_services, tell_in_slack
+    from aitl.wiring import build_services, flywheel_services
     from bot import digest_jobs
     from bot import jobs as bot_jobs
     from connectors import jobs as zendesk_jobs
     from flywheel import jobs as flywheel_jobs
-    from flywheel.services import FlywheelServices
 
     settings, db = ctx.obj.settings, ctx.obj.db
     services = build_services(settings, db, services_queue(ctx))
@@ -68,7 +67,7 @@ def worker(ctx: typer.Context) -> None:
         additional_context={
             "zendesk": services.zendesk,
             "slack": services.slack,
-            "flywheel": FlywheelServices(settings, db, tell=tell_in_slack(services.slack)),
+            "flywheel": flywheel_services(settings, db, services.slack),
         },
     )
 

@@ -59,11 +59,10 @@ def annotate_samples(
 def run_flywheel_worker(settings, db, slack=None) -> None:
     """Run the queued flywheel jobs to completion, as `aitl worker` would; with ``slack`` (the
     bot's services) the admins who asked for model changes are told in Slack, as there."""
-    from aitl.wiring import tell_in_slack
+    from aitl.wiring import flywheel_services
     from flywheel import jobs as flywheel_jobs
-    from flywheel.services import FlywheelServices
 
-    flywheel = FlywheelServices(settings, db, tell=tell_in_slack(slack))
+    flywheel = flywheel_services(settings, db, slack)
     build_app(db.url, [flywheel_jobs.blueprint()]).run_worker(
         wait=False,
         install_signal_handlers=False,
