@@ -408,7 +408,7 @@ def prepare(settings: Settings, db: Database, judge: Judge, cutoff: datetime) ->
     kept_ids = {v.event_id for v in verdicts if v.keep}
     kept = [e for e in events if e.id in kept_ids]
     # without a judge every click counts the same: reliability is still reported, not applied
-    weights = {} if isinstance(judge, NoJudge) else {a.agent_id: a.weight for a in agents.values()}
+    weights = {a.agent_id: a.weight for a in agents.values()} if judge.weighs_agents else {}
     prompts = PromptLibrary(settings.prompts_dir)
     data = datasets.build(kept, context, weights, prompts, holdout=settings.flywheel_holdout)
     return Prepared(events, context, verdicts, agents, kept_ids, data)

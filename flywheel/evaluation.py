@@ -104,6 +104,7 @@ class RetrieverEvaluator:
         # vectors by model folder: the champion is evaluated many times
         self._chunk_vectors: dict[str, np.ndarray] = {}
         self._query_vectors: dict[str, np.ndarray] = {}
+        self._encoders: dict[str, Any] = {}
 
     @cached_property
     def texts(self) -> dict[int, str]:
@@ -136,7 +137,7 @@ class RetrieverEvaluator:
     ) -> list[list[tuple[int, float]]]:
         """The top-k (chunk id, cosine) of other texts than the judged queries (training
         tickets, for mining), searched exactly like them."""
-        query_vectors = self._encode(load_encoder(_key(model_path)), list(texts))
+        query_vectors = self._encode(self._encoder(model_path), list(texts))
         return self._search(model_path, query_vectors, k)
 
     def _search(
@@ -155,11 +156,19 @@ class RetrieverEvaluator:
         """Normalised chunk and query embeddings of a model, encoded once per model folder."""
         key = _key(model_path)
         if key not in self._query_vectors:
-            model = load_encoder(key)
+            model = self._encoder(model_path)
             if key not in self._chunk_vectors:
                 self._chunk_vectors[key] = self._encode(model, self.chunk_texts)
             self._query_vectors[key] = self._encode(model, [q.text for q in self.queries])
         return self._chunk_vectors[key], self._query_vectors[key]
+
+    def _encoder(self, model_path: str | Path) -> Any:
+        """The model behind a folder, loaded once: mining searches with the live model after
+        the evaluation encoded with it."""
+        key = _key(model_path)
+        if key not in self._encoders:
+            self._encoders[key] = load_encoder(key)
+        return self._encoders[key]
 
     def seed(self, model_path: str | Path, stored: dict[int, np.ndarray]) -> bool:
         """Use a model's stored chunk vectors (the live index's) instead of encoding the corpus.

@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from flywheel.events import StoredFeedback
 from rag.store import ChunkRef, DraftSetInfo
@@ -121,6 +121,9 @@ class RuleSettings:
 
 class Judge(Protocol):
     name: str
+    # whether training weighs each agent's clicks by their reliability: a judge that keeps
+    # every click (off) leaves them equal, so that on/off compares screening as a whole
+    weighs_agents: bool
 
     def judge(self, events: Sequence[StoredFeedback], context: JudgeContext) -> list[Verdict]: ...
 
@@ -133,6 +136,7 @@ def content_words(text: str) -> set[str]:
 class RuleJudge:
     settings: RuleSettings = field(default_factory=RuleSettings)
     name: str = "rules"
+    weighs_agents: ClassVar[bool] = True
 
     def judge(self, events: Sequence[StoredFeedback], context: JudgeContext) -> list[Verdict]:
         contradictions = _contradictions(events, context)
@@ -260,6 +264,7 @@ class NoJudge:
     """Keeps every event (``AITL_JUDGE=off``): what training looks like without a judge."""
 
     name: str = "off"
+    weighs_agents: ClassVar[bool] = False
 
     def judge(self, events: Sequence[StoredFeedback], context: JudgeContext) -> list[Verdict]:
         return [Verdict(e.id, True, "not judged", self.name) for e in events]
@@ -281,6 +286,7 @@ class LLMJudge:
     prompts: Callable[[str], str]  # file name -> text, from prompts/
     model: str = "llm"
     rules: RuleJudge = field(default_factory=RuleJudge)
+    weighs_agents: ClassVar[bool] = True
 
     @property
     def name(self) -> str:

@@ -108,6 +108,9 @@ def test_base_model_finds_the_known_answers_and_encodes_once(minilm_path, counte
     assert all(len(hits) == 4 for hits in ranked.values()), "top k of six chunks"
     assert ranked["t2"][0][0] == 12
     assert evaluator.evaluate(str(minilm_path)) == result
+    # mining searches other texts with the same model: it is not loaded again
+    [hits] = evaluator.search(minilm_path, ["How do I reset my password?"], 2)
+    assert len(hits) == 2
     assert counted_loads == [str(Path(minilm_path).resolve())], "chunks encoded once per model"
 
 
