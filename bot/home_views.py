@@ -27,6 +27,7 @@ from slack_sdk.models.views import View
 from bot import actions
 from bot.card import escape, escape_keeping_mentions
 from flywheel.jobs import PendingChange
+from flywheel.reports import change_words
 from flywheel.store import AgentStats, ModelChange
 
 # the flywheel carries these out, in the worker
@@ -273,11 +274,7 @@ def _pending_lines(pending: Sequence[PendingChange]) -> str:
 def _history_lines(history: Sequence[ModelChange]) -> str:
     lines = []
     for h in history:
-        other = f"`{escape(h.other)}`" if h.other else "the shipped model"
-        if h.change == "promoted":
-            what = f"promoted, replacing {other}"
-        else:
-            what = f"rolled back, {other} live again"
+        what = change_words(h.change, h.other, lambda version: f"`{escape(version)}`")
         why = f" — {escape_keeping_mentions(h.reason)}" if h.reason else ""
         lines.append(f"• {h.at:%b %d %H:%M} *{escape(h.kind)}* `{escape(h.version)}` {what}{why}")
     return "\n".join(lines)

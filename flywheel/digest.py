@@ -27,7 +27,7 @@ from flywheel.digest_metrics import (
     weekly_trend,
 )
 from flywheel.gaps import GapCluster, gap_report
-from flywheel.reports import decision_lines
+from flywheel.reports import change_words, decision_lines
 from flywheel.store import ModelChange, model_changes
 
 Encode = Callable[[list[str]], np.ndarray]
@@ -276,11 +276,7 @@ def _model_change(change: ModelChange) -> dict[str, Any]:
 def model_change_line(change: dict[str, Any], *, why: bool = True) -> str:
     """'retriever r7 promoted, replacing r6 (Wed 02 Dec 10:02 UTC): promoted by …', whether a
     cycle, an admin in App Home or the CLI made it."""
-    other = change["other"] or "the shipped model"
-    if change["change"] == "promoted":
-        what = f"promoted, replacing {other}"
-    else:
-        what = f"rolled back, {other} live again"
+    what = change_words(change["change"], change["other"])
     at = datetime.fromisoformat(change["at"])
     line = f"{change['kind']} {change['version']} {what} ({at:%a %d %b %H:%M} UTC)"
     return line + (f": {change['reason']}" if why and change.get("reason") else "")

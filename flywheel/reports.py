@@ -1,9 +1,9 @@
-"""A cycle's outcome in words: the weekly digest's "last retrain" and the note admins get
-after each cycle the worker runs read the same sentences."""
+"""The flywheel's outcomes in words: a cycle's decisions (the weekly digest's "last retrain",
+the CLI, the note admins get after each cycle) and a model change (the digest, App Home)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flywheel.registry import KINDS
@@ -21,6 +21,17 @@ def decision_lines(decisions: Mapping[str, Mapping[str, Any]]) -> list[str]:
         verdict = "promoted" if decision.get("promoted") else "kept the current model"
         lines.append(f"{kind}: {verdict} ({decision.get('reason', 'no reason recorded')})")
     return lines
+
+
+def change_words(change: str, other: str | None, name: Callable[[str], str] = str) -> str:
+    """'promoted, replacing r6' or 'rolled back, r6 live again' (``other`` None: the shipped
+    model); ``name`` dresses a version for where it is shown."""
+    before = name(other) if other else "the shipped model"
+    return (
+        f"promoted, replacing {before}"
+        if change == "promoted"
+        else f"rolled back, {before} live again"
+    )
 
 
 def cycle_note(
