@@ -17,7 +17,7 @@ from procrastinate import RetryStrategy
 from procrastinate.exceptions import AlreadyEnqueued
 
 from flywheel.exceptions import RegistryError, RunInProgress
-from flywheel.reports import cycle_note
+from flywheel.reports import cycle_note, first_line
 
 log = logging.getLogger(__name__)
 NAMESPACE = "flywheel"
@@ -103,7 +103,8 @@ def _told(context: procrastinate.JobContext, by: str, what: str) -> Iterator[Non
         services.tell(by, f"{what} did not happen: {exc}.")
     except Exception as exc:
         if context.job.attempts >= MODEL_CHANGE_RETRIES:
-            services.tell(by, f"{what} failed after {context.job.attempts + 1} tries: {exc}")
+            tries = context.job.attempts + 1
+            services.tell(by, f"{what} failed after {tries} tries: {first_line(str(exc))}")
         raise
 
 

@@ -23,6 +23,12 @@ def decision_lines(decisions: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def first_line(error: str, limit: int = 300) -> str:
+    """What went wrong, for a direct message rather than a log: a database error's text goes
+    on with the statement it failed in."""
+    return next(iter(error.strip().splitlines()), "")[:limit]
+
+
 def change_words(change: str, other: str | None, name: Callable[[str], str] = str) -> str:
     """'promoted, replacing r6' or 'rolled back, r6 live again' (``other`` None: the shipped
     model); ``name`` dresses a version for where it is shown."""
@@ -46,8 +52,8 @@ def cycle_note(
 ) -> str:
     """What admins read when a cycle ends: how it ended, what goes live, and for a failure
     that nothing live changed."""
-    if error:  # a direct message, not a log: the first line says what went wrong
-        error = next(iter(error.strip().splitlines()), "")[:300]
+    if error:
+        error = first_line(error)
     what = TRIGGERS.get(trigger, "The retrain")
     if run_id is not None:
         what += f" (run {run_id})"
