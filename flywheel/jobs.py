@@ -24,9 +24,9 @@ NAMESPACE = "flywheel"
 CYCLE_LOCK = "flywheel-cycle"
 CYCLE_RETRIES = 1  # a failed cycle is tried once more (a passing fault); it changed nothing live
 MODEL_CHANGE_RETRIES = 3  # retries after the first try, for what the registry did not refuse
-# the model change job telling its admin how it ended: its work is done, so App Home, published
-# again as it tells, no longer shows it as pending
-_FINISHING: ContextVar[int | None] = ContextVar("finishing_model_change", default=None)
+# the job (a cycle or a model change) telling people how it ended: its work is done, so App
+# Home, published again as it tells, no longer shows it as pending
+_FINISHING: ContextVar[int | None] = ContextVar("finishing_job", default=None)
 
 
 def _services(context: procrastinate.JobContext):
@@ -95,17 +95,17 @@ def _told(context: procrastinate.JobContext, by: str, what: str) -> Iterator[Non
     unknown model) is final: said, not retried. Anything else is retried, and said only when
     the last attempt fails too."""
     services = _services(context)
-    try:
-        with _finishing(context):
+    with _finishing(context):
+        try:
             yield
-    except RegistryError as exc:
-        log.warning("%s, asked by %s, refused: %s", what.lower(), by, exc)
-        services.tell(by, f"{what} did not happen: {exc}.")
-    except Exception as exc:
-        if context.job.attempts >= MODEL_CHANGE_RETRIES:
-            tries = context.job.attempts + 1
-            services.tell(by, f"{what} failed after {tries} tries: {first_line(str(exc))}")
-        raise
+        except RegistryError as exc:
+            log.warning("%s, asked by %s, refused: %s", what.lower(), by, exc)
+            services.tell(by, f"{what} did not happen: {exc}.")
+        except Exception as exc:
+            if context.job.attempts >= MODEL_CHANGE_RETRIES:
+                tries = context.job.attempts + 1
+                services.tell(by, f"{what} failed after {tries} tries: {first_line(str(exc))}")
+            raise
 
 
 @contextmanager

@@ -516,6 +516,9 @@ def test_a_double_click_on_roll_back_rolls_back_once(services, slack, web, kb_db
         "Rolling back reranker `r7` did not happen: reranker r7 is no longer live (r6 is):"
         " nothing rolled back.",
     ]
+    home = json.dumps(slack.home(ADMIN), ensure_ascii=False)  # published as the last one told
+    assert "hourglass" not in home, "neither change is shown as still on its way"
+    assert "`r6` — champion" in home and "aitl.admin.rollback" in home
 
 
 def test_an_admin_promotes_a_challenger_from_app_home(services, slack, web, kb_db, settings):
