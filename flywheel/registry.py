@@ -73,9 +73,17 @@ def decide(
 
 
 class Registry:
-    def __init__(self, db: Database, versions: EmbeddingVersions) -> None:
+    def __init__(
+        self,
+        db: Database,
+        versions: EmbeddingVersions,
+        *,
+        waiting: Callable[[str], None] | None = None,
+    ) -> None:
         self.db = db
         self.versions = versions
+        # told what waits when a change must wait for another (the CLI says so on screen)
+        self.waiting = waiting
 
     def list(self) -> list[store.ModelRow]:
         with self.db.connection() as conn:
@@ -155,6 +163,8 @@ class Registry:
 
         def waiting() -> None:
             log.info("%s waits for another model change to finish", what)
+            if self.waiting is not None:
+                self.waiting(what)
 
         with held(self.db.url, CHANGE_LOCK, waiting=waiting):
             yield

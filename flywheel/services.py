@@ -28,9 +28,11 @@ class FlywheelServices:
         *,
         tell: Tell | None = None,
         admins: Callable[[], Iterable[str]] | None = None,
+        waiting: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
+        self._waiting = waiting
         self._tell = tell
         self._admins = admins or (lambda: ())
 
@@ -59,7 +61,8 @@ class FlywheelServices:
 
     @cached_property
     def registry(self) -> Registry:
-        return Registry(self.db, factory.embedding_versions(self.settings, self.db))
+        versions = factory.embedding_versions(self.settings, self.db)
+        return Registry(self.db, versions, waiting=self._waiting)
 
     def run_cycle(self, trigger: str, progress: Progress | None = None) -> CycleReport:
         return Flywheel(self.settings, self.db, progress=progress).run(trigger)

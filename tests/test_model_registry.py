@@ -209,3 +209,30 @@ def test_the_history_lists_promotions_and_rollbacks_newest_first(registry, datab
         ["reranker", "r2", "rolled back", "r1", "r2 drafts were worse"],
         ["reranker", "r2", "promoted", "r1", "promoted from the CLI"],
     ]
+
+
+def test_the_cli_says_when_it_waits_for_another_model_change(registry, db, database_url):
+    import threading
+
+    from typer.testing import CliRunner
+
+    from aitl.cli import app
+    from aitl.leader import held
+    from flywheel.registry import CHANGE_LOCK
+
+    registry.promote(KIND, "r1", "test")
+    env = {"DATABASE_URL": database_url, "COLUMNS": "240"}
+    result = []
+    with held(db.url, CHANGE_LOCK):  # a promotion in progress in the worker
+        cli = threading.Thread(
+            target=lambda: result.append(
+                CliRunner().invoke(app, ["models", "rollback", KIND, "--expect", "r1"], env=env)
+            )
+        )
+        cli.start()
+        wait_until_someone_waits_for_a_lock(db)
+    cli.join(timeout=30)
+    [done] = result
+    assert done.exit_code == 0, done.output
+    assert "rolling back reranker: waiting for another model change to finish" in done.output
+    assert done.output.rstrip().endswith("reranker: the shipped model is live")

@@ -13,7 +13,10 @@ console = Console()
 def _registry(ctx: typer.Context):
     from flywheel.services import FlywheelServices
 
-    return FlywheelServices(ctx.obj.settings, ctx.obj.db).registry
+    def waiting(what: str) -> None:
+        console.print(f"{what}: waiting for another model change to finish…")
+
+    return FlywheelServices(ctx.obj.settings, ctx.obj.db, waiting=waiting).registry
 
 
 @app.command("list")
