@@ -4,7 +4,7 @@ leads, the flywheel cycle that runs, the model change that is being made."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import psycopg
 
@@ -67,4 +67,6 @@ def held(url: str, name: str, *, waiting: Callable[[], None] | None = None) -> I
         try:
             yield
         finally:
-            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
+            # a connection gone takes the lock with it: keep the block's own error, if any
+            with suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
