@@ -38,3 +38,26 @@ def test_only_one_scheduler_leads_until_it_lets_go(db):
     finally:
         first.release()
         second.release()
+
+
+def test_a_held_lock_whose_connection_died_keeps_the_blocks_own_error(db):
+    """A model change that fails after the database dropped its lock connection reports its
+    own failure, not the unlock's; and the lock is free for the next change."""
+    import pytest
+
+    from aitl.leader import held
+
+    with (
+        pytest.raises(RuntimeError, match="the change itself failed"),
+        held(db.url, "aitl.test.change"),
+    ):
+        with db.connection() as conn:  # e.g. a failover, or an admin ending the session
+            (ended,) = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks"
+                " WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ).fetchone()
+        assert ended == 1
+        raise RuntimeError("the change itself failed")
+    with held(db.url, "aitl.test.change"):
+        pass
