@@ -260,6 +260,8 @@ def _pending_lines(pending: Sequence[PendingChange]) -> str:
     lines = []
     for p in pending:
         state = "in progress" if p.running else "queued"
+        if p.failed_tries:
+            state += f" (retrying: {p.failed_tries} failed {_tries(p.failed_tries)} so far)"
         asked = f", asked by <@{p.by}>" if p.by else ""
         if p.change == "retrain":
             what = "Retrain" if p.by else "Weekly retrain"
@@ -269,6 +271,10 @@ def _pending_lines(pending: Sequence[PendingChange]) -> str:
         version = f" `{escape(p.version)}`" if p.version else ""
         lines.append(f":hourglass: {what} the {escape(p.kind)}{version} {state}{asked}")
     return "\n".join(lines)
+
+
+def _tries(n: int) -> str:
+    return "try" if n == 1 else "tries"
 
 
 def _history_lines(history: Sequence[ModelChange]) -> str:

@@ -125,6 +125,7 @@ class PendingChange:
     change: str  # 'promote' | 'rollback' | 'retrain'
     by: str  # '' for the scheduled retrain
     running: bool
+    failed_tries: int = 0  # tries that failed so far: a change waiting for its retry
 
 
 CHANGES = {"promote": "promote", "rollback": "rollback", "cycle": "retrain"}  # task → change
@@ -134,7 +135,7 @@ def pending_model_changes(conn: psycopg.Connection) -> list[PendingChange]:
     """Retrains, promotions and rollbacks queued or running, oldest first: App Home shows
     them and holds back the buttons that would ask for the same again until they are done."""
     rows = conn.execute(
-        "SELECT task_name, args, status FROM procrastinate_jobs"
+        "SELECT task_name, args, status, attempts FROM procrastinate_jobs"
         " WHERE task_name = ANY(%s) AND status IN ('todo', 'doing')"
         " AND id IS DISTINCT FROM %s ORDER BY id",
         ([f"{NAMESPACE}:{task}" for task in CHANGES], _FINISHING.get()),
@@ -146,8 +147,9 @@ def pending_model_changes(conn: psycopg.Connection) -> list[PendingChange]:
             change=CHANGES[task.removeprefix(f"{NAMESPACE}:")],
             by=args.get("by") or "",
             running=status == "doing",
+            failed_tries=attempts,
         )
-        for task, args, status in rows
+        for task, args, status, attempts in rows
     ]
 
 

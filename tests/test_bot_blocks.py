@@ -309,7 +309,10 @@ def test_a_pending_model_change_holds_back_its_kinds_buttons_and_history_keeps_m
         ModelEntry("retriever", "v2", "champion"),
         ModelEntry("reranker", "k2", "champion", replaces="k1"),
     ]
-    pending = [PendingChange("retriever", "v3", "promote", "UADMIN", running=True)]
+    pending = [
+        PendingChange("retriever", "v3", "promote", "UADMIN", running=True),
+        PendingChange("", "", "retrain", "", running=False, failed_tries=1),
+    ]
     history = [
         ModelChange("reranker", "k2", "promoted", "k1", "P@8 0.17 → 0.18 <&>", NOW),
         ModelChange("reranker", "k1", "rolled back", None, "rolled back by <@UADMIN>", NOW),
@@ -326,5 +329,7 @@ def test_a_pending_model_change_holds_back_its_kinds_buttons_and_history_keeps_m
     assert not {"retriever:v3", "retriever:v2"} & values, "no second retriever change meanwhile"
     texts = json.dumps(view, ensure_ascii=False)
     assert ":hourglass: Promotion of the retriever `v3` in progress, asked by <@UADMIN>" in texts
+    assert ":hourglass: Weekly retrain queued (retrying: 1 failed try so far)" in texts
+    assert "aitl.admin.retrain" not in texts, "no second retrain while one waits"
     assert "`k2` promoted, replacing `k1` — P@8 0.17 → 0.18 &lt;&amp;&gt;" in texts
     assert "`k1` rolled back, the shipped model live again — rolled back by <@UADMIN>" in texts

@@ -162,6 +162,10 @@ def test_a_model_change_that_fails_is_told_once_its_last_attempt_failed(
     assert rows(db, "SELECT status FROM model_registry") == [("challenger",)]
     if earlier_attempts < jobs.MODEL_CHANGE_RETRIES:
         assert status == "todo" and told == [], "retried later, quietly"
+        with db.connection() as conn:  # App Home says it is being retried
+            assert jobs.pending_model_changes(conn) == [
+                jobs.PendingChange("retriever", "r9", "promote", "UADMIN", False, failed_tries=1)
+            ]
     else:
         assert status == "failed"
         [(user, text)] = told
