@@ -23,7 +23,7 @@ from flywheel import datasets, reliability, store
 from flywheel.datasets import Datasets
 from flywheel.evaluation import EvalQuery, RetrieverEvaluator
 from flywheel.examples import RerankExample
-from flywheel.exceptions import NotEnoughData, RunInProgress
+from flywheel.exceptions import CycleFailed, NotEnoughData, RunInProgress
 from flywheel.generator_eval import decide_generator, describe
 from flywheel.judge import Judge, JudgeContext, NoJudge, RuleJudge, RuleSettings
 from flywheel.mining import mined_negatives
@@ -103,7 +103,7 @@ class Flywheel:
             report.status, report.error = "not_enough_data", str(exc)
         except Exception as exc:
             report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
-            raise
+            raise CycleFailed(run_id, report.error) from exc
         finally:
             report.seconds = round(time.monotonic() - started, 1)
             self._finish(report)

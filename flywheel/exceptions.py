@@ -4,6 +4,7 @@ FlywheelError
 ├── InvalidFeedback
 ├── NotEnoughData        (the data window holds too little to train or evaluate)
 ├── RunInProgress        (another cycle holds the lock)
+├── CycleFailed          (a cycle failed once started: its run says why, nothing live changed)
 └── RegistryError        (no such model, nothing to roll back to)
     └── StaleModelChange (the champion changed since the admin asked)
 """
@@ -27,6 +28,15 @@ class NotEnoughData(FlywheelError):
 
 class RunInProgress(FlywheelError):
     """Another flywheel cycle is running."""
+
+
+class CycleFailed(FlywheelError):
+    """A cycle failed after its run was recorded; what failed is its cause."""
+
+    def __init__(self, run_id: int, error: str) -> None:
+        super().__init__(f"flywheel run {run_id} failed: {error}; nothing live changed")
+        self.run_id = run_id
+        self.error = error
 
 
 class RegistryError(FlywheelError):

@@ -16,7 +16,7 @@ import psycopg
 from procrastinate import RetryStrategy
 from procrastinate.exceptions import AlreadyEnqueued
 
-from flywheel.exceptions import RegistryError, RunInProgress
+from flywheel.exceptions import CycleFailed, RegistryError, RunInProgress
 from flywheel.reports import cycle_note, first_line
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,12 @@ def _cycle(services, trigger: str, note: Callable[..., str], *, last_try: bool) 
         return
     except Exception as exc:
         if last_try:  # a failure retried is said once, when the retry failed too
-            error = f"{type(exc).__name__}: {exc}"
-            services.tell_admins(note(run_id=None, status="failed", error=error))
+            run_id, error = (
+                (exc.run_id, exc.error)
+                if isinstance(exc, CycleFailed)
+                else (None, f"{type(exc).__name__}: {exc}")  # before its run was recorded
+            )
+            services.tell_admins(note(run_id=run_id, status="failed", error=error))
         raise
     services.tell_admins(
         note(

@@ -14,7 +14,7 @@ from aitl.leader import Leadership
 from bot.simulation import AgentPolicy
 from flywheel import store as flywheel_store
 from flywheel.cycle import RUN_LOCK, Flywheel
-from flywheel.exceptions import RunInProgress
+from flywheel.exceptions import CycleFailed, RunInProgress
 from flywheel.serving import LivePipeline
 from rag import factory
 from rag import store as rag_store
@@ -207,10 +207,14 @@ def test_a_crash_mid_run_changes_nothing_live_and_the_next_run_starts_clean(anno
 
     monkeypatch.setattr("flywheel.train_retrieval.train_reranker", crash)
     monkeypatch.setattr("flywheel.cycle.Registry.promote", _refuse_promotion)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(CycleFailed) as failed:
         Flywheel(settings, kb_db).run("test")
-    [(status, error)] = rows(kb_db, "SELECT status, error FROM flywheel_runs")
+    [(run_id, status, error)] = rows(kb_db, "SELECT id, status, error FROM flywheel_runs")
     assert status == "failed" and "killed while training" in error
+    # what an operator or an admin reads names the run and says what broke
+    assert failed.value.run_id == run_id and failed.value.error == error
+    assert isinstance(failed.value.__cause__, RuntimeError)
+    assert str(failed.value) == f"flywheel run {run_id} failed: {error}; nothing live changed"
     assert live_index(kb_db) == before_index
     assert rows(kb_db, "SELECT count(*) FROM model_registry WHERE status = 'champion'") == [(0,)]
 

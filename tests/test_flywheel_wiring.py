@@ -220,15 +220,24 @@ def test_admins_hear_how_each_cycle_the_worker_ran_ended(settings, db):
         " The current models stay live."
     }
 
-    with db.connection() as conn:  # a broken database: the cycle fails, is retried, fails
-        conn.execute("ALTER TABLE flywheel_runs RENAME TO flywheel_runs_gone")
+    # a broken database: the cycle fails once started (its runs are recorded), is retried,
+    # fails again; then it cannot even record its run
+    with db.connection() as conn:
+        conn.execute("ALTER TABLE feedback_events RENAME TO feedback_events_gone")
     assert jobs.defer_cycle(queue, "schedule")
     notes = [text for user, text in work() if user == "UADMIN"]
     assert len(notes) == 1, "one note for the failure, not one per try"
-    assert notes[0].startswith("The weekly retrain failed: UndefinedTable:")
+    [(last_run,)] = rows(db, "SELECT max(id) FROM flywheel_runs WHERE status = 'failed'")
+    assert notes[0].startswith(f"The weekly retrain (run {last_run}) failed: UndefinedTable:")
     assert "Nothing live changed" in notes[0]
     statuses = rows(db, "SELECT status, attempts FROM procrastinate_jobs ORDER BY id")
     assert statuses[-1] == ("failed", jobs.CYCLE_RETRIES + 1)
+
+    with db.connection() as conn:
+        conn.execute("ALTER TABLE flywheel_runs RENAME TO flywheel_runs_gone")
+    assert jobs.defer_cycle(queue, "schedule")
+    [note] = [text for user, text in work() if user == "UADMIN"]
+    assert note.startswith("The weekly retrain failed: UndefinedTable:"), "no run to name"
 
 
 def test_a_cycle_note_says_what_goes_live_and_why():
