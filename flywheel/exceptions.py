@@ -34,7 +34,7 @@ class CycleFailed(FlywheelError):
     """A cycle failed after its run was recorded; what failed is its cause."""
 
     def __init__(self, run_id: int, error: str) -> None:
-        super().__init__(f"flywheel run {run_id} failed: {error}; nothing live changed")
+        super().__init__(f"flywheel run {run_id} failed, nothing live changed: {error}")
         self.run_id = run_id
         self.error = error
 

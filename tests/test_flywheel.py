@@ -214,7 +214,7 @@ def test_a_crash_mid_run_changes_nothing_live_and_the_next_run_starts_clean(anno
     # what an operator or an admin reads names the run and says what broke
     assert failed.value.run_id == run_id and failed.value.error == error
     assert isinstance(failed.value.__cause__, RuntimeError)
-    assert str(failed.value) == f"flywheel run {run_id} failed: {error}; nothing live changed"
+    assert str(failed.value) == f"flywheel run {run_id} failed, nothing live changed: {error}"
     assert live_index(kb_db) == before_index
     assert rows(kb_db, "SELECT count(*) FROM model_registry WHERE status = 'champion'") == [(0,)]
 
