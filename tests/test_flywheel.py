@@ -252,7 +252,7 @@ def test_the_retriever_trains_from_the_model_whose_vectors_the_evaluation_read(
 
     monkeypatch.setattr(flywheel.versions, "live_or_bootstrap", lookup_then_promote_elsewhere)
     monkeypatch.setattr("flywheel.train_retrieval.train_retriever", record_and_stop)
-    with pytest.raises(RuntimeError, match="training base"):
+    with pytest.raises(CycleFailed, match="training base"):
         flywheel.run("test")
     assert read and trained_from == read[:1]
     [(config,)] = rows(kb_db, "SELECT config FROM flywheel_runs")
