@@ -204,8 +204,8 @@ def _last_digest_lines(panel: AdminPanel) -> str:
 
 def _registry_blocks(
     registry: Sequence[ModelEntry],
-    pending: Sequence[PendingChange] = (),
-    history: Sequence[ModelChange] = (),
+    pending: Sequence[PendingChange],
+    history: Sequence[ModelChange],
 ) -> list[Any]:
     heading = "*Models*"
     if not registry:

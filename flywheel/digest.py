@@ -263,14 +263,7 @@ def _agent(agent) -> dict[str, Any]:
 
 
 def _model_change(change: ModelChange) -> dict[str, Any]:
-    return {
-        "kind": change.kind,
-        "version": change.version,
-        "change": change.change,
-        "other": change.other,
-        "reason": change.reason,
-        "at": change.at.isoformat(timespec="minutes"),
-    }
+    return {**dataclasses.asdict(change), "at": change.at.isoformat(timespec="minutes")}
 
 
 def model_change_line(change: dict[str, Any], *, why: bool = True) -> str:
