@@ -27,6 +27,7 @@ EDITABLE = frozenset(
         "slack_digest_channel",
         "retrain_cron",
         "digest_cron",
+        "flywheel_admin_notes",
     }
 )
 

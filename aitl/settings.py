@@ -201,6 +201,11 @@ class Settings(BaseSettings):
         default="rules", description="llm: the chat model at AITL_OPENAI_BASE_URL also judges."
     )
     judge_min_read_s: float = Field(default=3.0, ge=0)
+    flywheel_admin_notes: Literal["all", "changes", "failures", "none"] = Field(
+        default="all",
+        description="Which cycles every admin hears of by direct message: all; changes (a model "
+        "promoted, or a failure); failures; none. An admin who asked in App Home hears anyway.",
+    )
 
     # --- processes -----------------------------------------------------------------------
     web_host: str = "127.0.0.1"

@@ -47,11 +47,12 @@ AGENTS_GROUP, AGENTS_CHANNEL, MANAGERS, MANAGERS_GROUP, DIGEST_CHANNEL = (
     "managers_group",
     "digest_channel",
 )
-DEFAULT_CHANNEL, ROUTES, RETRAIN_CRON, DIGEST_CRON = (
+DEFAULT_CHANNEL, ROUTES, RETRAIN_CRON, DIGEST_CRON, ADMIN_NOTES = (
     "default_channel",
     "routes",
     "retrain_cron",
     "digest_cron",
+    "admin_notes",
 )
 
 

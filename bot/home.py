@@ -35,6 +35,7 @@ FIELD_BLOCKS = {
     "slack_routes": actions.ROUTES,
     "retrain_cron": actions.RETRAIN_CRON,
     "digest_cron": actions.DIGEST_CRON,
+    "flywheel_admin_notes": actions.ADMIN_NOTES,
 }
 
 
@@ -199,4 +200,7 @@ def _schedule_changes(services: BotServices, values: dict) -> Changes:
         "digest_cron": _text(values, actions.DIGEST_CRON),
     }
     errors = {FIELD_BLOCKS[k]: "Required." for k, v in changes.items() if not v}
+    notes = payloads.input_value(values, actions.ADMIN_NOTES)
+    if notes is not None:  # a modal opened before this choice existed leaves it as it was
+        changes["flywheel_admin_notes"] = notes
     return changes, errors

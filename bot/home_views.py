@@ -18,8 +18,10 @@ from slack_sdk.models.blocks import (
     HeaderBlock,
     InputBlock,
     MarkdownTextObject,
+    Option,
     PlainTextInputElement,
     SectionBlock,
+    StaticSelectElement,
     UserMultiSelectElement,
 )
 from slack_sdk.models.views import View
@@ -30,6 +32,13 @@ from flywheel.jobs import PendingChange
 from flywheel.reports import change_words
 from flywheel.store import AgentStats, ModelChange
 
+# settings.flywheel_admin_notes, as an admin chooses it
+ADMIN_NOTE_CHOICES = {
+    "all": "every retrain",
+    "changes": "a model going live, or a failure",
+    "failures": "failures only",
+    "none": "nothing (whoever asked still hears)",
+}
 # the flywheel carries these out, in the worker
 PROMOTE, ROLL_BACK, RETRAIN = "aitl.admin.promote", "aitl.admin.rollback", "aitl.admin.retrain"
 ROUTE_KEYS = {"brand": "brand_id", "group": "group_id", "tag": "tag"}
@@ -62,6 +71,7 @@ class AdminPanel:
     digest_channel: str | None
     retrain_cron: str
     digest_cron: str
+    admin_notes: str  # settings.flywheel_admin_notes: which cycles every admin is told of
     next_retrain: datetime | None
     next_digest: datetime | None
     registry: Sequence[ModelEntry]
@@ -183,7 +193,10 @@ def _schedule_lines(panel: AdminPanel) -> str:
 
     return (
         f"• Retrain: `{panel.retrain_cron}` ({when(panel.next_retrain)})\n"
-        f"• Digest: `{panel.digest_cron}` ({when(panel.next_digest)})" + _last_digest_lines(panel)
+        f"• Digest: `{panel.digest_cron}` ({when(panel.next_digest)})"
+        + _last_digest_lines(panel)
+        + "\n• Every admin hears, by DM, of: "
+        + ADMIN_NOTE_CHOICES.get(panel.admin_notes, panel.admin_notes)
     )
 
 
@@ -381,7 +394,22 @@ def schedule_modal(panel: AdminPanel) -> View:
         blocks=[
             _input(actions.RETRAIN_CRON, "Retrain (crontab, UTC)", panel.retrain_cron, False),
             _input(actions.DIGEST_CRON, "Digest (crontab, UTC)", panel.digest_cron, False),
+            _admin_notes_input(panel.admin_notes),
         ],
+    )
+
+
+def _admin_notes_input(current: str) -> InputBlock:
+    options = [Option(value=key, text=text) for key, text in ADMIN_NOTE_CHOICES.items()]
+    return InputBlock(
+        block_id=actions.ADMIN_NOTES,
+        label="After a retrain, every admin hears by DM of",
+        hint="The admin who asked for a retrain in App Home always hears how it ended.",
+        element=StaticSelectElement(
+            action_id=actions.ADMIN_NOTES,
+            options=options,
+            initial_option=next((o for o in options if o.value == current), None),
+        ),
     )
 
 

@@ -190,6 +190,7 @@ class BotServices:
             digest_channel=s.slack_digest_channel,
             retrain_cron=s.retrain_cron,
             digest_cron=s.digest_cron,
+            admin_notes=s.flywheel_admin_notes,
             next_retrain=_next_run(s.retrain_cron),
             next_digest=_next_run(s.digest_cron),
             registry=list(self.registry()),

@@ -36,20 +36,25 @@ def _services(context: procrastinate.JobContext):
 def cycle(
     context: procrastinate.JobContext, trigger: str = "schedule", by: str | None = None
 ) -> None:
-    """One cycle; the admins hear how it ended (``by``: the admin who asked in App Home). A
-    cycle already running (from the CLI) means this one is skipped, not retried."""
+    """One cycle; the admins hear how it ended, as far as they chose to, and ``by`` (the admin
+    who asked in App Home) always does. A cycle already running (from the CLI) means this one
+    is skipped, not retried."""
     services = _services(context)
     note = functools.partial(cycle_note, trigger=trigger, by=by)
     with _finishing(context):
-        _cycle(services, trigger, note, last_try=context.job.attempts >= CYCLE_RETRIES)
+        _cycle(services, trigger, note, by=by, last_try=context.job.attempts >= CYCLE_RETRIES)
 
 
-def _cycle(services, trigger: str, note: Callable[..., str], *, last_try: bool) -> None:
+def _cycle(
+    services, trigger: str, note: Callable[..., str], *, by: str | None, last_try: bool
+) -> None:
     try:
         report = services.run_cycle(trigger)
     except RunInProgress:
-        services.tell_admins(
-            note(run_id=None, status="skipped", error="another cycle was running (from the CLI?)")
+        services.tell_cycle_end(
+            note(run_id=None, status="skipped", error="another cycle was running (from the CLI?)"),
+            outcome="unchanged",
+            asked_by=by,
         )
         return
     except Exception as exc:
@@ -59,16 +64,21 @@ def _cycle(services, trigger: str, note: Callable[..., str], *, last_try: bool) 
                 if isinstance(exc, CycleFailed)
                 else (None, f"{type(exc).__name__}: {exc}")  # before its run was recorded
             )
-            services.tell_admins(note(run_id=run_id, status="failed", error=error))
+            services.tell_cycle_end(
+                note(run_id=run_id, status="failed", error=error), outcome="failed", asked_by=by
+            )
         raise
-    services.tell_admins(
+    promoted = any(decision.get("promoted") for decision in report.decisions.values())
+    services.tell_cycle_end(
         note(
             run_id=report.run_id,
             status=report.status,
             seconds=report.seconds,
             decisions=report.decisions,
             error=report.error,
-        )
+        ),
+        outcome="promoted" if promoted else "unchanged",
+        asked_by=by,
     )
 
 

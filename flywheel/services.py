@@ -5,7 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from functools import cached_property
+from typing import Literal
 
+import psycopg
+
+from aitl import overrides
 from aitl.db import Database
 from aitl.logs import mask
 from aitl.settings import Settings
@@ -18,6 +22,16 @@ log = logging.getLogger(__name__)
 
 # tells a person (a Slack user id) something, e.g. how the model change they asked for ended
 Tell = Callable[[str, str], None]
+# how a cycle ended, for whom to tell: a model went live, nothing did (trained nothing, kept the
+# champions, did not start), or it failed
+CycleOutcome = Literal["promoted", "unchanged", "failed"]
+# settings.flywheel_admin_notes → the outcomes every admin hears of
+ADMIN_NOTES: dict[str, frozenset[str]] = {
+    "all": frozenset({"promoted", "unchanged", "failed"}),
+    "changes": frozenset({"promoted", "failed"}),
+    "failures": frozenset({"failed"}),
+    "none": frozenset(),
+}
 
 
 class FlywheelServices:
@@ -36,17 +50,31 @@ class FlywheelServices:
         self._tell = tell
         self._admins = admins or (lambda: ())
 
-    def tell_admins(self, text: str) -> None:
-        """Say it to every admin (how a cycle ended: it may have changed what is live)."""
-        try:
-            admins = sorted(set(self._admins()))
-        except Exception:  # the directory is unreachable: the note is still logged
-            log.exception("could not list the admins to tell: %s", text)
-            admins = []
+    def tell_cycle_end(self, text: str, *, outcome: CycleOutcome, asked_by: str | None) -> None:
+        """Admins hear how a cycle ended as far as ``flywheel_admin_notes`` wants (a quiet week
+        need not ping every admin); the admin who asked for the cycle hears it regardless."""
+        admins: set[str] = set()
+        if outcome in ADMIN_NOTES[self._admin_notes()]:
+            try:
+                admins = set(self._admins())
+            except Exception:  # the directory is unreachable: the note is still logged
+                log.exception("could not list the admins to tell: %s", mask(text))
+        if asked_by:
+            admins.add(asked_by)
         if not admins:
-            log.info("to the admins: %s", mask(text))
-        for admin in admins:
+            log.info("cycle ended (%s), nobody to tell: %s", outcome, mask(text))
+        for admin in sorted(admins):
             self.tell(admin, text)
+
+    def _admin_notes(self) -> str:
+        """As an admin last chose in App Home, else as deployed; a failure that has the
+        database down still reaches the admins as deployed."""
+        try:
+            with self.db.connection() as conn:
+                return overrides.effective(self.settings, conn).flywheel_admin_notes
+        except psycopg.Error:
+            log.exception("could not read the admins' choice of notes; using the settings'")
+            return self.settings.flywheel_admin_notes
 
     def tell(self, user: str, text: str) -> None:
         """Say it to ``user`` if the worker can reach people (Slack is set up); log it anyway."""

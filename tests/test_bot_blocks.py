@@ -171,6 +171,7 @@ def panel(**changes) -> AdminPanel:
         digest_channel=None,
         retrain_cron="0 2 * * 1",
         digest_cron="0 8 * * 1",
+        admin_notes="changes",
         next_retrain=NOW,
         next_digest=NOW,
         registry=[ModelEntry("retriever", "v2", "challenger", {"recall@75": 0.9})],
@@ -191,6 +192,20 @@ def test_app_home_for_an_agent_and_for_an_admin():
     assert "not in the agents group" in outsider
     for modal in (people_modal, routing_modal, schedule_modal):
         assert isinstance(modal(panel()), View) and modal(panel()).to_dict()["blocks"]
+
+
+def test_the_schedule_shows_and_offers_which_retrains_every_admin_hears_of():
+    stats = AgentStats({}, 0, {}, None)
+    admin = json.dumps(home_view(HomeContent("UADMIN", True, stats, panel())).to_dict())
+    assert "Every admin hears, by DM, of: a model going live, or a failure" in admin
+    [notes] = [
+        b for b in schedule_modal(panel()).to_dict()["blocks"] if b["block_id"] == "admin_notes"
+    ]
+    element = notes["element"]
+    assert element["initial_option"]["value"] == "changes", "the current choice is selected"
+    assert [o["value"] for o in element["options"]] == ["all", "changes", "failures", "none"]
+    unknown = schedule_modal(panel(admin_notes="weekly")).to_dict()["blocks"][-1]["element"]
+    assert "initial_option" not in unknown, "no choice is shown as made when none matches"
 
 
 def test_model_buttons_ask_before_changing_what_every_agent_gets():

@@ -20,7 +20,7 @@ from rag import factory
 from rag import store as rag_store
 from rag.chunking import embedding_text
 from tests.conftest import clone_database, drop_database, make_settings
-from tests.support.flywheel import annotate_samples
+from tests.support.flywheel import annotate_samples, telling_worker
 
 pytestmark = pytest.mark.slow
 
@@ -180,6 +180,33 @@ def factory_registry(settings, db):
     from flywheel.registry import Registry
 
     return Registry(db, factory.embedding_versions(settings, db))
+
+
+def test_admins_who_hear_only_of_changes_hear_of_a_promotion_not_of_a_refusal(annotated):
+    """AITL_FLYWHEEL_ADMIN_NOTES=changes, cycles run by the worker: one the gate refuses pings
+    nobody; one it lets through tells every admin what went live."""
+    from aitl.queue import build_deferrer
+    from flywheel import jobs
+
+    base, kb_db, _ = annotated
+    queue = build_deferrer(kb_db.url)
+
+    def cycle(**gate) -> list[tuple[str, str]]:
+        settings = base.model_copy(
+            update={"flywheel_admin_notes": "changes", "flywheel_max_examples": 30, **gate}
+        )
+        assert jobs.defer_cycle(queue, "schedule")
+        return telling_worker(settings, kb_db)()
+
+    assert cycle(gate_margin=1.0) == []
+    [(status, decisions)] = rows(kb_db, "SELECT status, decisions FROM flywheel_runs")
+    assert status == "succeeded" and not any(d["promoted"] for d in decisions.values())
+
+    told = cycle(gate_margin=-1.0, gate_tolerance=1.0)
+    assert [user for user, _ in told] == ["UADMIN", "UOTHER"]
+    lines = told[0][1].splitlines()
+    assert "2 models promoted" in lines[0]
+    assert {line.split(":")[0] for line in lines[1:]} >= {"• retriever", "• reranker"}
 
 
 def test_the_gate_refuses_a_challenger_that_does_not_beat_the_champion(annotated):

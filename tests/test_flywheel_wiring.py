@@ -5,6 +5,7 @@ generator whose challenger then writes one of drafts A/B."""
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import get_args
 
 import pytest
 from typer.testing import CliRunner
@@ -18,7 +19,7 @@ from flywheel.serving import LivePipeline
 from rag.models import Ticket
 from tests.conftest import make_settings
 from tests.support.fake_openai import FakeOpenAI, Reply
-from tests.support.flywheel import annotate_samples, run_flywheel_worker
+from tests.support.flywheel import annotate_samples, run_flywheel_worker, telling_worker
 from tests.support.tiny_models import build_tiny_causal_lm
 
 
@@ -178,29 +179,12 @@ def test_admins_hear_how_each_cycle_the_worker_ran_ended(settings, db):
     """Nothing to learn from, another cycle in the way, a failure retried: each is said to
     every admin once, with who asked."""
     from aitl.leader import Leadership
-    from aitl.queue import build_app, build_deferrer
+    from aitl.queue import build_deferrer
     from flywheel import jobs
     from flywheel.cycle import RUN_LOCK
-    from flywheel.services import FlywheelServices
 
-    told: list[tuple[str, str]] = []
-    services = FlywheelServices(
-        settings,
-        db,
-        tell=lambda user, text: told.append((user, text)),
-        admins=lambda: ["UADMIN", "UOTHER", "UADMIN"],
-    )
+    work = telling_worker(settings, db)
     queue = build_deferrer(db.url)
-
-    def work() -> list[tuple[str, str]]:
-        told.clear()
-        build_app(db.url, [jobs.blueprint()]).run_worker(
-            wait=False,
-            install_signal_handlers=False,
-            listen_notify=False,
-            additional_context={"flywheel": services},
-        )
-        return told
 
     assert jobs.defer_cycle(queue, "app_home", by="UADMIN")
     [(first, note), (second, same)] = work()
@@ -238,6 +222,37 @@ def test_admins_hear_how_each_cycle_the_worker_ran_ended(settings, db):
     assert jobs.defer_cycle(queue, "schedule")
     [note] = [text for user, text in work() if user == "UADMIN"]
     assert note.startswith("The weekly retrain failed: UndefinedTable:"), "no run to name"
+
+
+def test_admins_can_hear_only_of_failures_and_whoever_asked_hears_anyway(settings, db):
+    """Admins chose in App Home to hear only of failures: a week with nothing to learn from
+    pings nobody; a retrain asked for in App Home is still answered to whoever asked; a failure
+    reaches every admin."""
+    from aitl.queue import build_deferrer
+    from aitl.settings import Settings
+    from flywheel import jobs
+    from flywheel.services import ADMIN_NOTES
+
+    choices = get_args(Settings.model_fields["flywheel_admin_notes"].annotation)
+    assert set(choices) == set(ADMIN_NOTES), "each choice says which outcomes it tells"
+    with db.connection() as conn:  # as App Home's schedule modal saves it
+        overrides.save(conn, settings, {"flywheel_admin_notes": "failures"}, "UADMIN")
+    work = telling_worker(settings, db)
+    queue = build_deferrer(db.url)
+    assert jobs.defer_cycle(queue, "schedule")
+    assert work() == []
+    assert rows(db, "SELECT status FROM flywheel_runs") == [("not_enough_data",)], "it ran"
+
+    assert jobs.defer_cycle(queue, "app_home", by="UASKER")  # an admin since removed, say
+    [(user, note)] = work()
+    assert user == "UASKER" and "asked by <@UASKER>, trained nothing" in note
+
+    with db.connection() as conn:
+        conn.execute("ALTER TABLE feedback_events RENAME TO feedback_events_gone")
+    assert jobs.defer_cycle(queue, "schedule")
+    told = work()
+    assert sorted(user for user, _ in told) == ["UADMIN", "UOTHER"]
+    assert all(" failed: UndefinedTable:" in note for _, note in told)
 
 
 def test_a_cycle_note_says_what_goes_live_and_why():

@@ -400,11 +400,21 @@ def test_app_home_for_an_agent_and_an_admin_who_edits_the_schedule(services, sla
     bad[actions.DIGEST_CRON] = text_input(actions.DIGEST_CRON, "0 8 * * 1")
     refused = submit(slack, web, ADMIN, bad).json()
     assert refused["response_action"] == "errors" and actions.RETRAIN_CRON in refused["errors"]
-    good = {**bad, actions.RETRAIN_CRON: text_input(actions.RETRAIN_CRON, "30 1 * * 2")}
+    crafted = {**bad, actions.ADMIN_NOTES: select(actions.ADMIN_NOTES, "hourly")}
+    crafted[actions.RETRAIN_CRON] = text_input(actions.RETRAIN_CRON, "30 1 * * 2")
+    refused = submit(slack, web, ADMIN, crafted).json()
+    assert refused["response_action"] == "errors" and actions.ADMIN_NOTES in refused["errors"]
+    assert rows(kb_db, "SELECT name FROM admin_settings") == [], "nothing saved from a refusal"
+    good = {**crafted, actions.ADMIN_NOTES: select(actions.ADMIN_NOTES, "failures")}
     assert submit(slack, web, ADMIN, good).status_code == 200
     saved = rows(kb_db, "SELECT name, value, updated_by FROM admin_settings ORDER BY name")
-    assert saved == [("digest_cron", "0 8 * * 1", ADMIN), ("retrain_cron", "30 1 * * 2", ADMIN)]
+    assert saved == [
+        ("digest_cron", "0 8 * * 1", ADMIN),
+        ("flywheel_admin_notes", "failures", ADMIN),
+        ("retrain_cron", "30 1 * * 2", ADMIN),
+    ]
     wait_for(lambda: "30 1 * * 2" in json.dumps(slack.home(ADMIN)))
+    assert "hears, by DM, of: failures only" in json.dumps(slack.home(ADMIN))
 
     # an agent cannot open the admin modals, even with a crafted click
     crafted = slack.block_actions(AGENT_BOB, None, None, actions.ADMIN_ROUTING, view=home["id"])

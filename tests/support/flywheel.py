@@ -4,6 +4,7 @@ and annotated by simulated agents through the recorder the Slack listeners use."
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from aitl.queue import build_app, build_deferrer
 from aitl.settings import PROJECT_ROOT
@@ -56,16 +57,38 @@ def annotate_samples(
     return stored
 
 
-def run_flywheel_worker(settings, db, slack=None) -> None:
+def run_flywheel_worker(settings, db, slack=None, *, services=None) -> None:
     """Run the queued flywheel jobs to completion, as `aitl worker` would; with ``slack`` (the
-    bot's services) the admins who asked for model changes are told in Slack, as there."""
+    bot's services) the admins who asked for model changes are told in Slack, as there;
+    ``services``: the flywheel's own, e.g. telling into a list."""
     from aitl.wiring import flywheel_services
     from flywheel import jobs as flywheel_jobs
 
-    flywheel = flywheel_services(settings, db, slack)
+    flywheel = services or flywheel_services(settings, db, slack)
     build_app(db.url, [flywheel_jobs.blueprint()]).run_worker(
         wait=False,
         install_signal_handlers=False,
         listen_notify=False,
         additional_context={"flywheel": flywheel},
     )
+
+
+def telling_worker(settings, db) -> Callable[[], list[tuple[str, str]]]:
+    """A worker run: it runs the queued flywheel jobs and returns who was told what (the admins
+    are UADMIN and UOTHER, listed twice over as a directory might)."""
+    from flywheel.services import FlywheelServices
+
+    told: list[tuple[str, str]] = []
+    services = FlywheelServices(
+        settings,
+        db,
+        tell=lambda user, text: told.append((user, text)),
+        admins=lambda: ["UADMIN", "UOTHER", "UADMIN"],
+    )
+
+    def work() -> list[tuple[str, str]]:
+        told.clear()
+        run_flywheel_worker(settings, db, services=services)
+        return list(told)
+
+    return work
