@@ -15,11 +15,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/aitl demo
 
-# the sandbox page's browser test drives Debian's Chromium (Playwright downloads no browser)
+# the sandbox page's browser test drives Debian's Chromium (Playwright downloads no browser);
+# apt waits for a package manager already running (an unattended upgrade) instead of failing
 chromium:
 	@command -v $(CHROMIUM) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	    apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium; \
 	  else echo "the browser test needs Chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
 
 test: $(STAMP) chromium
