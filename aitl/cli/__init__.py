@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 
 import typer
 from rich.console import Console
@@ -66,8 +67,17 @@ def _quiet_model_loading() -> None:
     hf_logging.set_verbosity_error()
 
 
+def _stop_on_sigterm() -> None:
+    """A process manager's SIGTERM stops a command as Ctrl-C does. Left to Python's default it
+    kills outright: ``aitl demo`` then leaves its worker and scheduler running, orphaned, and
+    the embedded PostgreSQL is never stopped (its handle closes in an ``atexit`` hook).
+    ``aitl web`` and ``aitl worker`` put their own graceful handlers in place while they run."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def main() -> None:
     _quiet_model_loading()
+    _stop_on_sigterm()
     try:
         app()
     except AitlError as exc:
