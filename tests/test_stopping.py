@@ -6,7 +6,7 @@ from __future__ import annotations
 import psutil
 import pytest
 
-from tests.support.processes import start, wait_for
+from tests.support.processes import start, wait_for_output
 
 pytestmark = pytest.mark.slow
 
@@ -21,15 +21,9 @@ def test_sigterm_stops_the_demo_and_the_worker_and_scheduler_it_started(settings
     )
     children: list[psutil.Process] = []
     try:
-
-        def serving() -> bool:
-            if not demo.alive():
-                raise demo.fail("exited before serving the page")
-            return "Ctrl-C stops everything" in demo.log()
-
-        wait_for(serving, 600, "the demo to serve its page", step=1)
+        wait_for_output(demo, "Ctrl-C stops everything", 600, "the demo to serve its page")
         children = psutil.Process(demo.pid).children(recursive=True)
-        started = sorted(" ".join(child.cmdline()[-1:]) for child in children)
+        started = sorted(child.cmdline()[-1] for child in children)
         assert started == ["scheduler", "worker"]
 
         demo.stop(timeout=60)
@@ -48,13 +42,7 @@ def test_sigterm_stops_the_demo_and_the_worker_and_scheduler_it_started(settings
 def test_sigterm_stops_the_scheduler_as_ctrl_c_does(settings, tmp_path):
     scheduler = start("scheduler", ["scheduler"], settings, tmp_path / "run")
     try:
-
-        def leading() -> bool:
-            if not scheduler.alive():
-                raise scheduler.fail("exited during start-up")
-            return "scheduler: leading" in scheduler.log()
-
-        wait_for(leading, 120, "the scheduler to lead", step=0.25)
+        wait_for_output(scheduler, "scheduler: leading", 120, "the scheduler to lead")
 
         scheduler.stop(timeout=30)
 

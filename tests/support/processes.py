@@ -104,6 +104,17 @@ class AitlProcess:
         return ProcessFailed(f"{self.name}: {why}\n--- log ---\n{self.log()[-4000:]}")
 
 
+def wait_for_output(process: AitlProcess, text: str, timeout: float, what: str) -> None:
+    """Wait until ``text`` is in the process's log; fail with the log if it exits first."""
+
+    def written() -> bool:
+        if not process.alive():
+            raise process.fail(f"exited while waiting for {what}")
+        return text in process.log()
+
+    wait_for(written, timeout, what, step=0.25)
+
+
 def start(name: str, args: list[str], settings: Settings, folder: Path, **env: str) -> AitlProcess:
     """``aitl <args>`` with the test's settings (and ``env``); output to ``folder/<name>.log``."""
     folder.mkdir(parents=True, exist_ok=True)
