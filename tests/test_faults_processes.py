@@ -417,7 +417,7 @@ def test_a_cycle_killed_while_training_changes_nothing_live_and_the_next_one_run
         cycle = processes.start(
             "cycle", ["flywheel", "run"], annotated, tmp_path, TMPDIR=str(scratch)
         )
-        wait_for(lambda: training_started(scratch) or not cycle.alive(), 180, "training")
+        cycle.wait_until(lambda: training_started(scratch), 180, "training")
         assert cycle.alive(), cycle.fail("the cycle ended before it trained")
         cycle.kill()
 

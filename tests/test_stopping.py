@@ -6,7 +6,7 @@ from __future__ import annotations
 import psutil
 import pytest
 
-from tests.support.processes import start, wait_for_output
+from tests.support.processes import start
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ def test_sigterm_stops_the_demo_and_the_worker_and_scheduler_it_started(settings
     )
     children: list[psutil.Process] = []
     try:
-        wait_for_output(demo, "Ctrl-C stops everything", 600, "the demo to serve its page")
+        demo.wait_for_output("Ctrl-C stops everything", 600, "the demo to serve its page")
         children = psutil.Process(demo.pid).children(recursive=True)
         started = sorted(child.cmdline()[-1] for child in children)
         assert started == ["scheduler", "worker"]
@@ -42,7 +42,7 @@ def test_sigterm_stops_the_demo_and_the_worker_and_scheduler_it_started(settings
 def test_sigterm_stops_the_scheduler_as_ctrl_c_does(settings, tmp_path):
     scheduler = start("scheduler", ["scheduler"], settings, tmp_path / "run")
     try:
-        wait_for_output(scheduler, "scheduler: leading", 120, "the scheduler to lead")
+        scheduler.wait_for_output("scheduler: leading", 120, "the scheduler to lead")
 
         scheduler.stop(timeout=30)
 

@@ -103,16 +103,19 @@ class AitlProcess:
     def fail(self, why: str) -> ProcessFailed:
         return ProcessFailed(f"{self.name}: {why}\n--- log ---\n{self.log()[-4000:]}")
 
+    def wait_until(self, condition: Callable[[], Any], timeout: float, what: str) -> Any:
+        """``wait_for`` while this process runs: if it exits first, fail at once with its log."""
 
-def wait_for_output(process: AitlProcess, text: str, timeout: float, what: str) -> None:
-    """Wait until ``text`` is in the process's log; fail with the log if it exits first."""
+        def met() -> Any:
+            if not self.alive():
+                raise self.fail(f"exited while waiting for {what}")
+            return condition()
 
-    def written() -> bool:
-        if not process.alive():
-            raise process.fail(f"exited while waiting for {what}")
-        return text in process.log()
+        return wait_for(met, timeout, what, step=0.25)
 
-    wait_for(written, timeout, what, step=0.25)
+    def wait_for_output(self, text: str, timeout: float, what: str) -> None:
+        """Wait until ``text`` is in this process's log."""
+        self.wait_until(lambda: text in self.log(), timeout, what)
 
 
 def start(name: str, args: list[str], settings: Settings, folder: Path, **env: str) -> AitlProcess:
@@ -144,14 +147,12 @@ def start_web(settings: Settings, folder: Path, timeout: float = 90) -> tuple[Ai
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
-        if not web.alive():
-            raise web.fail("exited during start-up")
         try:
             return httpx.get(f"{url}/healthz", timeout=2).status_code < 500
         except httpx.HTTPError:
             return False
 
-    wait_for(up, timeout, "aitl web to answer /healthz", step=0.25)
+    web.wait_until(up, timeout, "aitl web to answer /healthz")
     return web, url
 
 
@@ -166,12 +167,7 @@ def start_worker(settings: Settings, folder: Path, timeout: float = 90) -> AitlP
     before = worker_ids(url)
     worker = start(f"worker-{time.monotonic_ns()}", ["worker"], settings, folder)
 
-    def registered() -> bool:
-        if not worker.alive():
-            raise worker.fail("exited during start-up")
-        return bool(worker_ids(url) - before)
-
-    wait_for(registered, timeout, "aitl worker to register", step=0.25)
+    worker.wait_until(lambda: worker_ids(url) - before, timeout, "aitl worker to register")
     return worker
 
 
