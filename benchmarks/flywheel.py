@@ -35,13 +35,12 @@ from typing import Any
 from rich.panel import Panel
 from rich.table import Table
 
-from aitl.bootstrap import open_database
-from aitl.db import Database
-from aitl.queue import build_deferrer
-from aitl.settings import Settings
+from aitl.core.bootstrap import open_database
+from aitl.core.db import Database
+from aitl.core.queue import build_deferrer
+from aitl.core.settings import Settings
 from benchmarks import kb_pipeline
 from bot.recorder import FeedbackRecorder
-from bot.simulation import AgentPolicy, SimulatedAgent, show
 from flywheel import cycle
 from flywheel import store as feedback_store
 from flywheel.evaluation import METRICS, EvalQuery, RetrieverEvaluator
@@ -49,6 +48,7 @@ from flywheel.registry import Registry
 from rag import factory
 from rag import store as rag_store
 from rag.models import Message, Ticket
+from sandboxes.agents.policy import AgentPolicy, SimulatedAgent, show
 
 DSTC_DIR = kb_pipeline.DSTC_DIR
 RESULTS = Path(__file__).resolve().parent / "results" / "flywheel.json"

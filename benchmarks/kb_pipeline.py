@@ -43,16 +43,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from aitl.bootstrap import open_database
-from aitl.db import Database
-from aitl.settings import Settings
+from aitl.core.bootstrap import open_database
+from aitl.core.db import Database
+from aitl.core.settings import Settings
 from rag import factory, store
 from rag.ingest import Ingestor, IngestReport
 from rag.models import Message, SourceDocument, Ticket
 from rag.pipeline import DraftPipeline
 from rag.retrieve import Retriever
 
-DSTC_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "dstc11_track5" / "data"
+DSTC_DIR = Path(__file__).resolve().parent / "data" / "dstc11_track5" / "data"
 RESULTS = Path(__file__).resolve().parent / "results" / "kb_pipeline.json"
 SEED = 20240611
 RECALL_K = 10

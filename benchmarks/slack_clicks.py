@@ -30,20 +30,20 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
 from slack_sdk.signature import SignatureVerifier
 
-from aitl.bootstrap import open_database
-from aitl.settings import Settings
+from aitl.core.bootstrap import open_database
+from aitl.core.settings import Settings
 from benchmarks import loadgen
-from bot import card as card_blocks
+from bot import card_views as card_blocks
 from bot import store as bot_store
-from bot.sandbox import SlackSandbox, serve
-from bot.sandbox_state import (
+from rag import store as rag_store
+from rag.models import Draft, DraftSet, Ticket
+from sandboxes.slack.server import SlackSandbox, serve
+from sandboxes.slack.state import (
     BOT_TOKEN,
     SIGNING_SECRET,
     SUPPORT_CHANNEL,
     encode_interactivity,
 )
-from rag import store as rag_store
-from rag.models import Draft, DraftSet, Ticket
 
 VALUES = ("A", "B", "tie", "both_bad")
 GOALS = {"clicks_per_s": 300.0, "p99_ms": 200.0}

@@ -32,16 +32,16 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
-from aitl.bootstrap import open_database
-from aitl.queue import build_deferrer
-from aitl.servers import serve_in_thread
-from aitl.settings import PROJECT_ROOT, Settings
+from aitl.core.bootstrap import open_database
+from aitl.core.queue import build_deferrer
+from aitl.core.servers import serve_in_thread
+from aitl.core.settings import PROJECT_ROOT, Settings
 from benchmarks import loadgen
 from connectors import envelopes, setup, signature
-from connectors.sandbox import ZendeskSandbox
-from connectors.sandbox import create_app as sandbox_app
 from connectors.services import ZendeskServices
 from rag import factory
+from sandboxes.zendesk.server import ZendeskSandbox
+from sandboxes.zendesk.server import create_app as sandbox_app
 
 GOALS = {"webhooks_per_s": 100.0, "p99_ms": 200.0}
 PATH = "/zendesk/webhook"

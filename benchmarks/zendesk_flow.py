@@ -28,17 +28,17 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from aitl.bootstrap import open_database
-from aitl.queue import build_app, build_deferrer
-from aitl.servers import serve_in_thread
-from aitl.settings import PROJECT_ROOT, Settings
-from aitl.web import create_app
+from aitl.app.web import create_app
+from aitl.core.bootstrap import open_database
+from aitl.core.queue import build_app, build_deferrer
+from aitl.core.servers import serve_in_thread
+from aitl.core.settings import PROJECT_ROOT, Settings
 from benchmarks.loadgen import percentile
 from connectors import jobs, setup, signature
-from connectors.sandbox import ZendeskSandbox
-from connectors.sandbox import create_app as sandbox_app
 from connectors.services import ZendeskServices
 from rag import factory
+from sandboxes.zendesk.server import ZendeskSandbox
+from sandboxes.zendesk.server import create_app as sandbox_app
 
 console = Console()
 RESULTS = Path(__file__).resolve().parent / "results" / "zendesk_flow.json"

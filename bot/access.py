@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aitl.settings import Settings
+from aitl.core.settings import Settings
 from bot.directory import Directory
 
 NOT_AN_AGENT = (

@@ -6,7 +6,8 @@ import logging
 
 from slack_bolt import App, BoltResponse
 
-from bot import ask, digest_actions, home, modals, threads
+from bot import ask, home, modals, threads
+from bot.digest import actions as digest_actions
 from bot.services import BotServices
 
 log = logging.getLogger(__name__)

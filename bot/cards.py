@@ -16,12 +16,12 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.webhook import WebhookClient
 
-from aitl.db import Database
-from aitl.pii import redact
-from bot import card as card_blocks
+from aitl.core.db import Database
+from aitl.core.pii import redact
+from bot import card_views as card_blocks
 from bot import slack_api
 from bot import store as bot_store
-from bot.card import CardContent
+from bot.card_views import CardContent
 from bot.directory import Directory
 from bot.exceptions import SlackRefused, SlackUnavailable, UnknownCard
 from flywheel import store as feedback_store

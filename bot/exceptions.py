@@ -16,7 +16,7 @@ BotError
 
 from __future__ import annotations
 
-from aitl.exceptions import AitlError
+from aitl.core.exceptions import AitlError
 
 
 class BotError(AitlError):

@@ -8,7 +8,7 @@ from typing import Any
 
 from slack_bolt import App
 
-from aitl.overrides import InvalidOverride
+from aitl.core.overrides import InvalidOverride
 from bot import actions, payloads, slack_api
 from bot.exceptions import BotError
 from bot.guards import admins_only

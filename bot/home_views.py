@@ -27,7 +27,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot import actions
-from bot.card import escape, escape_keeping_mentions
+from bot.card_views import escape, escape_keeping_mentions
 from flywheel.jobs import PendingChange
 from flywheel.reports import change_words
 from flywheel.store import AgentStats, ModelChange

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from aitl.request_body import read_within
+from aitl.core.request_body import read_within
 from bot import actions
 from bot.exceptions import (
     BadSignature,

@@ -12,7 +12,7 @@ import psycopg
 from procrastinate import RetryStrategy
 from procrastinate.exceptions import AlreadyEnqueued
 
-from aitl import queue as queue_jobs
+from aitl.core import queue as queue_jobs
 
 NAMESPACE = "bot"
 RETRY = RetryStrategy(max_attempts=8, exponential_wait=2)

@@ -9,8 +9,8 @@ from typing import Any
 
 from slack_bolt import App
 
-from aitl.exceptions import AitlError
-from aitl.pii import redact
+from aitl.core.exceptions import AitlError
+from aitl.core.pii import redact
 from bot import actions, payloads, slack_api
 from bot.actions import ButtonValue
 from bot.exceptions import UnknownCard

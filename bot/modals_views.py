@@ -25,7 +25,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot import actions
-from bot.card import SECTION_CHARS, escape, fold
+from bot.card_views import SECTION_CHARS, escape, fold
 from bot.exceptions import MalformedPayload
 
 INPUT_CHARS = 3000

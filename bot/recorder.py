@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 import procrastinate
 
-from aitl.db import Database
+from aitl.core.db import Database
 from bot import jobs
 from bot import store as bot_store
 from bot.exceptions import MalformedPayload, UnknownCard

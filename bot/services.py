@@ -17,14 +17,15 @@ from typing import Any, Protocol
 import procrastinate
 from slack_sdk import WebClient
 
-from aitl import overrides
-from aitl.db import Database
-from aitl.settings import Settings
-from bot import digest_store, slack_api
+from aitl.core import overrides
+from aitl.core.db import Database
+from aitl.core.settings import Settings
+from bot import slack_api
 from bot import store as bot_store
 from bot.access import Access
 from bot.cards import CardService
-from bot.digest import DigestService, HelpCenterDrafts
+from bot.digest import store as digest_store
+from bot.digest.service import DigestService, HelpCenterDrafts
 from bot.directory import Directory
 from bot.home_views import AdminPanel, HomeContent, ModelEntry
 from bot.recorder import FeedbackRecorder
@@ -210,6 +211,6 @@ class BotServices:
 
 
 def _next_run(cron: str) -> datetime | None:
-    from aitl.crontab import next_run
+    from aitl.core.crontab import next_run
 
     return next_run(cron)

@@ -32,7 +32,7 @@ from slack_sdk.http_retry import (
 from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 from slack_sdk.web import SlackResponse
 
-from aitl.settings import Settings
+from aitl.core.settings import Settings
 from bot.exceptions import SlackRefused, SlackUnavailable
 
 log = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from aitl.db import Database
-from aitl.pii import redact
+from aitl.core.db import Database
+from aitl.core.pii import redact
 from connectors import store
 from connectors.handoff import DraftHandoff, ReadyDrafts
 from rag import store as rag_store

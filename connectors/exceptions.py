@@ -17,7 +17,7 @@ ConnectorError
 
 from __future__ import annotations
 
-from aitl.exceptions import AitlError
+from aitl.core.exceptions import AitlError
 
 
 class ConnectorError(AitlError):

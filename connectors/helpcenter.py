@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aitl.db import Database
-from aitl.pii import redact
+from aitl.core.db import Database
+from aitl.core.pii import redact
 from connectors import exceptions, store
 from connectors.client import ZendeskClient
 from connectors.tickets import parse_time

@@ -10,8 +10,8 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from aitl.db import Database
-from aitl.leader import Leadership
+from aitl.core.db import Database
+from aitl.core.leader import Leadership
 from connectors import exceptions, store
 from connectors.client import ZendeskClient
 from connectors.tickets import TicketSync, parse_time

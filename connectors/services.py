@@ -8,9 +8,9 @@ from functools import cached_property
 
 import procrastinate
 
-from aitl.db import Database
-from aitl.secrets import SecretStore, secret_store
-from aitl.settings import Settings
+from aitl.core.db import Database
+from aitl.core.secrets import SecretStore, secret_store
+from aitl.core.settings import Settings
 from connectors import exceptions, helpcenter, store
 from connectors.client import ZendeskClient, ZendeskConfig
 from connectors.drafting import Drafter

@@ -10,7 +10,7 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from aitl.pii import redact
+from aitl.core.pii import redact
 from connectors.envelopes import WebhookEvent
 
 

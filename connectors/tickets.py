@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aitl import overrides
-from aitl.db import Database
+from aitl.core import overrides
+from aitl.core.db import Database
 from connectors import adoption, jobs, routing, store
 from connectors.client import ZendeskClient
 from rag import store as rag_store

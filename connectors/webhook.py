@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
-from aitl.request_body import read_within
+from aitl.core.request_body import read_within
 from connectors import envelopes, exceptions, jobs, signature, store
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from aitl.db import Database
+from aitl.core.db import Database
 from connectors import exceptions, jobs, store
 from connectors.adoption import normalise
 from connectors.client import ZendeskClient

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aitl.db import Database
-from aitl.leader import Leadership
-from aitl.settings import Settings
+from aitl.core.db import Database
+from aitl.core.leader import Leadership
+from aitl.core.settings import Settings
 from flywheel import datasets, reliability, store
 from flywheel.datasets import Datasets
 from flywheel.evaluation import EvalQuery, RetrieverEvaluator

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from aitl.pii import redact
+from aitl.core.pii import redact
 from flywheel.evaluation import EvalQuery
 from flywheel.events import StoredFeedback
 from flywheel.examples import PreferencePair, RerankExample, RetrievalExample

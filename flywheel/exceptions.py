@@ -11,7 +11,7 @@ FlywheelError
 
 from __future__ import annotations
 
-from aitl.exceptions import AitlError
+from aitl.core.exceptions import AitlError
 
 
 class FlywheelError(AitlError):

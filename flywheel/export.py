@@ -20,9 +20,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aitl.db import Database
-from aitl.pii import redact
-from aitl.settings import Settings
+from aitl.core.db import Database
+from aitl.core.pii import redact
+from aitl.core.settings import Settings
 from flywheel.cycle import default_judge, live_evaluator, mine, prepare
 from flywheel.datasets import write_jsonl
 from flywheel.examples import RerankExample

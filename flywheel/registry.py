@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import psycopg
 
-from aitl.db import Database
-from aitl.leader import held
+from aitl.core.db import Database
+from aitl.core.leader import held
 from flywheel import store
 from flywheel.evaluation import EvalResult
 from flywheel.exceptions import RegistryError, StaleModelChange

@@ -9,10 +9,10 @@ from typing import Literal
 
 import psycopg
 
-from aitl import overrides
-from aitl.db import Database
-from aitl.logs import mask
-from aitl.settings import Settings
+from aitl.core import overrides
+from aitl.core.db import Database
+from aitl.core.logs import mask
+from aitl.core.settings import Settings
 from flywheel.cycle import CycleReport, Flywheel, Progress
 from flywheel.registry import Registry
 from rag import factory

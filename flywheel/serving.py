@@ -12,8 +12,8 @@ import threading
 import time
 from pathlib import Path
 
-from aitl.db import Database
-from aitl.settings import Settings
+from aitl.core.db import Database
+from aitl.core.settings import Settings
 from flywheel import store
 from rag import factory
 from rag.pipeline import DraftPipeline

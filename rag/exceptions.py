@@ -20,7 +20,7 @@ RagError
 
 from __future__ import annotations
 
-from aitl.exceptions import AitlError
+from aitl.core.exceptions import AitlError
 
 
 class RagError(AitlError):

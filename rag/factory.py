@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from langchain_core.runnables import Runnable
 
-from aitl.db import Database
-from aitl.settings import Settings
+from aitl.core.db import Database
+from aitl.core.settings import Settings
 from rag.chunking import Chunker
 from rag.extractive import ExtractiveDrafter
 from rag.generation import CONCISE, DETAILED, DraftInput, DraftVariant, GeneratedDraft

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
-from aitl.db import Database
+from aitl.core.db import Database
 from rag import loaders, store
 from rag.chunking import Chunker, content_hash, embedding_text
 from rag.models import SourceDocument

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aitl.db import Database
+from aitl.core.db import Database
 from rag import store
 from rag.models import RetrievedChunk
 from rag.versions import EmbeddingVersions

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from aitl.db import Database
+from aitl.core.db import Database
 from rag import exceptions, store
 from rag.chunking import embedding_text
 from rag.embedding import Embedder, version_slug

@@ -22,16 +22,17 @@ torch.set_num_threads(1)
 import psycopg
 import pytest
 
-from aitl import migrations
-from aitl.bootstrap import open_database
-from aitl.db import Database
-from aitl.settings import PROJECT_ROOT, Settings
+from aitl.core import migrations
+from aitl.core.bootstrap import open_database
+from aitl.core.db import Database
+from aitl.core.settings import PROJECT_ROOT, Settings
 
 # the web app on loopback with the Zendesk sandbox: ``zendesk``, ``services``, ``web``
 pytest_plugins = ("tests.support.slack_app",)
 
 TEMPLATE = "aitl_template"
 SAMPLES = PROJECT_ROOT / "samples"
+from tests.support.paths import FIXTURES_DIR as FIXTURES
 
 
 def with_database(url: str, name: str) -> str:
@@ -153,12 +154,5 @@ def sample_kb() -> Path:
 
 @pytest.fixture(scope="session")
 def slack_fixtures() -> Path:
-    """Payloads from Slack's own Bolt test suite (see ../shared/fixtures/SOURCES.md)."""
-    return (
-        Path(__file__).resolve().parents[2]
-        / "shared"
-        / "fixtures"
-        / "slack"
-        / "bolt-python"
-        / "payloads"
-    )
+    """Payloads from Slack's own Bolt test suite (see tests/fixtures/SOURCES.md)."""
+    return FIXTURES / "slack" / "bolt-python" / "payloads"

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from aitl.queue import build_app, build_deferrer
-from aitl.settings import PROJECT_ROOT
+from aitl.core.queue import build_app, build_deferrer
+from aitl.core.settings import PROJECT_ROOT
 from bot.recorder import FeedbackRecorder
-from bot.simulation import AgentPolicy, SimulatedAgent, show
 from rag import factory
 from rag import store as rag_store
 from rag.models import Ticket
+from sandboxes.agents.policy import AgentPolicy, SimulatedAgent, show
 
 TICKETS = PROJECT_ROOT / "samples" / "tickets.jsonl"
 
@@ -61,7 +61,7 @@ def run_flywheel_worker(settings, db, slack=None, *, services=None) -> None:
     """Run the queued flywheel jobs to completion, as `aitl worker` would; with ``slack`` (the
     bot's services) the admins who asked for model changes are told in Slack, as there;
     ``services``: the flywheel's own, e.g. telling into a list."""
-    from aitl.wiring import flywheel_services
+    from aitl.app.wiring import flywheel_services
     from flywheel import jobs as flywheel_jobs
 
     flywheel = services or flywheel_services(settings, db, slack)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from bot import actions
 from bot.modals_views import ModalContext
-from bot.sandbox_state import AGENT_ALICE, SUPPORT_CHANNEL
+from sandboxes.slack.state import AGENT_ALICE, SUPPORT_CHANNEL
 
 # reproducible in CI; one database per test function, shared by its examples on purpose
 FUZZ = settings(

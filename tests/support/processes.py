@@ -25,9 +25,9 @@ import httpx
 import psycopg
 from pydantic import SecretStr
 
-from aitl.settings import Settings
+from aitl.core.settings import Settings
 
-AITL = [sys.executable, "-c", "from aitl.cli import main; main()"]
+AITL = [sys.executable, "-c", "from aitl.app.cli import main; main()"]
 
 
 class ProcessFailed(AssertionError):

@@ -6,16 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from aitl.queue import build_app
-from aitl.servers import serve_in_thread
-from aitl.settings import Settings
+from aitl.core.queue import build_app
+from aitl.core.servers import serve_in_thread
+from aitl.core.settings import Settings
 from bot import jobs as bot_jobs
-from bot.sandbox import SlackSandbox
-from bot.sandbox_state import AGENTS_GROUP, BOT_TOKEN, SIGNING_SECRET, SUPPORT_CHANNEL
 from connectors import jobs as zendesk_jobs
 from connectors import setup
-from connectors.sandbox import ZendeskSandbox
-from connectors.sandbox import create_app as zendesk_app
+from sandboxes.slack.server import SlackSandbox
+from sandboxes.slack.state import AGENTS_GROUP, BOT_TOKEN, SIGNING_SECRET, SUPPORT_CHANNEL
+from sandboxes.zendesk.server import ZendeskSandbox
+from sandboxes.zendesk.server import create_app as zendesk_app
 from tests.conftest import make_settings
 
 

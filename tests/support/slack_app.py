@@ -11,12 +11,12 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from aitl.queue import build_deferrer
-from aitl.servers import serve_in_thread
-from aitl.web import create_app
-from aitl.wiring import build_services
-from bot.sandbox import SlackSandbox, serve
-from bot.sandbox_state import SUPPORT_CHANNEL, encode_interactivity
+from aitl.app.web import create_app
+from aitl.app.wiring import build_services
+from aitl.core.queue import build_deferrer
+from aitl.core.servers import serve_in_thread
+from sandboxes.slack.server import SlackSandbox, serve
+from sandboxes.slack.state import SUPPORT_CHANNEL, encode_interactivity
 from tests.support.sandboxes import zendesk_server
 
 ADMIN = "U0ADMIN"

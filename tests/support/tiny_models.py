@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aitl.settings import PROJECT_ROOT
+from aitl.core.settings import PROJECT_ROOT
 
 SPECIAL_TOKENS = ["[UNK]", "[PAD]", "[EOS]"]
 

