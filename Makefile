@@ -26,6 +26,7 @@ chromium:
 
 test: $(STAMP) chromium
 	HF_HUB_OFFLINE=1 $(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest
 
 lint: $(STAMP)

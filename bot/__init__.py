@@ -1,1 +1,1 @@
-"""Slack Bolt app: draft threads, buttons, modals, App Home, digest posting (issue 4)."""
+"""Slack Bolt app: draft threads, buttons, modals, App Home, digest posting."""

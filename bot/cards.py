@@ -24,7 +24,7 @@ from bot import store as bot_store
 from bot.card_views import CardContent
 from bot.directory import Directory
 from bot.exceptions import SlackRefused, SlackUnavailable, UnknownCard
-from flywheel import store as feedback_store
+from flywheel import events
 from rag import store as rag_store
 from rag.models import Ticket
 from rag.pipeline import DraftPipeline
@@ -53,7 +53,7 @@ class CardService:
             drafts = rag_store.drafts_of_set(conn, card.draft_set_id)
             cited = [cid for d in drafts for cid in d.citations]
             refs = rag_store.chunk_refs(conn, cited)
-            answers = feedback_store.current(conn, card.draft_set_id)
+            answers = events.current(conn, card.draft_set_id)
         order = list(dict.fromkeys(cited))
         sources = [refs[cid] for cid in order if cid in refs]
         return CardContent(card.draft_set_id, card.kind, card.header, drafts, sources, answers)

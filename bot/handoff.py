@@ -1,6 +1,6 @@
 """The Slack side of the Zendesk hand-off: a ready draft set becomes a card in the ticket's
 thread. It satisfies ``connectors.handoff.DraftHandoff`` by shape; the bot does not import
-the connector."""
+the connector, and the value handed over (``rag.models.ReadyDrafts``) lives where both may."""
 
 from __future__ import annotations
 
@@ -8,17 +8,18 @@ from typing import Any
 
 from bot import store as bot_store
 from bot.services import BotServices
+from rag.models import ReadyDrafts
 
 
 class SlackHandoff:
     def __init__(self, services: BotServices) -> None:
         self.services = services
 
-    def deliver(self, ready: Any) -> bool:
+    def deliver(self, ready: ReadyDrafts) -> bool:
         """Post the ticket's card; idempotent per draft request. False: not shown in Slack."""
         if not self.services.settings.slack_configured or not ready.channel:
             return False
-        ticket_ref = f"zendesk:{ready.ticket.ticket_id}"
+        ticket_ref = str(ready.ticket.ref)
         with self.services.db.connection() as conn:
             card = bot_store.ensure_card(
                 conn,
@@ -39,15 +40,15 @@ class SlackHandoff:
         return self.services.cards.post_ticket(card)
 
 
-def ticket_header(ready: Any) -> dict[str, Any]:
+def ticket_header(ready: ReadyDrafts) -> dict[str, Any]:
     t = ready.ticket
     return {
-        "number": t.ticket_id,
+        "number": t.ref.zendesk_id,
         "subject": t.subject,
-        "requester": t.requester_name or t.requester_email,
+        "requester": t.requester,
         "priority": t.priority,
         "status": t.status,
-        "url": ready.ticket_url,
+        "url": t.url,
         "assignee": t.assignee_email,
         "assignee_email": t.assignee_email,
     }

@@ -28,9 +28,8 @@ from slack_sdk.models.views import View
 
 from bot import actions
 from bot.card_views import escape, escape_keeping_mentions
-from flywheel.jobs import PendingChange
-from flywheel.reports import change_words
-from flywheel.store import AgentStats, ModelChange
+from bot.ports import ModelChange, PendingChange
+from flywheel.events import AgentStats
 
 # settings.flywheel_admin_notes, as an admin chooses it
 ADMIN_NOTE_CHOICES = {
@@ -293,7 +292,7 @@ def _tries(n: int) -> str:
 def _history_lines(history: Sequence[ModelChange]) -> str:
     lines = []
     for h in history:
-        what = change_words(h.change, h.other, lambda version: f"`{escape(version)}`")
+        what = h.words(lambda version: f"`{escape(version)}`")
         why = f" — {escape_keeping_mentions(h.reason)}" if h.reason else ""
         lines.append(f"• {h.at:%b %d %H:%M} *{escape(h.kind)}* `{escape(h.version)}` {what}{why}")
     return "\n".join(lines)

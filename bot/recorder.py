@@ -10,7 +10,7 @@ from aitl.core.db import Database
 from bot import jobs
 from bot import store as bot_store
 from bot.exceptions import MalformedPayload, UnknownCard
-from flywheel import store as feedback_store
+from flywheel import events
 from flywheel.events import Feedback, StoredFeedback
 
 
@@ -54,7 +54,7 @@ class FeedbackRecorder:
             shown_at = card.shown_at or card.created_at
             if feedback.clicked_at < shown_at:  # Slack's clock and ours differ a little
                 feedback = replace(feedback, clicked_at=shown_at)
-            event, created = feedback_store.record(
+            event, created = events.record(
                 conn,
                 feedback,
                 ticket_ref=card.ticket_ref,

@@ -1,7 +1,8 @@
 """The bot's parts, built once per process (web, worker) from Settings.
 
-The bot may not import the Zendesk connector, so the wiring hands it two ports: something
-that writes an adopted reply back to the ticket, and a panel with the connector's status.
+The bot may import neither the Zendesk connector nor the flywheel's insides, so the wiring hands
+it ports (``bot.ports``): the reply write-back, the connector's status, the model registry and
+its queued changes, the digest's content and Help Center drafts.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any
 
 import procrastinate
 from slack_sdk import WebClient
 
 from aitl.core import overrides
+from aitl.core.crontab import next_run
 from aitl.core.db import Database
 from aitl.core.settings import Settings
 from bot import slack_api
@@ -25,58 +27,25 @@ from bot import store as bot_store
 from bot.access import Access
 from bot.cards import CardService
 from bot.digest import store as digest_store
-from bot.digest.service import DigestService, HelpCenterDrafts
+from bot.digest.service import DigestService
 from bot.directory import Directory
 from bot.home_views import AdminPanel, HomeContent, ModelEntry
+from bot.ports import (
+    ConnectorPanel,
+    DigestContent,
+    HelpCenterDrafts,
+    ModelChanges,
+    ModelControl,
+    NoConnector,
+    ReplyWriter,
+)
 from bot.recorder import FeedbackRecorder
-from flywheel import store as feedback_store
-from flywheel.jobs import PendingChange
-from flywheel.store import ModelChange
+from flywheel import events
 from rag import factory
 from rag.models import RetrievedChunk
 from rag.pipeline import DraftPipeline
 
 CONFIG_TTL_S = 10.0
-
-
-class ReplyWriter(Protocol):
-    def request(
-        self, *, key: str, ticket_id: int, body: str, draft_id: int | None, public: bool
-    ) -> Any: ...
-
-
-class ConnectorPanel(Protocol):
-    def status(self) -> dict[str, Any]:
-        """The connector's health for the admin; empty when it is not connected."""
-        ...
-
-    def route_problems(self, routes: Sequence[dict[str, str]]) -> list[str]: ...
-
-
-class ModelControl(Protocol):
-    """Retraining, promotion and rollback, queued for the worker (a retriever re-embeds the KB)."""
-
-    def retrain(self, by: str) -> None:
-        """A cycle now, unless one is already waiting."""
-        ...
-
-    def promote(self, kind: str, version: str, by: str) -> None: ...
-
-    def rollback(self, kind: str, version: str, by: str) -> None:
-        """Roll back ``version`` if it is still the champion (the one the admin saw)."""
-        ...
-
-
-# promotions and rollbacks queued or running, and the latest ones done (newest first)
-ModelChanges = tuple[Sequence[PendingChange], Sequence[ModelChange]]
-
-
-class NoConnector:
-    def status(self) -> dict[str, Any]:
-        return {}
-
-    def route_problems(self, routes: Sequence[dict[str, str]]) -> list[str]:
-        return []
 
 
 class BotServices:
@@ -86,6 +55,7 @@ class BotServices:
         db: Database,
         queue: procrastinate.App,
         *,
+        digest_content: DigestContent,
         writer: Callable[[], ReplyWriter] | None = None,
         panel: ConnectorPanel | None = None,
         registry: Callable[[], Sequence[ModelEntry]] | None = None,
@@ -104,6 +74,7 @@ class BotServices:
         self.models = models
         self.model_changes = model_changes or (lambda: ((), ()))
         self.help_center = help_center
+        self.digest_content = digest_content
         self._config_lock = threading.Lock()
         self._config: tuple[float, Settings] | None = None
 
@@ -166,7 +137,7 @@ class BotServices:
     def home(self, user_id: str) -> HomeContent:
         since = datetime.now(UTC) - timedelta(days=30)
         with self.db.connection() as conn:
-            stats = feedback_store.agent_stats(conn, user_id, since)
+            stats = events.agent_stats(conn, user_id, since)
         admin = self.admin_panel() if self.access.is_admin(user_id) else None
         return HomeContent(user_id, self.access.is_agent(user_id), stats, admin)
 
@@ -211,6 +182,4 @@ class BotServices:
 
 
 def _next_run(cron: str) -> datetime | None:
-    from aitl.core.crontab import next_run
-
     return next_run(cron)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
+
+from rag.models import TicketRef
 
 COLUMNS = (
     "id, handoff_key, kind, draft_set_id, ticket_ref, drafts, header, channel, parent_ts,"
@@ -39,8 +42,7 @@ class Card:
 
     @property
     def zendesk_ticket_id(self) -> int | None:
-        prefix, _, number = self.ticket_ref.partition(":")
-        return int(number) if prefix == "zendesk" and number.isdigit() else None
+        return TicketRef.parse(self.ticket_ref).zendesk_id
 
 
 def _cursor(conn: psycopg.Connection):
@@ -119,6 +121,18 @@ def thread_of_ticket(conn: psycopg.Connection, ticket_ref: str, channel: str) ->
         (ticket_ref, channel),
     ).fetchone()
     return row[0] if row else None
+
+
+def shown_ticket_threads(
+    conn: psycopg.Connection, ticket_refs: Sequence[str]
+) -> dict[str, tuple[str, str]]:
+    """Ticket ref → (channel, card ts) of the tickets among ``ticket_refs`` whose card is shown."""
+    rows = conn.execute(
+        "SELECT ticket_ref, channel, card_ts FROM slack_cards"
+        " WHERE kind = 'ticket' AND card_ts IS NOT NULL AND ticket_ref = ANY(%s)",
+        (list(ticket_refs),),
+    ).fetchall()
+    return {ref: (channel, ts) for ref, channel, ts in rows}
 
 
 def set_header(conn: psycopg.Connection, card_id: int, header: dict[str, Any]) -> None:

@@ -1,1 +1,1 @@
-"""Zendesk: webhook receiver, incremental export, Help Center sync, write-back (issue 3)."""
+"""Zendesk: webhook receiver, incremental export, Help Center sync, write-back."""

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from aitl.core.db import Database
 from aitl.core.pii import redact
 from connectors import store
-from connectors.handoff import DraftHandoff, ReadyDrafts
+from connectors.handoff import DraftHandoff
 from rag import store as rag_store
-from rag.models import Message, Ticket
+from rag.models import Message, ReadyDrafts, Ticket, TicketHeader, TicketRef
 from rag.pipeline import DraftPipeline
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,9 @@ def pipeline_ticket(ticket: store.StoredTicket, comments: list[store.StoredComme
     earlier = [c for c in public if latest is None or c.comment_id != latest.comment_id]
     thread = tuple(Message(c.author_role, c.body) for c in earlier)
     body = latest.body if latest else ticket.description
-    return Ticket(ticket.subject, body, thread, external_id=f"zendesk:{ticket.ticket_id}")
+    return Ticket(
+        ticket.subject, body, thread, external_id=str(TicketRef.zendesk(ticket.ticket_id))
+    )
 
 
 class Drafter:
@@ -47,24 +49,26 @@ class Drafter:
             result = self.pipeline().draft(pipeline_ticket(ticket, comments))
             with self.db.connection() as conn:
                 set_id = rag_store.save_draft_set(
-                    conn, f"zendesk:{ticket.ticket_id}", redact(result.ticket.query_text()), result
+                    conn,
+                    str(TicketRef.zendesk(ticket.ticket_id)),
+                    redact(result.ticket.query_text()),
+                    result,
                 )
                 store.mark_drafted(conn, request_id, set_id)
-        if self.handoff.deliver(self._ready(request, ticket, comments, set_id)):
+        if self.handoff.deliver(self._ready(request, ticket, set_id)):
             with self.db.connection() as conn:
                 store.mark_delivered(conn, request_id)
 
-    def _ready(self, request, ticket, comments, set_id: int) -> ReadyDrafts:
+    def _ready(self, request, ticket, set_id: int) -> ReadyDrafts:
         with self.db.connection() as conn:
             drafts = rag_store.drafts_of_set(conn, set_id)
-            cited = rag_store.chunk_refs(conn, [cid for d in drafts for cid in d.citations])
-        return ReadyDrafts(
-            request.id,
-            ticket,
-            comments,
-            set_id,
-            drafts,
-            cited,
-            request.channel,
-            self.ticket_url(ticket.ticket_id),
+        header = TicketHeader(
+            ref=TicketRef.zendesk(ticket.ticket_id),
+            subject=ticket.subject,
+            requester=ticket.requester_name or ticket.requester_email,
+            priority=ticket.priority,
+            status=ticket.status,
+            url=self.ticket_url(ticket.ticket_id),
+            assignee_email=ticket.assignee_email,
         )
+        return ReadyDrafts(request.id, header, set_id, drafts, request.channel)

@@ -3,25 +3,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
-from connectors.store import StoredComment, StoredTicket
-from rag.store import ChunkRef, StoredDraft
-
-
-@dataclass(frozen=True)
-class ReadyDrafts:
-    """Everything a surface needs to show the drafts for one ticket revision."""
-
-    request_id: int
-    ticket: StoredTicket
-    conversation: list[StoredComment]
-    draft_set_id: int
-    drafts: list[StoredDraft]
-    cited: dict[int, ChunkRef]
-    channel: str | None
-    ticket_url: str
+from rag.models import ReadyDrafts
 
 
 class DraftHandoff(Protocol):

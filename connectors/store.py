@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,8 @@ from psycopg.types.json import Jsonb
 
 from aitl.core.pii import redact
 from connectors.envelopes import WebhookEvent
+from rag.models import TicketRef
+from rag.store import DraftSetStamp
 
 
 @dataclass(frozen=True)
@@ -391,3 +394,33 @@ def event_counts(conn: psycopg.Connection) -> dict[str, int]:
         "SELECT count(*), coalesce(sum(duplicates), 0) FROM zendesk_events"
     ).fetchone()
     return {"events": row[0], "duplicates_suppressed": int(row[1])}
+
+
+# Per ticket drafted in the window, how its first reply sent after that draft (and before the
+# window's end) used the drafts: as the connector derived it when it read the reply.
+SENT_ADOPTION = """
+SELECT adoption, count(*) FROM (
+    SELECT DISTINCT ON (d.ticket_id) d.adoption
+    FROM zendesk_derived_adoptions d
+    JOIN zendesk_comments c ON c.comment_id = d.comment_id
+    JOIN unnest(%(tickets)s::bigint[], %(drafted)s::timestamptz[]) AS w (ticket_id, created_at)
+        ON w.ticket_id = d.ticket_id AND w.created_at <= c.created_at
+    WHERE c.created_at < %(end)s
+    ORDER BY d.ticket_id, c.created_at, c.comment_id
+) first_replies GROUP BY adoption
+"""
+
+
+def sent_adoption(
+    conn: psycopg.Connection, drafted: Sequence[DraftSetStamp], end: datetime
+) -> dict[str, int]:
+    """Adoption from the replies agents sent in Zendesk, counted once per drafted ticket: its
+    first public reply after a draft set in ``drafted`` and before ``end``."""
+    stamps = [(TicketRef.parse(d.ticket_ref).zendesk_id, d.created_at) for d in drafted]
+    stamps = [(ticket, at) for ticket, at in stamps if ticket is not None]
+    params = {
+        "tickets": [ticket for ticket, _ in stamps],
+        "drafted": [at for _, at in stamps],
+        "end": end,
+    }
+    return {adoption: int(count) for adoption, count in conn.execute(SENT_ADOPTION, params)}

@@ -1,2 +1,2 @@
-"""The data flywheel: feedback events now; virtual judge, datasets, trainers, evaluation,
-registry and schedule with the flywheel issue."""
+"""The data flywheel: feedback events, the virtual judge, datasets, trainers, evaluation,
+the model registry and its gate, the weekly cycle, and the digest's content."""

@@ -1,88 +1,24 @@
-"""The four feedback signals as values: what a surface records when an agent clicks.
+"""The events API: the one door from the surfaces (the Slack bot) into the flywheel.
 
-A click fills a *slot*: one agent's answer to one question about one draft set (which draft
-is better; was it used; is this chunk relevant; what was missing). A later click in the same
-slot supersedes the earlier one; both stay as events.
+A surface records a click and reads the clicks standing on a card, or an agent's own figures,
+through these names and nothing else of the flywheel; the values are in ``flywheel.feedback``
+and the SQL in ``flywheel.store``. Everything else the bot shows of the flywheel (the model
+registry, queued model changes, the digest) reaches it through ports the composition root
+wires (``bot.ports``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Literal
+from flywheel.feedback import VALUES, AgentStats, Feedback, Kind, StoredFeedback
+from flywheel.store import agent_stats, current, record
 
-from flywheel.exceptions import InvalidFeedback
-
-Kind = Literal["preference", "adoption", "relevance", "missing_knowledge"]
-VALUES: dict[str, tuple[str, ...]] = {
-    "preference": ("A", "B", "tie", "both_bad"),
-    "adoption": ("as_is", "edited", "not_used"),
-    "relevance": ("relevant", "not_relevant"),
-    "missing_knowledge": ("article", "url", "note"),
-}
-
-
-@dataclass(frozen=True)
-class Feedback:
-    """One click, before it is stored."""
-
-    kind: Kind
-    value: str
-    draft_set_id: int
-    agent_id: str
-    clicked_at: datetime
-    subject: str = ""
-    draft_id: int | None = None
-    chunk_ids: tuple[int, ...] = ()
-    rationale: dict[str, Any] = field(default_factory=dict)
-    source: str = "slack"
-    source_ref: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.kind not in VALUES:
-            raise InvalidFeedback(f"unknown feedback kind {self.kind!r}")
-        if self.value not in VALUES[self.kind]:
-            raise InvalidFeedback(f"{self.kind} cannot be {self.value!r}")
-        if not self.agent_id:
-            raise InvalidFeedback("feedback needs the agent who gave it")
-
-    def same_answer(self, other: StoredFeedback) -> bool:
-        """A repeat of the current answer (a double click) changes nothing."""
-        return (
-            other.value == self.value
-            and other.draft_id == self.draft_id
-            and tuple(other.chunk_ids) == self.chunk_ids
-            and other.rationale == self.rationale
-        )
-
-    def idempotency_key(self, supersedes: int | None) -> str:
-        """Equal for the same answer given on top of the same earlier one, and only then."""
-        answer = json.dumps(
-            [self.value, self.draft_id, list(self.chunk_ids), self.rationale],
-            sort_keys=True,
-            default=str,
-        )
-        digest = hashlib.sha256(answer.encode()).hexdigest()[:24]
-        slot = f"{self.draft_set_id}:{self.kind}:{self.subject}:{self.agent_id}"
-        return f"{self.source}:{slot}:{supersedes or 0}:{digest}"
-
-
-@dataclass(frozen=True)
-class StoredFeedback:
-    id: int
-    kind: str
-    value: str
-    ticket_ref: str
-    draft_set_id: int
-    draft_ids: list[int]
-    draft_id: int | None
-    chunk_ids: list[int]
-    subject: str
-    agent_id: str
-    rationale: dict[str, Any]
-    shown_at: datetime
-    clicked_at: datetime
-    supersedes: int | None
-    idempotency_key: str
+__all__ = [
+    "VALUES",
+    "AgentStats",
+    "Feedback",
+    "Kind",
+    "StoredFeedback",
+    "agent_stats",
+    "current",
+    "record",
+]

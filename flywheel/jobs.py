@@ -16,6 +16,7 @@ import psycopg
 from procrastinate import RetryStrategy
 from procrastinate.exceptions import AlreadyEnqueued
 
+from aitl.core import queue as job_queue
 from flywheel.exceptions import CycleFailed, RegistryError, RunInProgress
 from flywheel.reports import cycle_note, first_line
 
@@ -148,12 +149,8 @@ CHANGES = {"promote": "promote", "rollback": "rollback", "cycle": "retrain"}  # 
 def pending_model_changes(conn: psycopg.Connection) -> list[PendingChange]:
     """Retrains, promotions and rollbacks queued or running, oldest first: App Home shows
     them and holds back the buttons that would ask for the same again until they are done."""
-    rows = conn.execute(
-        "SELECT task_name, args, status, attempts FROM procrastinate_jobs"
-        " WHERE task_name = ANY(%s) AND status IN ('todo', 'doing')"
-        " AND id IS DISTINCT FROM %s ORDER BY id",
-        ([f"{NAMESPACE}:{task}" for task in CHANGES], _FINISHING.get()),
-    ).fetchall()
+    tasks = [f"{NAMESPACE}:{task}" for task in CHANGES]
+    rows = job_queue.jobs_of(conn, tasks, exclude=_FINISHING.get())
     return [
         PendingChange(
             kind=args.get("kind", ""),

@@ -3,7 +3,7 @@ the CLI, the note admins get after each cycle) and a model change (the digest, A
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from flywheel.registry import KINDS
@@ -27,17 +27,6 @@ def first_line(error: str, limit: int = 300) -> str:
     """What went wrong, for a direct message rather than a log: a database error's text goes
     on with the statement it failed in."""
     return next(iter(error.strip().splitlines()), "")[:limit]
-
-
-def change_words(change: str, other: str | None, name: Callable[[str], str] = str) -> str:
-    """'promoted, replacing r6' or 'rolled back, r6 live again' (``other`` None: the shipped
-    model); ``name`` dresses a version for where it is shown."""
-    before = name(other) if other else "the shipped model"
-    return (
-        f"promoted, replacing {before}"
-        if change == "promoted"
-        else f"rolled back, {before} live again"
-    )
 
 
 def cycle_note(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,7 +10,8 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from flywheel.events import Feedback, StoredFeedback
+from flywheel.digest.report import change_words
+from flywheel.feedback import AgentStats, Feedback, StoredFeedback
 
 COLUMNS = (
     "id, kind, value, ticket_ref, draft_set_id, draft_ids, draft_id, chunk_ids, subject,"
@@ -136,6 +137,11 @@ def current(conn: psycopg.Connection, draft_set_id: int) -> list[StoredFeedback]
     ).fetchall()
 
 
+def event_count(conn: psycopg.Connection) -> int:
+    """Every click stored, superseded ones included."""
+    return conn.execute("SELECT count(*) FROM feedback_events").fetchone()[0]
+
+
 def events(
     conn: psycopg.Connection, *, draft_set_id: int | None = None, kind: str | None = None
 ) -> list[StoredFeedback]:
@@ -150,23 +156,6 @@ def events(
         """,
         {"set": draft_set_id, "kind": kind},
     ).fetchall()
-
-
-@dataclass(frozen=True)
-class AgentStats:
-    """One agent's own figures, for their App Home."""
-
-    events: dict[str, int]
-    draft_sets: int
-    adoptions: dict[str, int]
-    last_click: datetime | None
-
-    @property
-    def adoption_rate(self) -> float | None:
-        """Share of adoption answers that used a draft (as is or edited)."""
-        total = sum(self.adoptions.values())
-        used = self.adoptions.get("as_is", 0) + self.adoptions.get("edited", 0)
-        return used / total if total else None
 
 
 def agent_stats(conn: psycopg.Connection, agent_id: str, since: datetime) -> AgentStats:
@@ -449,6 +438,10 @@ class ModelChange:
     other: str | None  # what it replaced, or what went live again (None: the shipped model)
     reason: str | None
     at: datetime
+
+    def words(self, name: Callable[[str], str] = str) -> str:
+        """'promoted, replacing r6' or 'rolled back, r6 live again'."""
+        return change_words(self.change, self.other, name)
 
 
 def model_changes(

@@ -1,10 +1,17 @@
-"""Plain values that flow through the pipeline; no behaviour, no I/O."""
+"""Plain values that flow through the pipeline, and the hand-off values the rooms above pass
+to each other through the composition root (a ticket's reference, drafts ready to show); no
+I/O."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from rag.store import StoredDraft
+
+ZENDESK = "zendesk"
 
 
 @dataclass(frozen=True)
@@ -87,3 +94,53 @@ class DraftSet:
     context: tuple[RetrievedChunk, ...]
     drafts: tuple[Draft, Draft]
     timings_ms: dict[str, float]
+
+
+@dataclass(frozen=True)
+class TicketRef:
+    """Which helpdesk ticket a draft set answers, stored as text: ``zendesk:123``."""
+
+    source: str
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.id}"
+
+    @classmethod
+    def parse(cls, text: str) -> TicketRef:
+        source, _, ticket_id = text.partition(":")
+        return cls(source, ticket_id)
+
+    @classmethod
+    def zendesk(cls, ticket_id: int) -> TicketRef:
+        return cls(ZENDESK, str(ticket_id))
+
+    @property
+    def zendesk_id(self) -> int | None:
+        """The Zendesk ticket number, or None for a ticket from elsewhere (``/aitl ask``)."""
+        return int(self.id) if self.source == ZENDESK and self.id.isdigit() else None
+
+
+@dataclass(frozen=True)
+class TicketHeader:
+    """What a surface shows of the ticket above its drafts."""
+
+    ref: TicketRef
+    subject: str
+    requester: str | None
+    priority: str | None
+    status: str | None
+    url: str
+    assignee_email: str | None
+
+
+@dataclass(frozen=True)
+class ReadyDrafts:
+    """One ticket revision's drafts, ready to show: the connector hands them to a surface
+    (the Slack bot) through the root, neither importing the other."""
+
+    request_id: int
+    ticket: TicketHeader
+    draft_set_id: int
+    drafts: list[StoredDraft]
+    channel: str | None

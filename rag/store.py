@@ -436,6 +436,43 @@ def draft_set_infos(conn: psycopg.Connection, set_ids: Sequence[int]) -> dict[in
     return {r[0]: DraftSetInfo(*r, drafts=drafts.get(r[0], {})) for r in rows}
 
 
+@dataclass(frozen=True)
+class DraftSetStamp:
+    """A draft set as the digest counts it: which ticket, and when it was drafted."""
+
+    id: int
+    ticket_ref: str
+    created_at: datetime
+
+
+def draft_sets_created(
+    conn: psycopg.Connection, start: datetime, end: datetime
+) -> list[DraftSetStamp]:
+    """The draft sets created in [start, end), oldest first."""
+    rows = conn.execute(
+        "SELECT id, ticket_ref, created_at FROM rag_draft_sets"
+        " WHERE created_at >= %s AND created_at < %s ORDER BY id",
+        (start, end),
+    ).fetchall()
+    return [DraftSetStamp(*row) for row in rows]
+
+
+def challenger_labels(conn: psycopg.Connection, set_ids: Sequence[int]) -> dict[int, str]:
+    """Draft set → the label (A or B) of its challenger's draft, for the sets among ``set_ids``
+    drafted by the champion and the challenger, one draft each: the online duels."""
+    rows = conn.execute(
+        """
+        SELECT draft_set_id, min(label) FILTER (WHERE producer->>'role' = 'challenger')
+        FROM rag_drafts WHERE draft_set_id = ANY(%s)
+        GROUP BY draft_set_id
+        HAVING count(*) FILTER (WHERE producer->>'role' = 'champion') = 1
+           AND count(*) FILTER (WHERE producer->>'role' = 'challenger') = 1
+        """,
+        (list(set_ids),),
+    ).fetchall()
+    return dict(rows)
+
+
 def live_chunk_ids_of_documents(conn: psycopg.Connection, external_ids: Sequence[str]) -> set[int]:
     """The live chunks of documents named by external id (a ticket's expected articles)."""
     rows = conn.execute(

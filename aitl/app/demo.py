@@ -22,9 +22,37 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
+from aitl.app.web import create_app
+from aitl.app.wiring import build_services
 from aitl.core.db import Database
 from aitl.core.exceptions import AitlError
+from aitl.core.queue import build_deferrer
+from aitl.core.servers import serve_in_thread
 from aitl.core.settings import Settings
+from bot import store as bot_store
+from connectors import setup
+from connectors import store as zendesk_store
+from flywheel import store as feedback_store
+from flywheel.cycle import Flywheel
+from flywheel.digest.metrics import Window, week_metrics
+from rag import factory
+from rag import store as rag_store
+from rag.models import TicketRef
+from sandboxes.agents.policy import AgentPolicy
+from sandboxes.agents.sandbox_agent import SandboxAgent, SimClock, card_of
+from sandboxes.slack.server import SlackSandbox, serve
+from sandboxes.slack.state import (
+    AGENT_ALICE,
+    AGENT_BOB,
+    AGENTS_GROUP,
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    SUPPORT_CHANNEL,
+)
+from sandboxes.zendesk.server import ZendeskSandbox
+from sandboxes.zendesk.server import create_app as zendesk_app
 
 Say = Callable[[str], None]
 MANAGER, ADMIN = "U0MANAGER", "U0ADMIN"
@@ -111,10 +139,6 @@ class Demo:
     # --- the loop --------------------------------------------------------------------------
 
     def _run(self, stack: ExitStack) -> DemoReport:
-        from aitl.app.wiring import build_services
-        from aitl.core.queue import build_deferrer
-        from connectors import setup
-        from sandboxes.agents.sandbox_agent import SimClock
 
         report = DemoReport()
         stream = load_stream(self.base.samples_dir / "ticket_stream.jsonl", self.options.tickets)
@@ -152,11 +176,10 @@ class Demo:
         report.before, report.after = self._online(started, cycle_at)
         report.digest = self._digest(services)
         with self.db.connection() as conn:
-            report.events = conn.execute("SELECT count(*) FROM feedback_events").fetchone()[0]
+            report.events = feedback_store.event_count(conn)
         return report
 
     def _ingest(self) -> None:
-        from rag import factory
 
         self.say("ingesting the sample knowledge base")
         factory.ingestor(self.base, self.db).ingest_path(
@@ -165,10 +188,6 @@ class Demo:
 
     @contextmanager
     def _sandboxes(self, clock) -> Iterator[tuple[Any, Any]]:
-        from aitl.core.servers import serve_in_thread
-        from sandboxes.slack.server import SlackSandbox, serve
-        from sandboxes.zendesk.server import ZendeskSandbox
-        from sandboxes.zendesk.server import create_app as zendesk_app
 
         slack = SlackSandbox(clock=clock)
         # a click's ack waits on a 2-core machine doing everything else too; Slack's 3 s would
@@ -187,7 +206,6 @@ class Demo:
         zendesk.close()
 
     def _product_settings(self, slack, zendesk) -> Settings:
-        from sandboxes.slack.state import AGENTS_GROUP, BOT_TOKEN, SIGNING_SECRET, SUPPORT_CHANNEL
 
         return self.base.model_copy(
             update={
@@ -208,8 +226,6 @@ class Demo:
 
     @contextmanager
     def _web(self, settings: Settings):
-        from aitl.app.web import create_app
-        from aitl.core.servers import serve_in_thread
 
         with serve_in_thread(
             create_app(settings, database=self.db), port=self.options.web_port
@@ -241,9 +257,6 @@ class Demo:
                     child.kill()
 
     def _agents(self, slack, clock) -> list[Any]:
-        from sandboxes.agents.policy import AgentPolicy
-        from sandboxes.agents.sandbox_agent import SandboxAgent
-        from sandboxes.slack.state import AGENT_ALICE, AGENT_BOB, AGENTS_GROUP, SUPPORT_CHANNEL
 
         ids = [AGENT_ALICE, AGENT_BOB]
         for name in AGENT_NAMES[2 : self.options.agents]:
@@ -267,8 +280,6 @@ class Demo:
         ]
 
     def _week(self, report: DemoReport, week: int, tickets, zendesk, agents) -> None:
-        from sandboxes.agents.sandbox_agent import card_of
-        from sandboxes.slack.state import SUPPORT_CHANNEL
 
         self.say(f"week {week}: {len(tickets)} tickets arrive in Zendesk")
         refs = {}
@@ -279,7 +290,7 @@ class Demo:
                 f"customer{report.tickets + n + 1}@example.com",
                 requester_name=f"Customer {report.tickets + n + 1}",
             )
-            refs[f"zendesk:{created['id']}"] = ticket
+            refs[str(TicketRef.zendesk(created["id"]))] = ticket
         report.tickets += len(tickets)
         cards = self._wait_for_cards(set(refs))
         report.threads += len(cards)
@@ -301,12 +312,7 @@ class Demo:
         deadline = time.monotonic() + self.options.card_timeout_s + 2 * len(refs)
         while True:
             with self.db.connection() as conn:
-                rows = conn.execute(
-                    "SELECT ticket_ref, channel, card_ts FROM slack_cards"
-                    " WHERE kind = 'ticket' AND card_ts IS NOT NULL AND ticket_ref = ANY(%s)",
-                    (sorted(refs),),
-                ).fetchall()
-            found = {ref: (channel, ts) for ref, channel, ts in rows}
+                found = bot_store.shown_ticket_threads(conn, sorted(refs))
             if len(found) == len(refs):
                 return found
             if time.monotonic() > deadline:
@@ -320,13 +326,11 @@ class Demo:
     def _gold(self, ticket: StreamTicket) -> set[int]:
         if not ticket.expected_articles:
             return set()
-        from rag import store as rag_store
 
         with self.db.connection() as conn:
             return rag_store.live_chunk_ids_of_documents(conn, ticket.expected_articles)
 
     def _cycle(self, settings: Settings) -> dict[str, Any]:
-        from flywheel.cycle import Flywheel
 
         self.say("the flywheel: judging the clicks, retraining, evaluating, gating")
         report = Flywheel(settings, self.db, progress=lambda step: self.say(f"  {step}")).run(
@@ -341,12 +345,12 @@ class Demo:
         }
 
     def _online(self, started: datetime, cycle_at: datetime):
-        from flywheel.digest.metrics import Window, week_metrics
 
         now = datetime.now(UTC) + timedelta(seconds=120)
         with self.db.connection() as conn:
-            before = week_metrics(conn, Window(started, cycle_at))
-            after = week_metrics(conn, Window(cycle_at, now))
+            sent = zendesk_store.sent_adoption
+            before = week_metrics(conn, Window(started, cycle_at), sent_adoption=sent)
+            after = week_metrics(conn, Window(cycle_at, now), sent_adoption=sent)
         return _online_figures(before), _online_figures(after)
 
     def _digest(self, services) -> dict[str, Any]:
@@ -366,7 +370,6 @@ def _online_figures(metrics) -> dict[str, float | None]:
 
 
 def _secret(value: str):
-    from pydantic import SecretStr
 
     return SecretStr(value)
 

@@ -18,11 +18,13 @@ from aitl.core.db import Database
 from aitl.core.exceptions import ConfigurationError
 from aitl.core.queue import build_deferrer
 from aitl.core.settings import Settings
+from bot.app import create_bolt_app
+from bot.http import SlackEndpoint
+from connectors.webhook import WebhookReceiver
 
 
 def create_app(settings: Settings, *, database: Database | None = None) -> Starlette:
     """The web process. Pass ``database`` to share an already open pool (tests, demo)."""
-    from connectors.webhook import WebhookReceiver
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -77,8 +79,6 @@ def _slack(settings: Settings, services) -> tuple[object | None, object | None]:
     """The /slack/events endpoint and, with Socket Mode on, the open socket."""
     if services is None:
         return None, None
-    from bot.app import create_bolt_app
-    from bot.http import SlackEndpoint
 
     bolt = create_bolt_app(services)
     secret = settings.slack_signing_secret.get_secret_value()

@@ -1,40 +1,54 @@
-"""How the product packages meet in one process: the Zendesk connector hands drafts to the
-Slack bot, and the bot writes adopted replies back through the connector. Neither imports
-the other; they meet here."""
+"""How the product rooms meet in one process: the Zendesk connector hands drafts to the
+Slack bot, the bot writes adopted replies back through the connector, and the flywheel's
+registry, queued model changes and digest reach the bot through its ports (``bot.ports``).
+None of them imports another; they meet here."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 import procrastinate
 
 from aitl.core.db import Database
 from aitl.core.settings import Settings
+from bot import home
+from bot.exceptions import HelpCenterRefused, HelpCenterUnavailable
+from bot.handoff import SlackHandoff
+from bot.home_views import ModelEntry
+from bot.services import BotServices
+from connectors import exceptions as zendesk_errors
+from connectors import routing, setup
+from connectors import store as zendesk_store
+from connectors.services import ZendeskServices
+from flywheel import jobs, store
+from flywheel.digest.content import digest_of
+from flywheel.digest.metrics import Window, last_full_week, week_of
+from flywheel.digest.render import render_chart
+from flywheel.digest.report import Digest
+from flywheel.registry import KINDS
+from flywheel.services import FlywheelServices
+from flywheel.serving import LivePipeline
 
 
 @dataclass
 class Services:
-    zendesk: Any  # connectors.services.ZendeskServices
-    slack: Any | None  # bot.services.BotServices, when Slack is configured
+    zendesk: ZendeskServices
+    slack: BotServices | None  # when Slack is configured
 
 
 def build_services(settings: Settings, db: Database, queue: procrastinate.App) -> Services:
-    from connectors.services import ZendeskServices
-    from flywheel.serving import LivePipeline
-
     pipeline = LivePipeline(settings, db)  # the registry's champions, shared by both
     zendesk = ZendeskServices(settings, db, queue, pipeline=pipeline)
     if not settings.slack_configured:
         return Services(zendesk, None)
-    from bot.handoff import SlackHandoff
-    from bot.services import BotServices
-
     slack = BotServices(
         settings,
         db,
         queue,
+        digest_content=FlywheelDigest(db),
         writer=lambda: zendesk.writeback,
         panel=ZendeskPanel(zendesk),
         registry=lambda: registry_entries(db),
@@ -47,6 +61,23 @@ def build_services(settings: Settings, db: Database, queue: procrastinate.App) -
     return Services(zendesk, slack)
 
 
+class FlywheelDigest:
+    """The digest's content as the flywheel reads it, with the replies sent as the Zendesk
+    connector counts them, for the bot to send."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def week(self, day: date | None, now: datetime) -> Window:
+        return week_of(day) if day else last_full_week(now)
+
+    def build(self, settings: Settings, week: Window) -> Digest:
+        return digest_of(settings, self.db, week, sent_adoption=zendesk_store.sent_adoption)
+
+    def chart(self, digest: Digest) -> bytes:
+        return render_chart(digest)
+
+
 class QueuedModelChanges:
     """App Home's Retrain now / Promote / Roll back, run by the worker with the same functions
     as the CLI."""
@@ -55,66 +86,49 @@ class QueuedModelChanges:
         self.queue = queue
 
     def retrain(self, by: str) -> None:
-        from flywheel import jobs
-
         jobs.defer_cycle(self.queue, "app_home", by=by)
 
     def promote(self, kind: str, version: str, by: str) -> None:
-        from flywheel import jobs
-
         jobs.defer_model_change(self.queue, "promote", kind=kind, version=version, by=by)
 
     def rollback(self, kind: str, version: str, by: str) -> None:
-        from flywheel import jobs
-
         jobs.defer_model_change(self.queue, "rollback", kind=kind, version=version, by=by)
 
 
 class ZendeskPanel:
     """The connector as App Home shows it to admins."""
 
-    def __init__(self, zendesk: Any) -> None:
+    def __init__(self, zendesk: ZendeskServices) -> None:
         self.zendesk = zendesk
 
     def status(self) -> dict[str, Any]:
-        from connectors import exceptions, setup
-
         try:
             self.zendesk.credentials()
-        except exceptions.NotConnected:
+        except zendesk_errors.NotConnected:
             return {}
         return setup.status(self.zendesk)
 
     def route_problems(self, routes: Sequence[dict[str, str]]) -> list[str]:
-        from connectors import routing
-
         return routing.validate(routes)
 
 
 class ZendeskHelpCenter:
     """Help Center drafts from the digest's gaps, with the connector's errors in bot terms."""
 
-    def __init__(self, zendesk: Any) -> None:
+    def __init__(self, zendesk: ZendeskServices) -> None:
         self.zendesk = zendesk
 
     def draft_article(self, title: str, body_html: str) -> tuple[int, str]:
-        from bot.exceptions import HelpCenterRefused, HelpCenterUnavailable
-        from connectors import exceptions
-
         try:
             return self.zendesk.draft_article(title, body_html)
-        except exceptions.ZendeskUnavailable as exc:
+        except zendesk_errors.ZendeskUnavailable as exc:
             raise HelpCenterUnavailable(str(exc)) from exc
-        except exceptions.ConnectorError as exc:  # not connected, no section, refused
+        except zendesk_errors.ConnectorError as exc:  # not connected, no section, refused
             raise HelpCenterRefused(str(exc)) from exc
 
 
-def registry_entries(db: Database) -> list[Any]:
+def registry_entries(db: Database) -> list[ModelEntry]:
     """The model registry as App Home lists it."""
-    from bot.home_views import ModelEntry
-    from flywheel import store
-    from flywheel.registry import KINDS
-
     with db.connection() as conn:
         rows = store.models(conn)
         back_to = store.rollback_targets(conn, KINDS)
@@ -132,23 +146,21 @@ def registry_entries(db: Database) -> list[Any]:
     ]
 
 
-def model_changes(db: Database, recent: int = 5) -> tuple[list[Any], list[Any]]:
+def model_changes(
+    db: Database, recent: int = 5
+) -> tuple[list[jobs.PendingChange], list[store.ModelChange]]:
     """Promotions and rollbacks waiting for the worker, and the latest ones done, for App Home."""
-    from flywheel import jobs, store
-
     with db.connection() as conn:
         return jobs.pending_model_changes(conn), store.model_changes(conn, limit=recent)
 
 
-def flywheel_services(settings: Settings, db: Database, slack: Any | None) -> Any:
+def flywheel_services(
+    settings: Settings, db: Database, slack: BotServices | None
+) -> FlywheelServices:
     """The flywheel as the worker runs it: it tells admins in Slack how a cycle or the model
     change they asked for ended (without Slack, it is logged)."""
-    from flywheel.services import FlywheelServices
-
     if slack is None:
         return FlywheelServices(settings, db)
-    from bot import home
-
     return FlywheelServices(
         settings,
         db,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import procrastinate
@@ -119,3 +119,16 @@ def is_queued(conn, queueing_lock: str) -> bool:
         (queueing_lock,),
     ).fetchone()
     return bool(row[0])
+
+
+def jobs_of(
+    conn, task_names: Sequence[str], *, exclude: int | None = None
+) -> list[tuple[str, dict[str, Any], str, int]]:
+    """(task name, args, status, attempts) of the jobs of these tasks waiting or running,
+    oldest first, leaving out job ``exclude`` (the one asking)."""
+    return conn.execute(
+        "SELECT task_name, args, status, attempts FROM procrastinate_jobs"
+        " WHERE task_name = ANY(%s) AND status IN ('todo', 'doing')"
+        " AND id IS DISTINCT FROM %s ORDER BY id",
+        (list(task_names), exclude),
+    ).fetchall()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from bot import slack_api
 from bot.digest import store as digest_store
@@ -25,9 +25,8 @@ from bot.exceptions import (
     SlackRefused,
     SlackUnavailable,
 )
-from flywheel.digest.content import Digest, digest_of
-from flywheel.digest.metrics import Window, last_full_week, week_of
-from flywheel.digest.render import render_chart
+from bot.ports import HelpCenterDrafts, Week
+from flywheel.digest.report import Digest
 
 if TYPE_CHECKING:
     from bot.services import BotServices
@@ -46,13 +45,6 @@ UNREACHABLE = frozenset(
         "restricted_action",
     }
 )
-
-
-class HelpCenterDrafts(Protocol):
-    def draft_article(self, title: str, body_html: str) -> tuple[int, str]:
-        """(article id, URL) of a new unpublished draft; HelpCenterUnavailable to retry,
-        HelpCenterRefused when retrying will not help."""
-        ...
 
 
 @dataclass
@@ -74,24 +66,24 @@ class DigestService:
 
     # --- the report ------------------------------------------------------------------------
 
-    def window(self, week: date | None = None, now: datetime | None = None) -> Window:
+    def window(self, week: date | None = None, now: datetime | None = None) -> Week:
         """The week containing ``week``, or the last full week before now."""
-        return week_of(week) if week else last_full_week(now or datetime.now(UTC))
+        return self.services.digest_content.week(week, now or datetime.now(UTC))
 
-    def prepare(self, window: Window) -> tuple[Digest, bytes]:
+    def prepare(self, window: Week) -> tuple[Digest, bytes]:
         """The week's stored report, built and stored on first use."""
         week = window.start.date()
         with self.db.connection() as conn:
             found = digest_store.report(conn, week)
         if found is None:
             digest = self.build(window)
-            chart = render_chart(digest)
+            chart = self.services.digest_content.chart(digest)
             with self.db.connection() as conn:
                 found = digest_store.save_report(conn, week, digest.to_json(), chart)
         return Digest.from_json(found[0]), found[1]
 
-    def build(self, window: Window) -> Digest:
-        return digest_of(self.services.config(), self.db, window)
+    def build(self, window: Week) -> Digest:
+        return self.services.digest_content.build(self.services.config(), window)
 
     def stored(self, week_start: date) -> Digest | None:
         with self.db.connection() as conn:
@@ -111,7 +103,7 @@ class DigestService:
             found.append((settings.slack_digest_channel, "channel"))
         return found
 
-    def send(self, window: Window) -> SendReport:
+    def send(self, window: Week) -> SendReport:
         """Send the week's digest to everyone who has not had it; SlackUnavailable when some
         could not be reached now (the job retries, and only those get it)."""
         digest, chart = self.prepare(window)

@@ -22,7 +22,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.card_views import escape, escape_keeping_mentions
-from flywheel.digest.content import Digest, Gap, model_change_line
+from flywheel.digest.report import Digest, Gap, model_change_line
 
 OPEN_REPORT = "aitl.digest.open"
 DRAFT_ARTICLE = "aitl.digest.draft_article"

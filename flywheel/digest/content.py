@@ -9,10 +9,8 @@ admin turns into a Help Center draft, is exactly what was sent.
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,12 +20,14 @@ from flywheel.digest.gaps import GapCluster, gap_report
 from flywheel.digest.metrics import (
     FatigueRules,
     RetrainSummary,
+    SentAdoption,
     WeekMetrics,
     Window,
     last_retrain,
     weekly_trend,
 )
-from flywheel.reports import change_words, decision_lines
+from flywheel.digest.report import Digest, Figure, Gap
+from flywheel.reports import decision_lines
 from flywheel.store import ModelChange, model_changes
 
 Encode = Callable[[list[str]], np.ndarray]
@@ -48,124 +48,6 @@ HEADLINES: tuple[tuple[str, str, str, bool | None], ...] = (
 SERIES = ("adoption_rate", "win_rate", "relevance_precision")
 
 
-@dataclass(frozen=True)
-class Figure:
-    """One headline number of the week, beside its mean over the previous four weeks."""
-
-    key: str
-    label: str
-    unit: str  # 'count', 'rate' (0..1) or 'seconds'
-    value: float | None
-    previous: float | None
-    higher_is_better: bool | None = True
-
-    def shown(self, value: float | None = None) -> str:
-        value = self.value if value is None else value
-        if value is None:
-            return "n/a"
-        if self.unit == "rate":
-            return f"{value:.0%}"
-        if self.unit == "seconds":
-            return f"{value:.0f} s" if value < 120 else f"{value / 60:.0f} min"
-        return f"{value:,.0f}"
-
-    def change(self) -> str:
-        """'▲ 12 pts vs 4-week avg 55%', or why there is no comparison."""
-        if self.value is None:
-            return "no data this week"
-        if self.previous is None:
-            return "no earlier weeks to compare"
-        delta = self.value - self.previous
-        if self.unit == "rate":
-            amount = f"{abs(delta) * 100:.0f} pts"
-        elif self.unit == "seconds":
-            amount = f"{abs(delta):.0f} s"
-        else:
-            amount = f"{abs(delta):,.0f}"
-        arrow = "▲" if delta > 0 else "▼" if delta < 0 else "="
-        if arrow == "=" or amount.startswith("0 "):
-            return f"= 4-week avg {self.shown(self.previous)}"
-        return f"{arrow} {amount} vs 4-week avg {self.shown(self.previous)}"
-
-    @property
-    def verdict(self) -> str:
-        """'better', 'worse' or '' (no comparison or no preferred direction)."""
-        if self.value is None or self.previous is None or self.higher_is_better is None:
-            return ""
-        if abs(self.value - self.previous) < 1e-9:
-            return ""
-        better = (self.value > self.previous) == self.higher_is_better
-        return "better" if better else "worse"
-
-
-@dataclass(frozen=True)
-class Gap:
-    """A knowledge-gap cluster as the digest shows it."""
-
-    key: str
-    title: str
-    tickets: int
-    examples: list[str]
-    articles: list[list[str | None]]  # [label, url]
-    body: str  # the Help Center draft's HTML
-
-    @classmethod
-    def of(cls, cluster: GapCluster) -> Gap:
-        return cls(
-            key=cluster.key,
-            title=cluster.title,
-            tickets=cluster.tickets,
-            examples=list(cluster.examples),
-            articles=[[label, url] for label, url in cluster.articles],
-            body=cluster.article_body(),
-        )
-
-
-@dataclass(frozen=True)
-class Digest:
-    week_start: str  # ISO date of the Monday
-    label: str  # "16–22 Nov 2026"
-    generated_at: str
-    figures: list[Figure]
-    weeks: list[str]  # labels of the trend's weeks, oldest first
-    series: dict[str, list[float | None]]
-    draft_sets: int
-    adoption: dict[str, int]
-    sent_adoption: dict[str, int]
-    preference: dict[str, int]
-    coverage: dict[str, float]
-    agents: list[dict[str, Any]]
-    retrain: dict[str, Any] | None
-    gaps: list[Gap] = field(default_factory=list)
-    # promotions and rollbacks in the week, oldest first (digests stored before: none)
-    model_changes: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def empty(self) -> bool:
-        """Nothing was drafted or clicked this week."""
-        return self.draft_sets == 0 and self.figure("clicks").value == 0
-
-    def figure(self, key: str) -> Figure:
-        return next(f for f in self.figures if f.key == key)
-
-    @property
-    def flagged_agents(self) -> list[dict[str, Any]]:
-        return [a for a in self.agents if a["flags"]]
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Digest:
-        data = dict(data)
-        data["figures"] = [Figure(**f) for f in data["figures"]]
-        data["gaps"] = [Gap(**g) for g in data.get("gaps", [])]
-        return cls(**data)
-
-    def dumps(self) -> str:
-        return json.dumps(self.to_json(), ensure_ascii=False)
-
-
 def build_digest(
     conn,
     window: Window,
@@ -174,10 +56,11 @@ def build_digest(
     fast_click_s: float = 3.0,
     fatigue: FatigueRules | None = None,
     now: datetime | None = None,
+    sent_adoption: SentAdoption | None = None,
 ) -> Digest:
     """Read the week, the four before it, the last retrain, the model changes and the gaps;
-    nothing is written."""
-    kwargs: dict[str, Any] = {"fast_click_s": fast_click_s}
+    nothing is written. ``sent_adoption`` counts the replies sent in the helpdesk."""
+    kwargs: dict[str, Any] = {"fast_click_s": fast_click_s, "sent_adoption": sent_adoption}
     if fatigue is not None:
         kwargs["fatigue"] = fatigue
     trend = weekly_trend(conn, window, TREND_WEEKS, **kwargs)
@@ -199,16 +82,20 @@ def build_digest(
         coverage=dict(week.coverage),
         agents=[_agent(a) for a in week.agents],
         retrain=_retrain(retrain) if retrain else None,
-        gaps=[Gap.of(c) for c in clusters],
+        gaps=[_gap(c) for c in clusters],
         model_changes=[_model_change(c) for c in reversed(changes)],
     )
 
 
-def digest_of(settings, db, window: Window) -> Digest:
+def digest_of(settings, db, window: Window, *, sent_adoption: SentAdoption | None = None) -> Digest:
     """A week's digest as the product builds it: the live embeddings, the judge's read time."""
     with db.connection() as conn:
         return build_digest(
-            conn, window, live_encode(settings, db), fast_click_s=settings.judge_min_read_s
+            conn,
+            window,
+            live_encode(settings, db),
+            fast_click_s=settings.judge_min_read_s,
+            sent_adoption=sent_adoption,
         )
 
 
@@ -266,13 +153,15 @@ def _model_change(change: ModelChange) -> dict[str, Any]:
     return {**dataclasses.asdict(change), "at": change.at.isoformat(timespec="minutes")}
 
 
-def model_change_line(change: dict[str, Any], *, why: bool = True) -> str:
-    """'retriever r7 promoted, replacing r6 (Wed 02 Dec 10:02 UTC): promoted by …', whether a
-    cycle, an admin in App Home or the CLI made it."""
-    what = change_words(change["change"], change["other"])
-    at = datetime.fromisoformat(change["at"])
-    line = f"{change['kind']} {change['version']} {what} ({at:%a %d %b %H:%M} UTC)"
-    return line + (f": {change['reason']}" if why and change.get("reason") else "")
+def _gap(cluster: GapCluster) -> Gap:
+    return Gap(
+        key=cluster.key,
+        title=cluster.title,
+        tickets=cluster.tickets,
+        examples=list(cluster.examples),
+        articles=[[label, url] for label, url in cluster.articles],
+        body=cluster.article_body(),
+    )
 
 
 def _retrain(run: RetrainSummary) -> dict[str, Any]:

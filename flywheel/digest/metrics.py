@@ -10,14 +10,15 @@ What belongs to a window:
   just ended is measured with the same yardstick as the four before it and the trend shows no
   dip that is only the newest tickets not having been answered yet.
 
-Adoption from the replies sent is what the Zendesk connector derived when it read each reply
-(``zendesk_derived_adoptions``); it is counted here, not derived a second time. This module holds
-the digest's read-only SQL, as ``flywheel/store.py`` holds the flywheel's own.
+Adoption from the replies sent is what the Zendesk connector derived when it read each reply;
+the connector counts it from its own tables (a ``SentAdoption`` the composition root hands in),
+and the draft sets and their duels come from ``rag.store``. This module holds the digest's
+read-only SQL over the flywheel's own tables, as ``flywheel/store.py`` holds the rest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -25,9 +26,13 @@ import psycopg
 from psycopg.rows import class_row
 
 from flywheel import store
-from flywheel.events import VALUES
+from flywheel.feedback import VALUES
+from rag import store as rag_store
+from rag.store import DraftSetStamp
 
 WEEK = timedelta(days=7)
+# adoption from the replies sent, per drafted ticket: the helpdesk connector counts it
+SentAdoption = Callable[[psycopg.Connection, Sequence[DraftSetStamp], datetime], dict[str, int]]
 KINDS = tuple(VALUES)  # preference, adoption, relevance, missing_knowledge
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # how the buttons read on the Slack card, for the flags managers read
@@ -197,21 +202,25 @@ def week_metrics(
     *,
     fast_click_s: float = 3.0,
     fatigue: FatigueRules | None = None,
+    sent_adoption: SentAdoption | None = None,
 ) -> WeekMetrics:
-    """The window's figures; reads only, so any past week can be recomputed."""
+    """The window's figures; reads only, so any past week can be recomputed. Without
+    ``sent_adoption`` (no helpdesk connected) no reply counts as sent."""
     rules = fatigue or FatigueRules()
     params = {"start": window.start, "end": window.end}
     clicks, standing = _answers(conn, params)
-    sets, tickets, covered = _draft_sets(conn, params)
+    drafted = rag_store.draft_sets_created(conn, window.start, window.end)
+    sets = len(drafted)
+    covered = _covered(conn, drafted, window.end)
     duel = _duels(conn, params)
     return WeekMetrics(
         window=window,
         draft_sets=sets,
-        drafted_tickets=tickets,
+        drafted_tickets=len({s.ticket_ref for s in drafted}),
         clicks=clicks,
         adoption=standing["adoption"],
         adoption_rate=_share(standing["adoption"], ("as_is", "edited")),
-        sent_adoption=_sent_adoption(conn, params),
+        sent_adoption=_sent_adoption(conn, drafted, window.end, sent_adoption),
         preference=standing["preference"],
         challenger_wins=duel["challenger"],
         champion_wins=duel["champion"],
@@ -232,10 +241,17 @@ def weekly_trend(
     *,
     fast_click_s: float = 3.0,
     fatigue: FatigueRules | None = None,
+    sent_adoption: SentAdoption | None = None,
 ) -> list[WeekMetrics]:
     """The ``weeks`` windows before ``window``, then ``window`` itself: oldest first."""
     return [
-        week_metrics(conn, window.previous(back), fast_click_s=fast_click_s, fatigue=fatigue)
+        week_metrics(
+            conn,
+            window.previous(back),
+            fast_click_s=fast_click_s,
+            fatigue=fatigue,
+            sent_adoption=sent_adoption,
+        )
         for back in range(weeks, -1, -1)
     ]
 
@@ -286,39 +302,17 @@ SELECT kind, value, count(*), count(*) FILTER (WHERE standing)
 FROM clicked GROUP BY kind, value
 """
 
-DRAFT_SETS = """
-WITH sets AS (
-    SELECT s.ticket_ref, ARRAY(
-        SELECT DISTINCT e.kind FROM feedback_events e
-        WHERE e.draft_set_id = s.id AND e.clicked_at < %(end)s
-    ) AS kinds
-    FROM rag_draft_sets s
-    WHERE s.created_at >= %(start)s AND s.created_at < %(end)s
-)
-SELECT count(*), count(DISTINCT ticket_ref),
-    count(*) FILTER (WHERE 'preference' = ANY (kinds)),
-    count(*) FILTER (WHERE 'adoption' = ANY (kinds)),
-    count(*) FILTER (WHERE 'relevance' = ANY (kinds)),
-    count(*) FILTER (WHERE 'missing_knowledge' = ANY (kinds))
-FROM sets
+# The kinds of click each draft set got before the window's end.
+KINDS_CLICKED = """
+SELECT draft_set_id, array_agg(DISTINCT kind) FROM feedback_events
+WHERE draft_set_id = ANY(%(sets)s) AND clicked_at < %(end)s
+GROUP BY draft_set_id
 """
 
-# Standing preferences on sets whose two drafts came from the champion and the challenger.
-DUELS = f"""
-WITH {CLICKED},
-duels AS (
-    SELECT draft_set_id, min(label) FILTER (WHERE producer->>'role' = 'challenger') AS challenger
-    FROM rag_drafts
-    WHERE draft_set_id IN (SELECT draft_set_id FROM clicked WHERE kind = 'preference')
-    GROUP BY draft_set_id
-    HAVING count(*) FILTER (WHERE producer->>'role' = 'champion') = 1
-       AND count(*) FILTER (WHERE producer->>'role' = 'challenger') = 1
-)
-SELECT count(*) FILTER (WHERE c.value = d.challenger),
-    count(*) FILTER (WHERE c.value IN ('A', 'B') AND c.value <> d.challenger),
-    count(*) FILTER (WHERE c.value = 'tie')
-FROM clicked c JOIN duels d USING (draft_set_id)
-WHERE c.kind = 'preference' AND c.standing
+# The window's standing preferences (duels are told apart from the drafts' producers after).
+PREFERENCES = f"""
+WITH {CLICKED}
+SELECT draft_set_id, value FROM clicked WHERE kind = 'preference' AND standing
 """
 
 # Each draft set's first click, counted in the window that click fell in (once per set).
@@ -365,22 +359,6 @@ FROM week w FULL JOIN baseline b USING (agent_id) LEFT JOIN favourite f USING (a
 ORDER BY clicks DESC, agent_id
 """
 
-# Per Zendesk ticket drafted in the window, how its first reply sent before the window's end
-# used the drafts: as the connector derived it when it read the reply (zendesk_derived_adoptions,
-# one source of truth for "adoption from the replies sent").
-SENT_ADOPTION = """
-SELECT adoption, count(*) FROM (
-    SELECT DISTINCT ON (s.ticket_ref) d.adoption
-    FROM zendesk_derived_adoptions d
-    JOIN zendesk_comments c ON c.comment_id = d.comment_id
-    JOIN rag_draft_sets s ON s.id = d.draft_set_id
-    JOIN rag_draft_sets w ON w.ticket_ref = s.ticket_ref
-        AND w.created_at >= %(start)s AND w.created_at < %(end)s AND w.created_at <= c.created_at
-    WHERE c.created_at < %(end)s
-    ORDER BY s.ticket_ref, c.created_at, c.comment_id
-) first_replies GROUP BY adoption
-"""
-
 
 # --- the parts ---------------------------------------------------------------------------
 
@@ -395,15 +373,26 @@ def _answers(conn: psycopg.Connection, params: dict) -> tuple[int, dict[str, dic
     return clicks, standing
 
 
-def _draft_sets(conn: psycopg.Connection, params: dict) -> tuple[int, int, dict[str, int]]:
-    """The window's draft sets, their distinct tickets, and how many got each kind of click."""
-    sets, tickets, *covered = conn.execute(DRAFT_SETS, params).fetchone()
-    return sets, tickets, dict(zip(KINDS, covered, strict=True))
+def _covered(
+    conn: psycopg.Connection, sets: Sequence[DraftSetStamp], end: datetime
+) -> dict[str, int]:
+    """How many of the window's draft sets got each kind of click."""
+    params = {"sets": [s.id for s in sets], "end": end}
+    kinds = dict(conn.execute(KINDS_CLICKED, params).fetchall())
+    return {kind: sum(1 for s in sets if kind in kinds.get(s.id, ())) for kind in KINDS}
 
 
 def _duels(conn: psycopg.Connection, params: dict) -> dict[str, int]:
-    challenger, champion, tie = conn.execute(DUELS, params).fetchone()
-    return {"challenger": challenger, "champion": champion, "tie": tie}
+    """Standing preferences on sets whose two drafts came from the champion and the challenger."""
+    preferences = conn.execute(PREFERENCES, params).fetchall()
+    challenger_of = rag_store.challenger_labels(conn, [set_id for set_id, _ in preferences])
+    duel = {"challenger": 0, "champion": 0, "tie": 0}
+    for set_id, value in preferences:
+        label = challenger_of.get(set_id)
+        if label is None or value == "both_bad":
+            continue
+        duel["tie" if value == "tie" else "challenger" if value == label else "champion"] += 1
+    return duel
 
 
 def _win_rate(duel: dict[str, int]) -> float | None:
@@ -457,10 +446,15 @@ def _agent_week(
     )
 
 
-def _sent_adoption(conn: psycopg.Connection, params: dict) -> dict[str, int]:
+def _sent_adoption(
+    conn: psycopg.Connection,
+    sets: Sequence[DraftSetStamp],
+    end: datetime,
+    sent_adoption: SentAdoption | None,
+) -> dict[str, int]:
     counts = dict.fromkeys(VALUES["adoption"], 0)
-    for adoption, count in conn.execute(SENT_ADOPTION, params):
-        counts[adoption] = int(count)
+    if sent_adoption is not None:
+        counts |= sent_adoption(conn, sets, end)
     return counts
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import textwrap
 
-from flywheel.digest.content import Digest, model_change_line
+from flywheel.digest.report import Digest, model_change_line
 
 CHART_SIZE = (1200, 560)  # pixels: wide enough for Slack's preview, legible on a phone
 DPI = 100

@@ -1,0 +1,1 @@
+"""The local Zendesk: Support, the incremental export, Help Center, webhooks and triggers."""

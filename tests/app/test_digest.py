@@ -32,9 +32,10 @@ from bot.digest.views import (
 )
 from bot.exceptions import SlackUnavailable
 from bot.home_views import home_view
-from flywheel.digest.content import Digest, Figure, Gap, build_digest
+from flywheel.digest.content import build_digest
 from flywheel.digest.metrics import week_of
 from flywheel.digest.render import CHART_SIZE, render_chart, render_markdown
+from flywheel.digest.report import Digest, Figure, Gap
 from sandboxes.slack.server import SlackSandbox, serve
 from sandboxes.slack.state import (
     AGENT_ALICE,

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
+from connectors import store as zendesk_store
 from flywheel import store
 from flywheel.digest.metrics import (
     FatigueRules,
@@ -232,8 +233,11 @@ def test_sent_replies_count_the_connectors_adoption_of_the_first_reply(week_db):
     # 102: comment 5 -> edited; 104: comment 7 -> not_used
     # 105: the reply came after the week's end; 100: S0 was drafted the week before
     with week_db.connection() as conn:
-        m = week_metrics(conn, WEEK)
+        m = week_metrics(conn, WEEK, sent_adoption=zendesk_store.sent_adoption)
+        unconnected = week_metrics(conn, WEEK)
     assert m.sent_adoption == {"as_is": 1, "edited": 1, "not_used": 1}
+    # without a helpdesk wired in, no reply counts as sent
+    assert unconnected.sent_adoption == {"as_is": 0, "edited": 0, "not_used": 0}
 
 
 def test_agents_are_listed_busiest_first_with_their_shares(week_db):

@@ -8,13 +8,21 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from aitl.app.wiring import build_services
+from aitl.core.queue import build_deferrer
+from bot.digest import store as digest_store
+from bot.exceptions import BotError
+from connectors import store as zendesk_store
+from flywheel.digest.content import Digest, digest_of
+from flywheel.digest.metrics import last_full_week, week_of
+from flywheel.digest.render import render_chart, render_markdown
+
 app = typer.Typer(help="The weekly manager digest.", no_args_is_help=True)
 console = Console()
 WEEK_HELP = "Any day of the week to report (YYYY-MM-DD); default: the last full week."
 
 
 def _window(week: str | None):
-    from flywheel.digest.metrics import last_full_week, week_of
 
     if week is None:
         return last_full_week(datetime.now(UTC))
@@ -31,9 +39,6 @@ def preview(
     week: str | None = typer.Option(None, help=WEEK_HELP),
 ) -> None:
     """Write the digest as PNG + Markdown, without Slack: what managers would get."""
-    from bot.digest import store as digest_store
-    from flywheel.digest.content import Digest, digest_of
-    from flywheel.digest.render import render_chart, render_markdown
 
     settings, db = ctx.obj.settings, ctx.obj.db
     window = _window(week)
@@ -41,7 +46,11 @@ def preview(
         stored = digest_store.report(conn, window.start.date())
     with console.status(f"building the digest of {window.label}…"):
         # a week already sent shows exactly what managers got
-        digest = Digest.from_json(stored[0]) if stored else digest_of(settings, db, window)
+        digest = (
+            Digest.from_json(stored[0])
+            if stored
+            else digest_of(settings, db, window, sent_adoption=zendesk_store.sent_adoption)
+        )
         out.mkdir(parents=True, exist_ok=True)
         (out / "digest.png").write_bytes(render_chart(digest))
         (out / "digest.md").write_text(render_markdown(digest), encoding="utf-8")
@@ -54,8 +63,6 @@ def preview(
 @app.command()
 def send(ctx: typer.Context, week: str | None = typer.Option(None, help=WEEK_HELP)) -> None:
     """Send the digest now to the managers and the digest channel (once per week each)."""
-    from aitl.app.wiring import build_services
-    from bot.exceptions import BotError
 
     settings, db = ctx.obj.settings, ctx.obj.db
     if not settings.slack_configured:
@@ -63,7 +70,6 @@ def send(ctx: typer.Context, week: str | None = typer.Option(None, help=WEEK_HEL
             "Slack is not configured: set AITL_SLACK_BOT_TOKEN and AITL_SLACK_SIGNING_SECRET"
             " (or use `aitl digest preview`)"
         )
-    from aitl.core.queue import build_deferrer
 
     services = build_services(settings, db, build_deferrer(db.url))
     window = _window(week)

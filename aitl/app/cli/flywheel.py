@@ -10,12 +10,16 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from flywheel import store
+from flywheel.export import export_datasets
+from flywheel.reports import decision_lines
+from flywheel.services import FlywheelServices
+
 app = typer.Typer(help="The retraining loop.", no_args_is_help=True)
 console = Console()
 
 
 def _services(ctx: typer.Context):
-    from flywheel.services import FlywheelServices
 
     return FlywheelServices(ctx.obj.settings, ctx.obj.db)
 
@@ -53,7 +57,6 @@ def print_report(report) -> None:
                 table.add_row(kind, name, f"{before:.4f}", f"{metrics['challenger'][name]:.4f}")
     if table.rows:
         console.print(table)
-    from flywheel.reports import decision_lines
 
     for line in decision_lines(report.decisions):
         console.print(line)
@@ -62,7 +65,6 @@ def print_report(report) -> None:
 @app.command()
 def runs(ctx: typer.Context, limit: int = typer.Option(10, min=1)) -> None:
     """The latest cycles with their status and decisions."""
-    from flywheel import store
 
     with ctx.obj.db.connection() as conn:
         found = store.runs(conn, limit)
@@ -83,7 +85,6 @@ def export(
     ctx: typer.Context, out: Path = typer.Option(..., help="Folder for the JSONL files")
 ) -> None:
     """The judged datasets as JSONL for sentence-transformers and TRL, to train elsewhere."""
-    from flywheel.export import export_datasets
 
     counts = export_datasets(ctx.obj.settings, ctx.obj.db, out)
     console.print(json.dumps(counts, indent=2))

@@ -6,12 +6,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flywheel.services import FlywheelServices
+
 app = typer.Typer(help="The model registry.", no_args_is_help=True)
 console = Console()
 
 
 def _registry(ctx: typer.Context):
-    from flywheel.services import FlywheelServices
 
     def waiting(what: str) -> None:
         console.print(f"{what}: waiting for another model change to finish…")

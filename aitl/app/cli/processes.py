@@ -5,10 +5,29 @@ from __future__ import annotations
 import logging
 import time
 
+import procrastinate.exceptions
 import typer
+import uvicorn
 from rich.console import Console
+from rich.table import Table
 
+from aitl.app.demo import Demo, DemoOptions
+from aitl.app.schedule import Schedule
+from aitl.app.web import create_app
+from aitl.app.wiring import build_services, flywheel_services
+from aitl.core import overrides
+from aitl.core.leader import Leadership
+from aitl.core.queue import build_app, build_deferrer
+from aitl.core.servers import serve_in_thread
+from bot import jobs as bot_jobs
+from bot.digest import jobs as digest_jobs
+from connectors import jobs as zendesk_jobs
+from flywheel import jobs as flywheel_jobs
 from rag import factory
+from sandboxes.slack.server import SlackSandbox, serve
+from sandboxes.slack.state import BOT_TOKEN, SIGNING_SECRET
+from sandboxes.zendesk.server import ZendeskSandbox
+from sandboxes.zendesk.server import create_app as zendesk_app
 
 console = Console()
 log = logging.getLogger(__name__)
@@ -29,13 +48,10 @@ def web(
     workers: int = typer.Option(1, min=1, help="Processes serving requests (the GIL caps one)"),
 ) -> None:
     """Serve the web app: health, the Zendesk webhook and the Slack endpoint."""
-    import uvicorn
 
     settings = ctx.obj.settings
     host, port = host or settings.web_host, port or settings.web_port
     if workers == 1:
-        from aitl.app.web import create_app
-
         uvicorn.run(create_app(settings), host=host, port=port)
         return
     # each worker process builds its app from the same environment
@@ -46,12 +62,6 @@ def web(
 
 def worker(ctx: typer.Context) -> None:
     """Run queued jobs from the Postgres queue."""
-    from aitl.app.wiring import build_services, flywheel_services
-    from aitl.core.queue import build_app
-    from bot import jobs as bot_jobs
-    from bot.digest import jobs as digest_jobs
-    from connectors import jobs as zendesk_jobs
-    from flywheel import jobs as flywheel_jobs
 
     settings, db = ctx.obj.settings, ctx.obj.db
     services = build_services(settings, db, services_queue(ctx))
@@ -73,15 +83,12 @@ def worker(ctx: typer.Context) -> None:
 
 
 def services_queue(ctx: typer.Context):
-    from aitl.core.queue import build_deferrer
 
     return build_deferrer(ctx.obj.db.url)
 
 
 def scheduler(ctx: typer.Context, poll_s: float = typer.Option(10.0, hidden=True)) -> None:
     """Run scheduled jobs; several may run, one leads (Postgres advisory lock)."""
-    from aitl.app.schedule import Schedule
-    from aitl.core.leader import Leadership
 
     leadership = Leadership(ctx.obj.db.url)
     found = scheduled_jobs(ctx)
@@ -118,7 +125,6 @@ def _follow_admin_changes(ctx: typer.Context, schedule) -> None:
 
 
 def _effective_settings(ctx: typer.Context):
-    from aitl.core import overrides
 
     with ctx.obj.db.connection() as conn:
         return overrides.effective(ctx.obj.settings, conn)
@@ -142,8 +148,6 @@ def scheduled_jobs(ctx: typer.Context) -> list[tuple[str, str, object]]:
 
     Crons come from the settings with the admin's App Home changes applied.
     """
-    from bot.digest import jobs as digest_jobs
-    from flywheel import jobs as flywheel_jobs
 
     db = ctx.obj.db
     settings = _effective_settings(ctx)
@@ -163,7 +167,6 @@ def scheduled_jobs(ctx: typer.Context) -> list[tuple[str, str, object]]:
 
 
 def _defer_once(queue, task: str) -> None:
-    import procrastinate.exceptions
 
     try:
         with queue.open():
@@ -181,11 +184,6 @@ def sandbox(
     ),
 ) -> None:
     """Serve the local Slack and Zendesk sandboxes until Ctrl-C (development and evaluation)."""
-    from aitl.core.servers import serve_in_thread
-    from sandboxes.slack.server import SlackSandbox, serve
-    from sandboxes.slack.state import BOT_TOKEN, SIGNING_SECRET
-    from sandboxes.zendesk.server import ZendeskSandbox
-    from sandboxes.zendesk.server import create_app as zendesk_app
 
     slack, zendesk = SlackSandbox(), ZendeskSandbox()
     slack.app_url = app_url
@@ -219,7 +217,6 @@ def demo(
     ),
 ) -> None:
     """The whole loop on the embedded defaults, against local Slack and Zendesk sandboxes."""
-    from aitl.app.demo import Demo, DemoOptions
 
     options = DemoOptions(
         tickets=tickets, agents=agents, noise=noise, careless=careless, sandbox_port=port
@@ -247,7 +244,6 @@ def _serve_until_interrupted(report) -> None:
 
 
 def _print_demo(report, seconds: float | None) -> None:
-    from rich.table import Table
 
     console.print(
         f"{report.tickets} tickets over {report.weeks} simulated weeks → {report.threads} Slack"

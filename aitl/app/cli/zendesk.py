@@ -9,14 +9,15 @@ from rich.console import Console
 from rich.table import Table
 
 from aitl.app.cli import kb as kb_cli
+from aitl.app.wiring import build_services
+from aitl.core.queue import build_deferrer
+from connectors import setup
 
 app = typer.Typer(help="Zendesk connector.", no_args_is_help=True)
 console = Console()
 
 
 def services(ctx: typer.Context):
-    from aitl.app.wiring import build_services
-    from aitl.core.queue import build_deferrer
 
     db = ctx.obj.db
     return build_services(ctx.obj.settings, db, build_deferrer(db.url)).zendesk
@@ -30,7 +31,6 @@ def connect(
     public_url: str = typer.Option(None, help="Where Zendesk reaches AITL (AITL_PUBLIC_URL)"),
 ) -> None:
     """Check the credentials, store them encrypted, and create or update our webhook."""
-    from connectors import setup
 
     url = public_url or ctx.obj.settings.public_url
     if not url:
@@ -48,7 +48,6 @@ def connect(
 @app.command()
 def status(ctx: typer.Context) -> None:
     """Connection health, cursor lag, counts and the last errors."""
-    from connectors import setup
 
     report = setup.status(services(ctx))
     last = report.get("tickets.last_success")

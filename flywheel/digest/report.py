@@ -1,0 +1,144 @@
+"""The weekly digest as a value, and how a model change reads.
+
+This module is data only (it imports nothing else of the flywheel), so the bot may render a
+digest it received through its port (``bot.ports.DigestContent``) without reaching into how
+the flywheel builds it. The same content becomes Slack blocks (``bot.digest.views``),
+Markdown and a PNG chart (``flywheel.digest.render``); it is stored per week, so what a
+manager opens later, and what an admin turns into a Help Center draft, is what was sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One headline number of the week, beside its mean over the previous four weeks."""
+
+    key: str
+    label: str
+    unit: str  # 'count', 'rate' (0..1) or 'seconds'
+    value: float | None
+    previous: float | None
+    higher_is_better: bool | None = True
+
+    def shown(self, value: float | None = None) -> str:
+        value = self.value if value is None else value
+        if value is None:
+            return "n/a"
+        if self.unit == "rate":
+            return f"{value:.0%}"
+        if self.unit == "seconds":
+            return f"{value:.0f} s" if value < 120 else f"{value / 60:.0f} min"
+        return f"{value:,.0f}"
+
+    def change(self) -> str:
+        """'▲ 12 pts vs 4-week avg 55%', or why there is no comparison."""
+        if self.value is None:
+            return "no data this week"
+        if self.previous is None:
+            return "no earlier weeks to compare"
+        delta = self.value - self.previous
+        if self.unit == "rate":
+            amount = f"{abs(delta) * 100:.0f} pts"
+        elif self.unit == "seconds":
+            amount = f"{abs(delta):.0f} s"
+        else:
+            amount = f"{abs(delta):,.0f}"
+        arrow = "▲" if delta > 0 else "▼" if delta < 0 else "="
+        if arrow == "=" or amount.startswith("0 "):
+            return f"= 4-week avg {self.shown(self.previous)}"
+        return f"{arrow} {amount} vs 4-week avg {self.shown(self.previous)}"
+
+    @property
+    def verdict(self) -> str:
+        """'better', 'worse' or '' (no comparison or no preferred direction)."""
+        if self.value is None or self.previous is None or self.higher_is_better is None:
+            return ""
+        if abs(self.value - self.previous) < 1e-9:
+            return ""
+        better = (self.value > self.previous) == self.higher_is_better
+        return "better" if better else "worse"
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A knowledge-gap cluster as the digest shows it."""
+
+    key: str
+    title: str
+    tickets: int
+    examples: list[str]
+    articles: list[list[str | None]]  # [label, url]
+    body: str  # the Help Center draft's HTML
+
+
+@dataclass(frozen=True)
+class Digest:
+    week_start: str  # ISO date of the Monday
+    label: str  # "16–22 Nov 2026"
+    generated_at: str
+    figures: list[Figure]
+    weeks: list[str]  # labels of the trend's weeks, oldest first
+    series: dict[str, list[float | None]]
+    draft_sets: int
+    adoption: dict[str, int]
+    sent_adoption: dict[str, int]
+    preference: dict[str, int]
+    coverage: dict[str, float]
+    agents: list[dict[str, Any]]
+    retrain: dict[str, Any] | None
+    gaps: list[Gap] = field(default_factory=list)
+    # promotions and rollbacks in the week, oldest first (digests stored before: none)
+    model_changes: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing was drafted or clicked this week."""
+        return self.draft_sets == 0 and self.figure("clicks").value == 0
+
+    def figure(self, key: str) -> Figure:
+        return next(f for f in self.figures if f.key == key)
+
+    @property
+    def flagged_agents(self) -> list[dict[str, Any]]:
+        return [a for a in self.agents if a["flags"]]
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Digest:
+        data = dict(data)
+        data["figures"] = [Figure(**f) for f in data["figures"]]
+        data["gaps"] = [Gap(**g) for g in data.get("gaps", [])]
+        return cls(**data)
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), ensure_ascii=False)
+
+
+def change_words(change: str, other: str | None, name: Callable[[str], str] = str) -> str:
+    """'promoted, replacing r6' or 'rolled back, r6 live again' (``other`` None: the shipped
+    model); ``name`` dresses a version for where it is shown."""
+    before = name(other) if other else "the shipped model"
+    return (
+        f"promoted, replacing {before}"
+        if change == "promoted"
+        else f"rolled back, {before} live again"
+    )
+
+
+def model_change_line(change: dict[str, Any], *, why: bool = True) -> str:
+    """'retriever r7 promoted, replacing r6 (Wed 02 Dec 10:02 UTC): promoted by …', whether a
+    cycle, an admin in App Home or the CLI made it."""
+    what = change_words(change["change"], change["other"])
+    at = datetime.fromisoformat(change["at"])
+    line = f"{change['kind']} {change['version']} {what} ({at:%a %d %b %H:%M} UTC)"
+    return line + (f": {change['reason']}" if why and change.get("reason") else "")
