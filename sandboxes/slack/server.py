@@ -10,11 +10,11 @@ auth, injected faults, the call log, and :meth:`SlackSandbox.send` towards an ap
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
 import urllib.parse
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 from starlette.applications import Starlette
@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from aitl.core.servers import RunningServer, serve_in_thread
+from sandboxes import faults
 from sandboxes.slack import page as sandbox_page
 from sandboxes.slack.state import (
     Fault,
@@ -47,6 +48,14 @@ FAULT_ERRORS = {
     503: "service_unavailable",
     504: "request_timeout",
 }
+
+
+class Answer(NamedTuple):
+    """A Web API answer not yet sent, so a fault after the call can still replace it."""
+
+    body: Json
+    status: int = 200
+    headers: dict[str, str] | None = None
 
 
 class SlackSandbox(SlackState):
@@ -114,28 +123,20 @@ async def web_api(request: Request) -> Response:
     if refused is not None:
         return _answer(sandbox, method, params, {"ok": False, "error": refused})
     fault = sandbox.take_fault(method)
-    if fault is not None and fault.status is not None and not fault.after_apply:
-        return _fault_answer(sandbox, method, params, fault)
-    return await _call(sandbox, request, method, params, fault)
+    call = functools.partial(_call, sandbox, request, method, params)
+    answer = await faults.around(fault, call, _fault_answer)
+    return _answer(sandbox, method, params, *answer)
 
 
-async def _call(
-    sandbox: SlackSandbox, request: Request, method: str, params: Json, fault: Fault | None
-) -> Response:
-    if fault is not None and not fault.after_apply:
-        await asyncio.sleep(fault.seconds)
+async def _call(sandbox: SlackSandbox, request: Request, method: str, params: Json) -> Answer:
+    """The method's own answer, not yet recorded: a fault after it may replace it."""
     handler = METHODS.get(method)
+    if handler is None:
+        return Answer({"ok": False, "error": "unknown_method"})
     try:
-        body = {"ok": False, "error": "unknown_method"}
-        if handler is not None:
-            body = {"ok": True} | handler(sandbox, params, request)
+        return Answer({"ok": True} | handler(sandbox, params, request))
     except MethodError as exc:
-        body = exc.body()
-    if fault is not None and fault.after_apply:
-        await asyncio.sleep(fault.seconds)
-        if fault.status is not None:  # done, then answered as a failure: Slack's worst case
-            return _fault_answer(sandbox, method, params, fault)
-    return _answer(sandbox, method, params, body)
+        return Answer(exc.body())
 
 
 async def _params(request: Request) -> Json:
@@ -160,21 +161,28 @@ def _bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def _answer(sandbox: SlackSandbox, method: str, params: Json, body: Json) -> JSONResponse:
-    """HTTP 200 whatever the outcome, as Slack answers; the error is in the body."""
+def _answer(
+    sandbox: SlackSandbox,
+    method: str,
+    params: Json,
+    body: Json,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """HTTP 200 whatever the outcome, as Slack answers; the error is in the body. Only an
+    injected fault answers another status."""
     error = None if body.get("ok") else body.get("error")
-    sandbox.record(RecordedCall(method, params, 200, sandbox.now(), error))
-    return JSONResponse(body)
+    sandbox.record(RecordedCall(method, params, status, sandbox.now(), error))
+    return JSONResponse(body, status, headers)
 
 
-def _fault_answer(sandbox: SlackSandbox, method: str, params: Json, fault: Fault) -> JSONResponse:
+def _fault_answer(fault: Fault) -> Answer:
     status = fault.status or 500
     error = FAULT_ERRORS.get(status, "internal_error")
     headers = {}
     if status == 429 and fault.retry_after is not None:
         headers["Retry-After"] = str(fault.retry_after)
-    sandbox.record(RecordedCall(method, params, status, sandbox.now(), error))
-    return JSONResponse({"ok": False, "error": error}, status, headers)
+    return Answer({"ok": False, "error": error}, status, headers)
 
 
 def _text(params: Json, name: str) -> str:

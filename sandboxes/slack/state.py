@@ -33,6 +33,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from slack_sdk.signature import SignatureVerifier
 
 from bot.exceptions import BotError
+from sandboxes import faults
+from sandboxes.faults import FaultLog
 
 Json = dict[str, Any]
 P = ParamSpec("P")
@@ -107,22 +109,13 @@ class ElementNotFound(SlackSandboxError):
 
 
 @dataclass
-class Fault:
-    """An injected failure or delay for the next calls of one method (``*``: any).
-
-    ``status`` answers with that HTTP status; ``seconds`` holds the answer; ``after_apply``
-    says whether the call takes effect before the delay or failure (see ``fail``, ``delay``).
-    """
+class Fault(faults.Fault):
+    """An injected failure or delay for the next calls of one Web API method (``*``: any)."""
 
     method: str
-    remaining: int
-    status: int | None = None
-    retry_after: int | None = None
-    seconds: float = 0.0
-    after_apply: bool = True
 
     def matches(self, method: str) -> bool:
-        return self.remaining > 0 and self.method in (method, "*")
+        return self.method in (method, "*")
 
 
 @dataclass(frozen=True)
@@ -317,8 +310,7 @@ class SlackState:
         self._response_urls: dict[str, ResponseUrl] = {}
         self._files: dict[str, Json] = {}
         self._contents: dict[str, bytes | None] = {}
-        self._faults: list[Fault] = []
-        self._calls: list[RecordedCall] = []
+        self._log: FaultLog[Fault, RecordedCall] = FaultLog(self._lock)
         self.add_user(bot_user_id, bot_name, is_bot=True)
         if seed:
             self._seed()
@@ -1170,35 +1162,33 @@ class SlackState:
         """Answer the next ``times`` calls of ``method`` (``*``: any) with ``status``. The
         call changes nothing, as when Slack refuses it; with ``after_apply`` it takes effect
         first (a message is posted, then 500 comes back), which is how a 5xx can mislead."""
-        with self._lock:
-            self._faults.append(Fault(method, times, status, retry_after, after_apply=after_apply))
+        self._log.add(
+            Fault(
+                method,
+                remaining=times,
+                status=status,
+                retry_after=retry_after,
+                after_apply=after_apply,
+            )
+        )
 
     def delay(self, method: str, seconds: float, times: int = 1, after_apply: bool = True) -> None:
         """Hold the next ``times`` answers of ``method``. By default the call takes effect
         first, so a client that times out has still posted, which is how Slack fails."""
-        with self._lock:
-            self._faults.append(Fault(method, times, seconds=seconds, after_apply=after_apply))
+        self._log.add(Fault(method, remaining=times, seconds=seconds, after_apply=after_apply))
 
     def clear_faults(self) -> None:
         """Forget every injected fault not used up yet: Slack has recovered."""
-        with self._lock:
-            self._faults.clear()
+        self._log.clear()
 
     def take_fault(self, method: str) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.matches(method):
-                    fault.remaining -= 1
-                    return fault
-            return None
+        return self._log.take(lambda fault: fault.matches(method))
 
     def record(self, call: RecordedCall) -> None:
-        with self._lock:
-            self._calls.append(call)
+        self._log.record(call)
 
     def calls(self, method: str | None = None) -> list[RecordedCall]:
-        with self._lock:
-            return [c for c in self._calls if method in (None, c.method)]
+        return self._log.calls(lambda call: method in (None, call.method))
 
     # --- what Slack sends to the app ------------------------------------------------------
 

@@ -9,8 +9,8 @@ It lets the Zendesk connector be tested end to end through Zenpy and lets ``aitl
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import functools
 import html
 import json
 import math
@@ -32,7 +32,9 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from connectors.signature import sign
+from sandboxes import faults
 from sandboxes.zendesk.state import (
+    Fault,
     InvalidParameter,
     Json,
     RecordedRequest,
@@ -327,16 +329,7 @@ class ZendeskGate(BaseHTTPMiddleware):
             headers = {"WWW-Authenticate": 'Basic realm="Web Password"'}
             return JSONResponse({"error": "Couldn't authenticate you"}, 401, headers)
         fault = sandbox.take_fault(request.method, request.url.path)
-        if fault is not None and fault.status is not None and not fault.after_apply:
-            return _fault_response(fault.status, fault.retry_after)
-        if fault is not None and not fault.after_apply:
-            await asyncio.sleep(fault.seconds)
-        response = await call_next(request)
-        if fault is not None and fault.after_apply:
-            await asyncio.sleep(fault.seconds)
-            if fault.status is not None:  # applied, then answered as a failure
-                return _fault_response(fault.status, fault.retry_after)
-        return response
+        return await faults.around(fault, functools.partial(call_next, request), _fault_response)
 
 
 def _authenticated(sandbox: ZendeskSandbox, request: Request) -> bool:
@@ -352,9 +345,10 @@ def _authenticated(sandbox: ZendeskSandbox, request: Request) -> bool:
     return marker == "/" and user.endswith("/token") and sandbox.authenticate(email, token)
 
 
-def _fault_response(status: int, retry_after: int | None) -> JSONResponse:
+def _fault_response(fault: Fault) -> JSONResponse:
+    status = fault.status or 500
     error, description = ERRORS.get(status, ("Error", f"Injected failure {status}"))
-    headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+    headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
     return JSONResponse({"error": error, "description": description}, status, headers)
 
 

@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from aitl.core.exceptions import AitlError
+from sandboxes import faults
+from sandboxes.faults import FaultLog
 
 Json = dict[str, Any]
 
@@ -152,20 +154,14 @@ class InvalidParameter(SandboxError):
 
 
 @dataclass
-class Fault:
+class Fault(faults.Fault):
     """An injected failure or delay for the next requests whose method and path match."""
 
     method: str
     pattern: re.Pattern[str]
-    remaining: int
-    status: int | None = None
-    retry_after: int | None = None
-    seconds: float = 0.0
-    after_apply: bool = True
 
     def matches(self, method: str, path: str) -> bool:
-        wanted = self.method in (method, "*")
-        return self.remaining > 0 and wanted and self.pattern.search(path) is not None
+        return self.method in (method, "*") and self.pattern.search(path) is not None
 
 
 @dataclass(frozen=True)
@@ -275,8 +271,7 @@ class SandboxState:
         self._webhooks: dict[str, Json] = {}
         self._secrets: dict[str, str] = {}
         self._triggers: dict[int, Json] = {}
-        self._faults: list[Fault] = []
-        self._requests: list[RecordedRequest] = []
+        self._log: FaultLog[Fault, RecordedRequest] = FaultLog(self._lock)
         self.agent = copy.deepcopy(self._add_user(agent_name, agent_email, "admin"))
         self.default_section_id = self._seed_help_center()
 
@@ -636,9 +631,16 @@ class SandboxState:
         Nothing changes, unless ``after_apply``: then the request takes effect first (a
         comment is added, then 500 comes back), which is how a 5xx can mislead."""
         pattern = re.compile(path_regex)
-        fault = Fault(method.upper(), pattern, times, status, retry_after, after_apply=after_apply)
-        with self._lock:
-            self._faults.append(fault)
+        self._log.add(
+            Fault(
+                method.upper(),
+                pattern,
+                remaining=times,
+                status=status,
+                retry_after=retry_after,
+                after_apply=after_apply,
+            )
+        )
 
     def delay(
         self, method: str, path_regex: str, seconds: float, times: int = 1, after_apply: bool = True
@@ -646,31 +648,25 @@ class SandboxState:
         """Hold matching responses for ``seconds``. By default the change is applied first,
         so a client that times out has still written, which is how Zendesk fails."""
         pattern = re.compile(path_regex)
-        fault = Fault(method.upper(), pattern, times, seconds=seconds, after_apply=after_apply)
-        with self._lock:
-            self._faults.append(fault)
+        self._log.add(
+            Fault(
+                method.upper(), pattern, remaining=times, seconds=seconds, after_apply=after_apply
+            )
+        )
 
     def clear_faults(self) -> None:
         """Forget every injected fault not used up yet: Zendesk has recovered."""
-        with self._lock:
-            self._faults.clear()
+        self._log.clear()
 
     def take_fault(self, method: str, path: str) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.matches(method.upper(), path):
-                    fault.remaining -= 1
-                    return fault
-            return None
+        return self._log.take(lambda fault: fault.matches(method.upper(), path))
 
     def record(self, request: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(request)
+        self._log.record(request)
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
+        return self._log.calls()
 
     # --- Help Center ----------------------------------------------------------------------
 
