@@ -1,10 +1,12 @@
-"""Secrets never reach a log line: every record is masked as it is made.
+"""Secrets never reach a log line: every line is masked as a handler formats it.
 
-Masking happens in the log record factory, so it covers every logger and handler of the
-process (uvicorn's, procrastinate's, urllib3's, ours), including handlers configured after
-start-up. Two nets: the secret values this process knows (settings, and connector secrets as
-they are decrypted), and the shapes of credentials (Slack tokens, Authorization headers,
-passwords in URLs) for values it was never told about.
+Masking wraps ``logging.Handler.format``, so it covers every handler of the process
+(uvicorn's, procrastinate's, urllib3's, ours), including handlers configured after start-up,
+and it masks the formatted text, traceback included. The record itself is left alone: a
+formatter that reads ``record.args`` (uvicorn's access log unpacks method, path and status from
+them) keeps working. Two nets: the secret values this process knows (settings, and connector
+secrets as they are decrypted), and the shapes of credentials (Slack tokens, Authorization
+headers, passwords in URLs) for values it was never told about.
 """
 
 from __future__ import annotations
@@ -69,33 +71,18 @@ _installed = False
 
 
 def install(secrets: Iterable[str | SecretStr | None] = ()) -> None:
-    """Mask ``secrets`` (and credential shapes) in every log record made from now on."""
+    """Mask ``secrets`` (and credential shapes) in every log line formatted from now on."""
     global _installed
     mask.add(*secrets)
     if _installed:
         return
-    make_record = logging.getLogRecordFactory()
+    plain_format = logging.Handler.format
 
-    def masked_record(*args, **kwargs) -> logging.LogRecord:
-        record = make_record(*args, **kwargs)
-        _mask_record(record)
-        return record
+    def masked_format(handler: logging.Handler, record: logging.LogRecord) -> str:
+        return mask(plain_format(handler, record))
 
-    logging.setLogRecordFactory(masked_record)
+    logging.Handler.format = masked_format  # type: ignore[method-assign]
     _installed = True
-
-
-def _mask_record(record: logging.LogRecord) -> None:
-    """Format the message (and traceback) now, masked; handlers then print the masked text."""
-    try:
-        message = record.getMessage()
-    except Exception:  # a bad format string: logging reports it itself, later, unmasked args
-        message = str(record.msg)
-    record.msg, record.args = mask(message), None
-    if record.exc_info and not record.exc_text:
-        record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
-    if record.stack_info:
-        record.stack_info = mask(record.stack_info)
 
 
 def _password(url: str) -> str:
