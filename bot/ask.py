@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot import jobs
+from bot import jobs, payloads
 from bot.cards import new_ask_id
 from bot.guards import agents_only
 from bot.services import BotServices
@@ -34,16 +34,21 @@ def on_command(services: BotServices):
         if len(question) > MAX_QUESTION:
             ack(response_type="ephemeral", text=f"Keep it under {MAX_QUESTION} characters.")
             return
-        with services.db.connection() as conn:
-            jobs.defer_ask(
+        user = command["user_id"]
+        services.once(
+            payloads.request_key(command),  # a retried command queues no second answer
+            "ask",
+            user,
+            lambda conn: jobs.defer_ask(
                 services.queue,
                 conn,
-                user_id=command["user_id"],
+                user_id=user,
                 channel_id=command.get("channel_id") or "",
                 question=question,
                 response_url=command.get("response_url") or "",
                 ask_id=new_ask_id(),
-            )
+            ),
+        )
         ack(response_type="ephemeral", text="Drafting two replies for you…")
 
     return listener

@@ -3,6 +3,7 @@
 BotError
 ├── SlackUnavailable      (rate limits past their budget, 5xx, network: the job retries)
 ├── SlackRefused          (Slack answered with an error retrying will not fix)
+├── SlackAppInactive      (uninstalled or its token revoked: nothing posts until reinstalled)
 ├── RequestRejected       (each carries the HTTP status /slack/events answers)
 │   ├── PayloadTooLarge         413
 │   ├── BadSignature            401
@@ -16,7 +17,7 @@ BotError
 
 from __future__ import annotations
 
-from aitl.core.exceptions import AitlError
+from aitl.core.exceptions import AitlError, NotRetryable
 
 
 class BotError(AitlError):
@@ -34,6 +35,11 @@ class SlackRefused(BotError):
         self.method = method
         self.error = error
         super().__init__(f"Slack refused {method}: {error}")
+
+
+class SlackAppInactive(BotError, NotRetryable):
+    """The Slack app was uninstalled or its bot token revoked: nothing is posted until it is
+    reinstalled (`aitl slack status` checks)."""
 
 
 class RequestRejected(BotError):

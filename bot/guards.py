@@ -9,7 +9,7 @@ from typing import Any
 
 from slack_bolt import BoltResponse
 
-from bot import payloads
+from bot import payloads, replies
 from bot.access import NOT_A_MANAGER, NOT_AN_ADMIN
 from bot.exceptions import BotError
 
@@ -19,14 +19,16 @@ UNVERIFIED = "I could not check your access with Slack just now. Nothing was rec
 
 def agents_only(services: Any) -> Callable[..., BoltResponse | None]:
     def guard(body: dict, respond, next) -> BoltResponse | None:
-        return _guard(body, respond, next, services.access.is_agent, services.access.refusal)
+        return _guard(
+            services, body, respond, next, services.access.is_agent, services.access.refusal
+        )
 
     return guard
 
 
 def admins_only(services: Any) -> Callable[..., BoltResponse | None]:
     def guard(body: dict, respond, next) -> BoltResponse | None:
-        return _guard(body, respond, next, services.access.is_admin, lambda: NOT_AN_ADMIN)
+        return _guard(services, body, respond, next, services.access.is_admin, lambda: NOT_AN_ADMIN)
 
     return guard
 
@@ -38,12 +40,12 @@ def managers_only(services: Any) -> Callable[..., BoltResponse | None]:
         return services.access.is_manager(user) or services.access.is_admin(user)
 
     def guard(body: dict, respond, next) -> BoltResponse | None:
-        return _guard(body, respond, next, allowed, lambda: NOT_A_MANAGER)
+        return _guard(services, body, respond, next, allowed, lambda: NOT_A_MANAGER)
 
     return guard
 
 
-def _guard(body, respond, proceed, allowed, refusal) -> BoltResponse | None:
+def _guard(services, body, respond, proceed, allowed, refusal) -> BoltResponse | None:
     user = payloads.user_id(body)
     try:
         ok = allowed(user)
@@ -55,10 +57,10 @@ def _guard(body, respond, proceed, allowed, refusal) -> BoltResponse | None:
         proceed()
         return None
     log.info("refused %s: %s", user, body.get("type"))
-    return _refuse(body, respond, message)
+    return _refuse(services, body, respond, message)
 
 
-def _refuse(body: dict, respond, message: str) -> BoltResponse:
+def _refuse(services: Any, body: dict, respond, message: str) -> BoltResponse:
     if body.get("type") == "view_submission":
         first = next(iter(payloads.state_values(body)), None)
         if first:
@@ -69,9 +71,7 @@ def _refuse(body: dict, respond, message: str) -> BoltResponse:
             )
     if body.get("command"):
         return BoltResponse(status=200, body={"response_type": "ephemeral", "text": message})
-    if payloads.response_url(body):
-        try:
-            respond(text=message, response_type="ephemeral", replace_original=False)
-        except Exception as exc:  # the refusal stands even when the note cannot be shown
-            log.warning("could not tell the user why: %s", exc)
+    if body.get("type") in ("block_actions", "shortcut", "message_action"):
+        # in a message: an ephemeral note; in App Home or a modal (no response_url): a DM
+        replies.tell(services.client, body, respond, message)
     return BoltResponse(status=200, body="")

@@ -4,11 +4,15 @@ the connector, and the value handed over (``rag.models.ReadyDrafts``) lives wher
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from bot import store as bot_store
+from bot.exceptions import SlackAppInactive
 from bot.services import BotServices
 from rag.models import ReadyDrafts
+
+log = logging.getLogger(__name__)
 
 
 class SlackHandoff:
@@ -37,7 +41,11 @@ class SlackHandoff:
                 if parent is not None:
                     bot_store.mark_parent_posted(conn, card.id, ready.channel, parent)
                     card = bot_store.card(conn, card.id) or card
-        return self.services.cards.post_ticket(card)
+        try:
+            return self.services.cards.post_ticket(card)
+        except SlackAppInactive as exc:  # the drafts stay recorded; retrying cannot post them
+            log.warning("ticket %s not posted to Slack: %s", ticket_ref, exc)
+            return False
 
 
 def ticket_header(ready: ReadyDrafts) -> dict[str, Any]:

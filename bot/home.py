@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import App
 
 from aitl.core.overrides import InvalidOverride
-from bot import actions, payloads, slack_api
-from bot.exceptions import BotError
+from bot import actions, payloads, replies, slack_api
+from bot.exceptions import BotError, MalformedPayload
 from bot.guards import admins_only
 from bot.home_views import (
     PROMOTE,
@@ -25,6 +27,7 @@ from bot.home_views import (
 from bot.services import BotServices
 
 log = logging.getLogger(__name__)
+NO_REGISTRY = "This AITL runs without a model registry here, so nothing was queued."
 FIELD_BLOCKS = {
     "slack_agents_usergroup": actions.AGENTS_GROUP,
     "slack_agents_channel": actions.AGENTS_CHANNEL,
@@ -102,37 +105,77 @@ def on_edit(services: BotServices, modal: Callable[..., Any]):
 
 
 def on_model_change(services: BotServices, change: str):
-    """Promote or Roll back from App Home: queued for the worker, which tells the admin how it
-    ended (``tell``); meanwhile Home shows it as queued."""
+    """Promote or Roll back from App Home: checked against the registry at the ack, queued
+    once for the worker (which tells the admin how it ended); meanwhile Home shows it queued."""
 
-    def listener(ack, body: dict) -> None:
-        ack()
-        if services.models is None:
-            log.warning("App Home asked to %s, but no model registry is wired", change)
-            return
-        action = payloads.first_action(body)
-        kind, _, version = str(action.get("value") or "").partition(":")
+    def listener(ack, body: dict, respond) -> None:
         user = payloads.user_id(body)
-        if change == "promote":
-            services.models.promote(kind, version, user)
-        else:
-            services.models.rollback(kind, version, user)
-        log.info("%s of %s %s queued by %s", change, kind, version, user)
+        if services.models is None:
+            ack()
+            replies.tell(services.client, body, respond, NO_REGISTRY)
+            return
+        try:
+            target = model_target(services, payloads.first_action(body).get("value"), change)
+        except BotError as exc:
+            ack()
+            replies.tell(services.client, body, respond, f"Nothing was queued: {exc}")
+            republish(services, user)
+            return
+        models = services.models
+        queue = models.promote if change == "promote" else models.rollback
+        services.once(
+            payloads.request_key(body),
+            change,
+            user,
+            lambda conn: queue(target.kind, target.version, user, conn),
+        )
+        ack()
+        log.info("%s of %s %s queued by %s", change, target.kind, target.version, user)
         republish(services, user)  # the change shows as queued, its kind's buttons held back
 
     return listener
 
 
-def on_retrain(services: BotServices):
-    """Retrain now from App Home: a cycle queued for the worker; the admins get its result."""
+@dataclass(frozen=True)
+class ModelTarget:
+    kind: str
+    version: str
 
-    def listener(ack, body: dict) -> None:
-        ack()
-        if services.models is None:
-            log.warning("App Home asked to retrain, but no model registry is wired")
-            return
+
+MODEL_VALUE = re.compile(r"([a-z_]{1,32}):([A-Za-z0-9][A-Za-z0-9._:-]{0,199})")
+WANTED = {"promote": "challenger", "rollback": "champion"}
+
+
+def model_target(services: BotServices, value: object, change: str) -> ModelTarget:
+    """The model a Promote or Roll back button names, if it is still what the button offered
+    (a challenger to promote, the champion to roll back); BotError with the reason if not."""
+    found = MODEL_VALUE.fullmatch(value) if isinstance(value, str) else None
+    if found is None:
+        raise MalformedPayload(f"the button names no model ({str(value)[:40]!r})")
+    target = ModelTarget(found.group(1), found.group(2))
+    wanted = WANTED[change]
+    if not any(
+        (e.kind, e.version, e.status) == (target.kind, target.version, wanted)
+        for e in services.registry()
+    ):
+        raise BotError(f"the {target.kind} `{target.version}` is no longer the {wanted}")
+    return target
+
+
+def on_retrain(services: BotServices):
+    """Retrain now from App Home: a cycle queued once for the worker; the admins get its result."""
+
+    def listener(ack, body: dict, respond) -> None:
         user = payloads.user_id(body)
-        services.models.retrain(user)
+        if services.models is None:
+            ack()
+            replies.tell(services.client, body, respond, NO_REGISTRY)
+            return
+        models = services.models
+        services.once(
+            payloads.request_key(body), "retrain", user, lambda conn: models.retrain(user, conn)
+        )
+        ack()
         log.info("retrain queued by %s", user)
         republish(services, user)
 

@@ -29,6 +29,7 @@ from slack_sdk.models.views import View
 from bot import actions
 from bot.card_views import escape, escape_keeping_mentions
 from bot.ports import ModelChange, PendingChange
+from bot.store import Installation
 from flywheel.events import AgentStats
 
 # settings.flywheel_admin_notes, as an admin chooses it
@@ -80,6 +81,7 @@ class AdminPanel:
     last_digest: tuple[str, list[tuple[str, str, str]]] | None = None
     pending_models: Sequence[PendingChange] = ()
     model_history: Sequence[ModelChange] = ()  # newest first
+    installation: Installation | None = None  # what Slack told us about the app
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ def _admin_sections(panel: AdminPanel) -> list[Any]:
     slack = f"*Slack threads:* {shown} posted" + (f", *{failed} refused*" if failed else "")
     for ref, error in panel.undelivered:
         slack += f"\n• {escape(ref)}: {escape(error)}"
+    slack += _installation_lines(panel.installation)
     blocks.append(_text(slack))
     blocks.append(_text("*Routing*\n" + _routing_lines(panel)))
     blocks.append(_edit_button(actions.ADMIN_ROUTING, "Edit routing"))
@@ -145,6 +148,27 @@ def _admin_sections(panel: AdminPanel) -> list[Any]:
     blocks.append(_edit_button(actions.ADMIN_SCHEDULE, "Edit schedule"))
     blocks.extend(_registry_blocks(panel.registry, panel.pending_models, panel.model_history))
     return blocks
+
+
+def _installation_lines(found: Installation | None) -> str:
+    """Rate limits Slack put on our events, and the app's last uninstall or revocation."""
+    if found is None:
+        return ""
+    lines = []
+    if found.rate_limited:
+        last = f"{found.last_rate_limited:%a %H:%M} UTC" if found.last_rate_limited else "?"
+        lines.append(
+            f"⚠️ Slack rate-limited the app's events {found.rate_limited} "
+            f"{'time' if found.rate_limited == 1 else 'times'} in 7 days (last {last}): "
+            "events in those minutes were dropped"
+        )
+    if not found.active:
+        lines.append(
+            f"⚠️ The app is marked *{found.changed}*: nothing is posted (`aitl slack status`)"
+        )
+    elif found.changed == "reinstalled" and found.changed_at:
+        lines.append(f"• Reinstalled {found.changed_at:%Y-%m-%d %H:%M} UTC after an uninstall")
+    return "".join(f"\n{line}" for line in lines)
 
 
 def _text(text: str) -> SectionBlock:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import procrastinate
 import psycopg
-from procrastinate import RetryStrategy
 from procrastinate.exceptions import AlreadyEnqueued
 
 from aitl.core import queue as queue_jobs
 
 NAMESPACE = "bot"
-RETRY = RetryStrategy(max_attempts=8, exponential_wait=2)
+RETRY = queue_jobs.Backoff(max_attempts=8, exponential_wait=2)
 
 
 def _services(context: procrastinate.JobContext):

@@ -13,7 +13,7 @@ from aitl.core.exceptions import AitlError
 from aitl.core.pii import redact
 from bot import actions, payloads, slack_api
 from bot.actions import ButtonValue
-from bot.exceptions import UnknownCard
+from bot.exceptions import MalformedPayload, RequestRejected, UnknownCard
 from bot.guards import agents_only
 from bot.modals_views import (
     NOTE_CHARS,
@@ -25,10 +25,12 @@ from bot.modals_views import (
 )
 from bot.services import BotServices
 from bot.threads import GONE, tell, ticket_label
-from flywheel.events import Feedback
+from flywheel import events
+from flywheel.events import Dismissal, Feedback
 
 log = logging.getLogger(__name__)
 SUGGESTIONS = 10
+SEARCH_WAIT_S = 2.0  # Slack drops an options answer after 3 s: empty beats never
 URL_PATTERN = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 
 
@@ -38,6 +40,9 @@ def register(app: App, services: BotServices) -> None:
     app.action(actions.MISSING, middleware=guard)(on_missing_click(services))
     app.view(actions.ADOPTION_VIEW, middleware=guard)(on_adoption_submit(services))
     app.view(actions.MISSING_VIEW, middleware=guard)(on_missing_submit(services))
+    app.view_closed(actions.ADOPTION_VIEW, middleware=guard)(on_closed(services, "adoption"))
+    closed_missing = on_closed(services, "missing_knowledge")
+    app.view_closed(actions.MISSING_VIEW, middleware=guard)(closed_missing)
     app.options(actions.KB_SEARCH)(on_kb_search(services))
 
 
@@ -56,21 +61,73 @@ def _context(services: BotServices, body: dict, button: ButtonValue, **extra: An
 
 
 def on_adopt_click(services: BotServices):
+    """The adoption is recorded on the click, like every other button: the modal that opens
+    asks for its reasons, and an agent who closes it keeps the adoption without them."""
+
     def listener(ack, body: dict, respond) -> None:
         action = payloads.first_action(body)
         match = actions.ADOPT_PATTERN.match(action["action_id"])
         value, label = (match.group(1), match.group(2)) if match.group(1) else ("not_used", None)
-        ack()
+        button = ButtonValue.decode(action.get("value"))
+        feedback = Feedback(
+            kind="adoption",
+            value=value,
+            draft_set_id=button.draft_set_id,
+            agent_id=payloads.user_id(body),
+            clicked_at=payloads.clicked_at(action),
+            rationale={"label": label} if label else {},
+            source_ref=payloads.source_ref(body, action),
+        )
         try:
-            button = ButtonValue.decode(action.get("value"))
+            services.recorder.record(
+                feedback, label=label, response_url=payloads.response_url(body)
+            )
             context = _context(services, body, button, value=value, label=label)
             draft = _draft_text(services, button.draft_set_id, label) if label else None
-        except UnknownCard:
-            tell(respond, GONE)
+        except (UnknownCard, RequestRejected) as exc:
+            ack()
+            tell(respond, GONE if isinstance(exc, UnknownCard) else str(exc))
             return
+        ack()
         slack_api.open_modal(services.client, body, adoption_modal(context, draft))
 
     return listener
+
+
+def on_closed(services: BotServices, modal: str):
+    """A modal closed unsent (Slack's view_closed, which it sends because we ask): what was
+    clicked stands without its reasons, and the close is counted for the digest's fatigue
+    figures. The follow-up "Anything we missed?" closed with "Nothing missing" is an answer,
+    not a close."""
+
+    def listener(ack, body: dict, view: dict) -> None:
+        try:
+            context = ModalContext.decode(view.get("private_metadata"))
+            view_id = view.get("id")
+            if not isinstance(view_id, str) or not view_id:
+                raise MalformedPayload("view_closed names no view")
+        except MalformedPayload as exc:
+            log.info("a closed modal that is not ours: %s", exc)
+            ack()
+            return
+        if not context.after_adoption:
+            _record_close(services, modal, context, payloads.user_id(body), view_id)
+        ack()
+
+    return listener
+
+
+def _record_close(
+    services: BotServices, modal: str, context: ModalContext, user: str, view_id: str
+) -> None:
+    try:
+        services.cards.card_of_set(context.draft_set_id)  # one of our cards
+    except UnknownCard:
+        log.info("closed modal %s names no card of ours", view_id)
+        return
+    closed = Dismissal(modal, context.draft_set_id, user, view_id, payloads.clicked_at(None))
+    with services.db.connection() as conn:
+        events.record_dismissal(conn, closed)
 
 
 def _draft_text(services: BotServices, draft_set_id: int, label: str) -> str | None:
@@ -233,6 +290,10 @@ def on_kb_search(services: BotServices):
         raw = body.get("value")
         query = raw.replace("\x00", "").strip()[:500] if isinstance(raw, str) else ""
         if len(query) < 2:
+            ack(options=[])
+            return
+        if not services.ready.wait(SEARCH_WAIT_S):  # the process is still loading its models
+            log.info("knowledge-base search before the models were loaded: no options yet")
             ack(options=[])
             return
         options, seen = [], set()

@@ -181,6 +181,7 @@ def missing_modal(context: ModalContext, note: str | None = None) -> View:
         title=title,
         submit="Save",
         close="Nothing missing" if context.after_adoption else "Cancel",
+        notify_on_close=True,  # a cancelled search for missing knowledge is counted
         private_metadata=context.encode(),
         blocks=[
             SectionBlock(text=MarkdownTextObject(text=intro + where)),

@@ -24,6 +24,17 @@ def first_action(body: dict[str, Any]) -> dict[str, Any]:
     return acts[0]
 
 
+def request_key(body: dict[str, Any]) -> str:
+    """The same for a request and Slack's retries of it, different for each click or command:
+    the user with the click's action_ts, else the trigger_id Slack sends with it."""
+    acts = body.get("actions")
+    action = acts[0] if isinstance(acts, list) and acts and isinstance(acts[0], dict) else {}
+    stamp = action.get("action_ts") or body.get("trigger_id")
+    if not isinstance(stamp, str) or not stamp:
+        raise MalformedPayload("the request carries neither an action_ts nor a trigger_id")
+    return f"{user_id(body)}:{stamp}"
+
+
 def clicked_at(action: dict[str, Any] | None = None) -> datetime:
     """Slack's action_ts when there is one (a click), else now (a modal submission)."""
     raw = _object(action).get("action_ts")

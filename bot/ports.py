@@ -40,15 +40,17 @@ class NoConnector:
 
 
 class ModelControl(Protocol):
-    """Retraining, promotion and rollback, queued for the worker (a retriever re-embeds the KB)."""
+    """Retraining, promotion and rollback, queued for the worker (a retriever re-embeds the KB).
+    With ``conn`` the job is queued in that transaction; each returns False when the same
+    change was already waiting, so nothing new was queued."""
 
-    def retrain(self, by: str) -> None:
+    def retrain(self, by: str, conn: Any = None) -> bool:
         """A cycle now, unless one is already waiting."""
         ...
 
-    def promote(self, kind: str, version: str, by: str) -> None: ...
+    def promote(self, kind: str, version: str, by: str, conn: Any = None) -> bool: ...
 
-    def rollback(self, kind: str, version: str, by: str) -> None:
+    def rollback(self, kind: str, version: str, by: str, conn: Any = None) -> bool:
         """Roll back ``version`` if it is still the champion (the one the admin saw)."""
         ...
 

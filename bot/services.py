@@ -8,6 +8,7 @@ its queued changes, the digest's content and Help Center drafts.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from bot.digest import store as digest_store
 from bot.digest.service import DigestService
 from bot.directory import Directory
 from bot.home_views import AdminPanel, HomeContent, ModelEntry
+from bot.installation import InstallationState
 from bot.ports import (
     ConnectorPanel,
     DigestContent,
@@ -45,6 +47,7 @@ from rag import factory
 from rag.models import RetrievedChunk
 from rag.pipeline import DraftPipeline
 
+log = logging.getLogger(__name__)
 CONFIG_TTL_S = 10.0
 
 
@@ -56,6 +59,7 @@ class BotServices:
         queue: procrastinate.App,
         *,
         digest_content: DigestContent,
+        ready: threading.Event | None = None,
         writer: Callable[[], ReplyWriter] | None = None,
         panel: ConnectorPanel | None = None,
         registry: Callable[[], Sequence[ModelEntry]] | None = None,
@@ -75,6 +79,7 @@ class BotServices:
         self.model_changes = model_changes or (lambda: ((), ()))
         self.help_center = help_center
         self.digest_content = digest_content
+        self.ready = ready or _already_ready()
         self._config_lock = threading.Lock()
         self._config: tuple[float, Settings] | None = None
 
@@ -101,8 +106,12 @@ class BotServices:
     # --- parts -----------------------------------------------------------------------------
 
     @cached_property
+    def installation(self) -> InstallationState:
+        return InstallationState(self.db)
+
+    @cached_property
     def client(self) -> WebClient:
-        return slack_api.web_client(self.settings)
+        return slack_api.web_client(self.settings, gate=self.installation.ensure_active)
 
     @cached_property
     def directory(self) -> Directory:
@@ -127,6 +136,17 @@ class BotServices:
     @cached_property
     def recorder(self) -> FeedbackRecorder:
         return FeedbackRecorder(self.db, self.queue)
+
+    def once(self, key: str, kind: str, user: str, work: Callable[[Any], object]) -> bool:
+        """Run ``work`` (it queues a job on the connection it is given) unless ``key`` was seen:
+        a Slack retry or a replayed request queues nothing. Both in one transaction, so a
+        failure leaves neither and Slack's retry does the work."""
+        with self.db.connection() as conn:
+            if not bot_store.claim_request(conn, f"{kind}:{key}", kind, user):
+                log.info("Slack request %s:%s seen before: nothing queued again", kind, key)
+                return False
+            work(conn)
+        return True
 
     def search_kb(self, query: str, k: int = 20) -> list[RetrievedChunk]:
         """Knowledge-base chunks for the missing-knowledge search box."""
@@ -168,6 +188,7 @@ class BotServices:
             registry=list(self.registry()),
             pending_models=pending,
             model_history=history,
+            installation=self.installation.status(),
             cards=counts,
             undelivered=[(c.ticket_ref, c.last_error or "") for c in refused],
             last_digest=(
@@ -179,6 +200,12 @@ class BotServices:
                 else None
             ),
         )
+
+
+def _already_ready() -> threading.Event:
+    ready = threading.Event()
+    ready.set()
+    return ready
 
 
 def _next_run(cron: str) -> datetime | None:

@@ -51,14 +51,18 @@ NOT_REPEATABLE = frozenset(
         "files.completeUploadExternal",
     }
 )
+UNGATED = frozenset({"auth.test"})  # how `aitl slack status` finds the app back
 POST_EVENT = "aitl_post"  # the metadata event type that carries a post's key
 LOOKBACK = 200  # messages read back to find a post
 
 
-def web_client(settings: Settings) -> SlackClient:
+def web_client(settings: Settings, gate: Callable[[], None] | None = None) -> SlackClient:
+    """The process's client; ``gate`` runs before every Web API call but auth.test, and
+    raises to stop the call (the app uninstalled)."""
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     retries = settings.slack_retry_on_server_error
     return SlackClient(
+        gate=gate,
         token=token,
         base_url=settings.slack_api_url,
         timeout=settings.slack_timeout_s,  # type: ignore[arg-type]  (urllib takes a float)
@@ -173,12 +177,26 @@ def _ambiguous(exc: Exception) -> bool:
 
 
 class SlackClient(WebClient):
-    """A WebClient whose ``chat_postMessage`` posts once even when Slack fails ambiguously."""
+    """A WebClient whose ``chat_postMessage`` posts once even when Slack fails ambiguously,
+    and whose calls stop at ``gate`` while the app may not post."""
 
-    def __init__(self, *args: Any, post_retries: int = 2, backoff_s: float = 0.5, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        post_retries: int = 2,
+        backoff_s: float = 0.5,
+        gate: Callable[[], None] | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.post_retries = post_retries
         self.backoff_s = backoff_s
+        self.gate = gate
+
+    def api_call(self, api_method: str, **kwargs: Any) -> SlackResponse:  # type: ignore[override]
+        if self.gate is not None and api_method not in UNGATED:
+            self.gate()
+        return super().api_call(api_method, **kwargs)
 
     def chat_postMessage(self, **kwargs: Any) -> SlackResponse:
         kwargs["metadata"] = kwargs.get("metadata") or post_metadata()

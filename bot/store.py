@@ -198,3 +198,53 @@ def card_counts(conn: psycopg.Connection) -> dict[str, int]:
         counts[f"{kind}.shown"] = shown
         counts[f"{kind}.failed"] = failed
     return counts
+
+
+# --- the installation and the requests that queued work ----------------------------------
+
+OFF = ("app_uninstalled", "tokens_revoked")
+
+
+@dataclass(frozen=True)
+class Installation:
+    """What Slack told us about the app: whether it may post, since when, and rate limits."""
+
+    active: bool
+    changed: str | None  # the newest of app_uninstalled / tokens_revoked / reinstalled
+    changed_at: datetime | None
+    rate_limited: int  # app_rate_limited events since the time asked about
+    last_rate_limited: datetime | None
+
+
+def add_installation_event(
+    conn: psycopg.Connection, kind: str, team_id: str = "", detail: dict[str, Any] | None = None
+) -> None:
+    conn.execute(
+        "INSERT INTO slack_installation_events (team_id, kind, detail) VALUES (%s, %s, %s)",
+        (team_id, kind, Jsonb(detail or {})),
+    )
+
+
+def installation(conn: psycopg.Connection, since: datetime) -> Installation:
+    changed = conn.execute(
+        "SELECT kind, at FROM slack_installation_events WHERE kind <> 'app_rate_limited'"
+        " ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    count, last = conn.execute(
+        "SELECT count(*), max(at) FROM slack_installation_events"
+        " WHERE kind = 'app_rate_limited' AND at >= %s",
+        (since,),
+    ).fetchone()
+    kind, at = changed or (None, None)
+    return Installation(kind not in OFF, kind, at, count, last)
+
+
+def claim_request(conn: psycopg.Connection, key: str, kind: str, user_id: str) -> bool:
+    """True the first time ``key`` is seen: the caller queues its work in this transaction.
+    A Slack retry or a double click finds the key taken and queues nothing."""
+    row = conn.execute(
+        "INSERT INTO slack_requests (key, kind, user_id) VALUES (%s, %s, %s)"
+        " ON CONFLICT (key) DO NOTHING RETURNING key",
+        (key, kind, user_id),
+    ).fetchone()
+    return row is not None

@@ -8,11 +8,12 @@ Jobs of one ticket share a lock, so they run one after the other.
 from __future__ import annotations
 
 import procrastinate
-from procrastinate import RetryStrategy
+
+from aitl.core import queue as queue_jobs
 
 NAMESPACE = "connectors"
-RETRY = RetryStrategy(max_attempts=8, exponential_wait=2)
-SLOW_RETRY = RetryStrategy(max_attempts=3, wait=60)
+RETRY = queue_jobs.Backoff(max_attempts=8, exponential_wait=2)
+SLOW_RETRY = queue_jobs.Backoff(max_attempts=3, wait=60)
 
 
 def _services(context: procrastinate.JobContext):

@@ -49,12 +49,14 @@ class Feedback:
             raise InvalidFeedback("feedback needs the agent who gave it")
 
     def same_answer(self, other: StoredFeedback) -> bool:
-        """A repeat of the current answer (a double click) changes nothing."""
+        """A repeat of the current answer (a double click) changes nothing; nor does a repeat
+        that says less than it (the adoption button clicked again after its modal gave the
+        reasons: the reasons stand)."""
         return (
             other.value == self.value
             and other.draft_id == self.draft_id
             and tuple(other.chunk_ids) == self.chunk_ids
-            and other.rationale == self.rationale
+            and self.rationale.items() <= other.rationale.items()
         )
 
     def idempotency_key(self, supersedes: int | None) -> str:
@@ -103,3 +105,24 @@ class AgentStats:
         total = sum(self.adoptions.values())
         used = self.adoptions.get("as_is", 0) + self.adoptions.get("edited", 0)
         return used / total if total else None
+
+
+MODALS = ("adoption", "missing_knowledge")
+
+
+@dataclass(frozen=True)
+class Dismissal:
+    """A modal the agent closed without sending it: the click it was opened for stands
+    without its reasons. Often-closed modals are a sign of annotation fatigue."""
+
+    modal: str
+    draft_set_id: int
+    agent_id: str
+    view_id: str
+    closed_at: datetime
+
+    def __post_init__(self) -> None:
+        if self.modal not in MODALS:
+            raise InvalidFeedback(f"no {self.modal!r} modal is ours")
+        if not (self.agent_id and self.view_id):
+            raise InvalidFeedback("a closed modal needs the agent and the view")

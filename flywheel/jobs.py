@@ -174,20 +174,48 @@ def blueprint() -> procrastinate.Blueprint:
     return bp
 
 
-def defer_cycle(queue: procrastinate.App, trigger: str, by: str | None = None) -> bool:
-    """Queue one cycle unless one is already waiting."""
+def defer_cycle(
+    queue: procrastinate.App,
+    trigger: str,
+    by: str | None = None,
+    conn: psycopg.Connection | None = None,
+) -> bool:
+    """Queue one cycle unless one is already waiting; with ``conn``, in its transaction."""
     asked = {"by": by} if by else {}
+    lock = {"queueing_lock": CYCLE_LOCK, "lock": CYCLE_LOCK}
     try:
-        with queue.open():
-            queue.configure_task(
-                f"{NAMESPACE}:cycle", queueing_lock=CYCLE_LOCK, lock=CYCLE_LOCK
-            ).defer(trigger=trigger, **asked)
+        _defer(queue, conn, f"{NAMESPACE}:cycle", lock, trigger=trigger, **asked)
     except AlreadyEnqueued:
         log.info("a flywheel cycle is already queued")
         return False
     return True
 
 
-def defer_model_change(queue: procrastinate.App, task: str, **kwargs: str) -> int:
-    with queue.open():
-        return queue.configure_task(f"{NAMESPACE}:{task}", lock=CYCLE_LOCK).defer(**kwargs)
+def defer_model_change(
+    queue: procrastinate.App, task: str, conn: psycopg.Connection | None = None, **kwargs: str
+) -> int | None:
+    """Queue a promotion or rollback; None when the same change is already waiting (a double
+    click), so it is made once."""
+    waiting = f"{task}:{kwargs.get('kind', '')}:{kwargs.get('version', '')}"
+    lock = {"queueing_lock": waiting, "lock": CYCLE_LOCK}
+    try:
+        return _defer(queue, conn, f"{NAMESPACE}:{task}", lock, **kwargs)
+    except AlreadyEnqueued:
+        log.info("the %s is already queued", waiting)
+        return None
+
+
+def _defer(
+    queue: procrastinate.App,
+    conn: psycopg.Connection | None,
+    task: str,
+    locks: dict[str, str],
+    **kwargs: str,
+) -> int:
+    """Defer on ``conn`` inside a savepoint (a refused duplicate must not abort the caller's
+    transaction), or on the queue's own connection."""
+    if conn is None:
+        with queue.open():
+            return queue.configure_task(task, **locks).defer(**kwargs)
+    with conn.transaction():
+        return queue.configure_task(task, connection=conn, **locks).defer(**kwargs)

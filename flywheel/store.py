@@ -11,7 +11,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from flywheel.digest.report import change_words
-from flywheel.feedback import AgentStats, Feedback, StoredFeedback
+from flywheel.feedback import AgentStats, Dismissal, Feedback, StoredFeedback
 
 COLUMNS = (
     "id, kind, value, ticket_ref, draft_set_id, draft_ids, draft_id, chunk_ids, subject,"
@@ -80,6 +80,18 @@ def record(
     ).fetchone()
     assert existing is not None  # the conflicting row is committed: we saw the conflict
     return existing, False
+
+
+def record_dismissal(conn: psycopg.Connection, dismissal: Dismissal) -> bool:
+    """Store a closed modal once (Slack retries view_closed); False when it was already. The
+    caller checks that the draft set is one of its cards."""
+    d = dismissal
+    row = conn.execute(
+        "INSERT INTO feedback_dismissals (draft_set_id, agent_id, modal, view_id, closed_at)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (view_id) DO NOTHING RETURNING id",
+        (d.draft_set_id, d.agent_id, d.modal, d.view_id, d.closed_at),
+    ).fetchone()
+    return row is not None
 
 
 def slot_key(feedback: Feedback) -> str:

@@ -40,6 +40,12 @@ class DraftPipeline:
         self.retrieve_k = retrieve_k
         self.context_k = context_k
 
+    def warm(self) -> None:
+        """Load the encoder and the reranker and run each once: the first agent's search (Slack
+        gives an options request 3 s) or draft then does not wait for a model to load."""
+        found = self.retriever.search("warm up", 1)
+        self.reranker.rerank("warm up", found)
+
     def draft(self, ticket: Ticket) -> DraftSet:
         timings: dict[str, float] = {}
         started = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from aitl.app.wiring import build_services
+from aitl.app.wiring import build_services, warm
 from aitl.core import health, logs
 from aitl.core.bootstrap import open_database
 from aitl.core.db import Database
@@ -34,6 +35,9 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
         services = build_services(settings, db, build_deferrer(db.url))
         app.state.zendesk_webhook = WebhookReceiver(services.zendesk)
         app.state.slack, socket = _slack(settings, services.slack)
+        services.ready.clear()  # /healthz says "starting" until the models are loaded
+        app.state.ready = services.ready
+        threading.Thread(target=warm, args=(services,), name="aitl-warm", daemon=True).start()
         try:
             yield
         finally:
@@ -58,7 +62,11 @@ def app_from_environment() -> Starlette:
 
 
 async def healthz(request: Request) -> JSONResponse:
+    """200 once the database answers with the current schema and the models are loaded; 503
+    "starting" before, so a load balancer sends no agent's search to a cold process."""
     result = await run_in_threadpool(health.check, request.app.state.db)
+    if result.ok and not request.app.state.ready.is_set():
+        return JSONResponse({"status": "starting", "models": "loading", **result.checks}, 503)
     body = {"status": "ok" if result.ok else "unhealthy", **result.checks}
     return JSONResponse(body, status_code=200 if result.ok else 503)
 

@@ -5,12 +5,16 @@ None of them imports another; they meet here."""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 import procrastinate
+import psycopg
 
 from aitl.core.db import Database
 from aitl.core.settings import Settings
@@ -31,24 +35,33 @@ from flywheel.digest.report import Digest
 from flywheel.registry import KINDS
 from flywheel.services import FlywheelServices
 from flywheel.serving import LivePipeline
+from rag.exceptions import RagError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Services:
     zendesk: ZendeskServices
     slack: BotServices | None  # when Slack is configured
+    # set once the live models are loaded (see ``warm``); a process that never warms serves
+    # as it always did, loading them on first use
+    ready: threading.Event = field(default_factory=threading.Event)
 
 
 def build_services(settings: Settings, db: Database, queue: procrastinate.App) -> Services:
+    ready = threading.Event()
+    ready.set()
     pipeline = LivePipeline(settings, db)  # the registry's champions, shared by both
     zendesk = ZendeskServices(settings, db, queue, pipeline=pipeline)
     if not settings.slack_configured:
-        return Services(zendesk, None)
+        return Services(zendesk, None, ready)
     slack = BotServices(
         settings,
         db,
         queue,
         digest_content=FlywheelDigest(db),
+        ready=ready,
         writer=lambda: zendesk.writeback,
         panel=ZendeskPanel(zendesk),
         registry=lambda: registry_entries(db),
@@ -58,7 +71,22 @@ def build_services(settings: Settings, db: Database, queue: procrastinate.App) -
         model_changes=lambda: model_changes(db),
     )
     zendesk.handoff = SlackHandoff(slack)
-    return Services(zendesk, slack)
+    return Services(zendesk, slack, ready)
+
+
+def warm(services: Services) -> None:
+    """Load the live pipeline's models; ``services.ready`` is clear meanwhile, so /healthz says
+    "starting" and a knowledge-base search does not wait past Slack's limit for them. A
+    knowledge base with nothing embedded yet has nothing to warm: said, and served anyway."""
+    services.ready.clear()
+    started = time.monotonic()
+    try:
+        services.zendesk.pipeline().warm()
+        log.info("models loaded and warmed in %.1f s", time.monotonic() - started)
+    except RagError as exc:
+        log.warning("models not warmed (%s): the first search will load them", exc)
+    finally:
+        services.ready.set()
 
 
 class FlywheelDigest:
@@ -85,14 +113,20 @@ class QueuedModelChanges:
     def __init__(self, queue: procrastinate.App) -> None:
         self.queue = queue
 
-    def retrain(self, by: str) -> None:
-        jobs.defer_cycle(self.queue, "app_home", by=by)
+    def retrain(self, by: str, conn: psycopg.Connection | None = None) -> bool:
+        return jobs.defer_cycle(self.queue, "app_home", by=by, conn=conn)
 
-    def promote(self, kind: str, version: str, by: str) -> None:
-        jobs.defer_model_change(self.queue, "promote", kind=kind, version=version, by=by)
+    def promote(
+        self, kind: str, version: str, by: str, conn: psycopg.Connection | None = None
+    ) -> bool:
+        change = {"kind": kind, "version": version, "by": by}
+        return jobs.defer_model_change(self.queue, "promote", conn, **change) is not None
 
-    def rollback(self, kind: str, version: str, by: str) -> None:
-        jobs.defer_model_change(self.queue, "rollback", kind=kind, version=version, by=by)
+    def rollback(
+        self, kind: str, version: str, by: str, conn: psycopg.Connection | None = None
+    ) -> bool:
+        change = {"kind": kind, "version": version, "by": by}
+        return jobs.defer_model_change(self.queue, "rollback", conn, **change) is not None
 
 
 class ZendeskPanel:

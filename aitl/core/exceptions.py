@@ -2,6 +2,7 @@
 
 AitlError
 ├── ConfigurationError
+├── NotRetryable          (mixed into an error that retrying a job cannot fix)
 └── DatabaseError
     ├── DatabaseUnavailable
     ├── VectorExtensionMissing
@@ -16,6 +17,11 @@ class AitlError(Exception):
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or "").strip())
+
+
+class NotRetryable(AitlError):
+    """Retrying will not help: a queued job that raises this ends at once, failed, with its
+    reason, instead of trying again (see ``aitl.core.queue.Backoff``)."""
 
 
 class ConfigurationError(AitlError):

@@ -21,6 +21,8 @@ import procrastinate.exceptions
 import procrastinate.tasks
 from procrastinate import jobs as procrastinate_jobs
 
+from aitl.core.exceptions import NotRetryable
+
 log = logging.getLogger(__name__)
 # procrastinate's workers beat every 10 s and count as stalled after 30 s without a beat
 STALLED_AFTER_S = 30.0
@@ -89,6 +91,16 @@ async def _fail(manager: Any, job: procrastinate_jobs.Job, why: str) -> None:
 def _retries(task: procrastinate.tasks.Task) -> int:
     strategy = task.retry_strategy
     return (strategy.max_attempts or 0) if strategy is not None else 0
+
+
+class Backoff(procrastinate.RetryStrategy):
+    """procrastinate's retry strategy, except that an error marked ``NotRetryable`` ends the
+    job at once: retrying it would only repeat the same refusal until the attempts run out."""
+
+    def get_retry_decision(self, *, exception: BaseException, job: Any) -> Any:
+        if isinstance(exception, NotRetryable):
+            return None
+        return super().get_retry_decision(exception=exception, job=job)
 
 
 def build_app(url: str, blueprints: Iterable[procrastinate.Blueprint] = ()) -> procrastinate.App:

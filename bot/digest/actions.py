@@ -7,7 +7,7 @@ from datetime import date
 
 from slack_bolt import App
 
-from bot import payloads, slack_api
+from bot import payloads, replies, slack_api
 from bot.digest import jobs as digest_jobs
 from bot.digest.views import DRAFT_ARTICLE, OPEN_REPORT
 from bot.exceptions import BotError
@@ -31,7 +31,7 @@ def on_open_report(services: BotServices):
                 raise BotError("this button does not name a week")
             view = services.digest.report_view(week, payloads.user_id(body))
         except BotError as exc:
-            _tell(respond, body, f"The full report cannot be shown: {exc}")
+            _tell(services, respond, body, f"The full report cannot be shown: {exc}")
             return
         slack_api.open_modal(services.client, body, view)
 
@@ -47,14 +47,18 @@ def on_draft_article(services: BotServices):
         user = payloads.user_id(body)
         if week is None or not key:
             ack()
+            _tell(services, respond, body, "No draft was made: the button names no knowledge gap.")
             return
         try:
-            queue_it, _ = services.digest.request_article(week, key, user)
-            if queue_it:
-                digest_jobs.defer_draft_article(services.queue, key, user)
+            services.digest.request_article(
+                week,
+                key,
+                user,
+                lambda conn: digest_jobs.defer_draft_article(services.queue, conn, key, user),
+            )
         except BotError as exc:
             ack()
-            _tell(respond, body, f"No draft was made: {exc}")
+            _tell(services, respond, body, f"No draft was made: {exc}")
             return
         ack()
         view = body.get("view") or {}
@@ -80,8 +84,6 @@ def _week(value: object) -> date | None:
         return None
 
 
-def _tell(respond, body: dict, text: str) -> None:
-    if payloads.response_url(body):
-        respond(text=text, response_type="ephemeral", replace_original=False)
-    else:
-        log.warning("%s (to %s)", text, payloads.user_id(body))
+def _tell(services: BotServices, respond, body: dict, text: str) -> None:
+    log.info("%s (to %s)", text, payloads.user_id(body))
+    replies.tell(services.client, body, respond, text)

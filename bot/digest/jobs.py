@@ -9,11 +9,13 @@ from __future__ import annotations
 from datetime import date
 
 import procrastinate
-from procrastinate import RetryStrategy
+import psycopg
 from procrastinate.exceptions import AlreadyEnqueued
 
+from aitl.core import queue as queue_jobs
+
 NAMESPACE = "digest"
-RETRY = RetryStrategy(max_attempts=8, exponential_wait=5)
+RETRY = queue_jobs.Backoff(max_attempts=8, exponential_wait=5)
 
 
 def _services(context: procrastinate.JobContext):
@@ -51,8 +53,10 @@ def defer_send(queue: procrastinate.App, week_start: str | None = None) -> bool:
     return True
 
 
-def defer_draft_article(queue: procrastinate.App, cluster_key: str, by: str) -> int:
-    with queue.open():
-        return queue.configure_task(
-            f"{NAMESPACE}:draft_article", lock=f"gap-article:{cluster_key}"
-        ).defer(cluster_key=cluster_key, by=by)
+def defer_draft_article(
+    queue: procrastinate.App, conn: psycopg.Connection, cluster_key: str, by: str
+) -> int:
+    """Queued in the caller's transaction, with the request it carries out."""
+    return queue.configure_task(
+        f"{NAMESPACE}:draft_article", connection=conn, lock=f"gap-article:{cluster_key}"
+    ).defer(cluster_key=cluster_key, by=by)

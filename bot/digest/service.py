@@ -12,6 +12,7 @@ skipped with the reason; Slack being down makes the job fail and retry.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -243,14 +244,19 @@ class DigestService:
                     shown[gap.key] = _draft_note(draft)
         return shown
 
-    def request_article(self, week_start: date, cluster_key: str, by: str) -> tuple[bool, str]:
-        """Record the request; True when the worker should create the draft now."""
+    def request_article(
+        self, week_start: date, cluster_key: str, by: str, queue_draft: Callable[[Any], object]
+    ) -> tuple[bool, str]:
+        """Record the request and, the first time, queue the draft in the same transaction
+        (``queue_draft`` takes the connection): a retried click queues nothing."""
         digest = self.stored(week_start)
         gap = next((g for g in digest.gaps if g.key == cluster_key), None) if digest else None
         if gap is None:
             raise DigestError("that knowledge gap is not in the stored digest any more")
         with self.db.connection() as conn:
             draft, new = digest_store.request_draft(conn, cluster_key, week_start, gap.title, by)
+            if new:
+                queue_draft(conn)
         return new, _draft_note(draft)
 
     def create_article(self, cluster_key: str, by: str) -> digest_store.ArticleDraft:

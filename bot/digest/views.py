@@ -192,21 +192,29 @@ def _answers(digest: Digest) -> str:
     coverage = ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in digest.coverage.items())
     return (
         "*Answers this week*\n"
-        f"• adoption (clicks): {counts(digest.adoption)}\n"
+        f"• adoption (clicks): {counts(digest.adoption)}{_unexplained(digest)}\n"
         f"• adoption (replies sent in Zendesk): {counts(digest.sent_adoption)}\n"
         f"• preference: {counts(digest.preference)}\n"
         f"• coverage of {digest.draft_sets} draft sets: {coverage or 'n/a'}"
     )
 
 
+def _unexplained(digest: Digest) -> str:
+    n = digest.adoption_without_reason
+    return f"; {n} without a reason (form closed)" if n else ""
+
+
 def _agents(digest: Digest) -> str:
     if not digest.agents:
         return "*Agents*\nNo agent clicked this week."
-    lines = ["*Agents* (clicks this week · 4-week average · what to watch)"]
+    lines = ["*Agents* (clicks this week · 4-week average · forms closed unsent · what to watch)"]
     for agent in digest.agents[:25]:
         flags = "; ".join(agent["flags"]) or "ok"
         average = f"{agent['previous_clicks']:.1f}"
-        lines.append(f"• <@{agent['agent_id']}>: {agent['clicks']} · {average} · {flags}")
+        closed = agent.get("closed_unsent", 0)
+        lines.append(
+            f"• <@{agent['agent_id']}>: {agent['clicks']} · {average} · {closed} · {flags}"
+        )
     if len(digest.agents) > 25:
         lines.append(f"…and {len(digest.agents) - 25} more (see `aitl digest preview`)")
     return "\n".join(lines)

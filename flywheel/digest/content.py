@@ -77,6 +77,7 @@ def build_digest(
         series={key: [headline_value(w, key) for w in trend] for key in SERIES},
         draft_sets=week.draft_sets,
         adoption=dict(week.adoption),
+        adoption_without_reason=week.adoption_without_reason,
         sent_adoption=dict(week.sent_adoption),
         preference=dict(week.preference),
         coverage=dict(week.coverage),
@@ -146,6 +147,7 @@ def _agent(agent) -> dict[str, Any]:
         "tickets": agent.tickets,
         "previous_clicks": round(agent.previous_clicks, 1),
         "flags": list(agent.flags),
+        "closed_unsent": agent.closed_unsent,
     }
 
 

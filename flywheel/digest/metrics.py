@@ -120,6 +120,8 @@ class FatigueRules:
     same_button_min_clicks: int = 10  # ... out of at least this many preference+adoption clicks
     fast_share: float = 0.3  # at least this share of clicks came quicker than fast_click_s
     fast_min_clicks: int = 10  # ... out of at least this many clicks
+    closed_share: float = 0.5  # adoption forms closed unsent on at least this share of cards
+    closed_min: int = 5  # ... and at least this many of them
 
     def flags(self, agent: AgentWeek, fast_click_s: float) -> tuple[str, ...]:
         """The sentences a manager reads beside the agent; empty when nothing looks off."""
@@ -139,6 +141,9 @@ class FatigueRules:
         fast = agent.fast_share
         if fast is not None and fast >= self.fast_share and agent.clicks >= self.fast_min_clicks:
             flags.append(f"{fast:.0%} of clicks under {fast_click_s:g} s")
+        closed, adopted = agent.closed_adoption_forms, agent.adopted
+        if closed >= self.closed_min and closed >= self.closed_share * max(adopted, 1):
+            flags.append(f"closed {closed} of {adopted} adoption forms without a reason")
         return tuple(flags)
 
 
@@ -155,6 +160,9 @@ class AgentWeek:
     flags: tuple[str, ...]
     favourite: str | None = None  # the preference/adoption value they clicked most
     button_clicks: int = 0  # their preference+adoption clicks (same_button_share's base)
+    adopted: int = 0  # cards they answered "was it used?" on
+    closed_adoption_forms: int = 0  # of which they closed the reasons' form unsent
+    closed_unsent: int = 0  # every modal they closed unsent (adoption, missing knowledge)
 
 
 @dataclass(frozen=True)
@@ -167,6 +175,7 @@ class WeekMetrics:
     clicks: int
     adoption: dict[str, int]
     adoption_rate: float | None
+    adoption_without_reason: int  # standing adoptions whose form was closed unsent
     sent_adoption: dict[str, int]
     preference: dict[str, int]
     challenger_wins: int
@@ -220,6 +229,7 @@ def week_metrics(
         clicks=clicks,
         adoption=standing["adoption"],
         adoption_rate=_share(standing["adoption"], ("as_is", "edited")),
+        adoption_without_reason=conn.execute(UNEXPLAINED, params).fetchone()[0],
         sent_adoption=_sent_adoption(conn, drafted, window.end, sent_adoption),
         preference=standing["preference"],
         challenger_wins=duel["challenger"],
@@ -302,6 +312,13 @@ SELECT kind, value, count(*), count(*) FILTER (WHERE standing)
 FROM clicked GROUP BY kind, value
 """
 
+# Standing adoptions of the window that carry no reason: the agent closed the form unsent.
+UNEXPLAINED = f"""
+WITH {CLICKED}
+SELECT count(*) FROM clicked
+WHERE kind = 'adoption' AND standing AND NOT (rationale ? 'reason')
+"""
+
 # The kinds of click each draft set got before the window's end.
 KINDS_CLICKED = """
 SELECT draft_set_id, array_agg(DISTINCT kind) FROM feedback_events
@@ -344,8 +361,14 @@ baseline AS (
 week AS (
     SELECT agent_id, count(*) AS clicks, count(DISTINCT ticket_ref) AS tickets,
         count(*) FILTER (WHERE kind IN ('preference', 'adoption')) AS buttons,
-        count(*) FILTER (WHERE clicked_at - shown_at < make_interval(secs => %(fast)s)) AS fast
+        count(*) FILTER (WHERE clicked_at - shown_at < make_interval(secs => %(fast)s)) AS fast,
+        count(DISTINCT draft_set_id) FILTER (WHERE kind = 'adoption') AS adopted
     FROM clicked GROUP BY agent_id
+),
+closed AS (
+    SELECT agent_id, count(*) FILTER (WHERE modal = 'adoption') AS adoption, count(*) AS modals
+    FROM feedback_dismissals WHERE closed_at >= %(start)s AND closed_at < %(end)s
+    GROUP BY agent_id
 ),
 favourite AS (
     SELECT DISTINCT ON (agent_id) agent_id, value, count(*) AS times
@@ -354,8 +377,9 @@ favourite AS (
 )
 SELECT agent_id, coalesce(w.clicks, 0) AS clicks, coalesce(w.tickets, 0),
     coalesce(b.previous_clicks, 0), coalesce(w.buttons, 0), f.value, coalesce(f.times, 0),
-    coalesce(w.fast, 0)
+    coalesce(w.fast, 0), coalesce(w.adopted, 0), coalesce(c.adoption, 0), coalesce(c.modals, 0)
 FROM week w FULL JOIN baseline b USING (agent_id) LEFT JOIN favourite f USING (agent_id)
+    LEFT JOIN closed c USING (agent_id)
 ORDER BY clicks DESC, agent_id
 """
 
@@ -432,6 +456,9 @@ def _agent_week(
     favourite: str | None,
     times: int,
     fast: int,
+    adopted: int,
+    closed_adoption_forms: int,
+    closed_unsent: int,
 ) -> AgentWeek:
     return AgentWeek(
         agent_id=agent_id,
@@ -443,6 +470,9 @@ def _agent_week(
         flags=(),
         favourite=favourite,
         button_clicks=buttons,
+        adopted=adopted,
+        closed_adoption_forms=closed_adoption_forms,
+        closed_unsent=closed_unsent,
     )
 
 

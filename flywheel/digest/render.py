@@ -115,7 +115,12 @@ def render_markdown(digest: Digest, *, chart_name: str | None = "digest.png") ->
         mark = {"better": " ✅", "worse": " ⚠️"}.get(figure.verdict, "")
         lines.append(f"| {figure.label} | {figure.shown()} | {figure.change()}{mark} |")
     lines += ["", "## Answers this week", ""]
-    lines.append("- Adoption (clicks): " + _counts(digest.adoption))
+    unexplained = digest.adoption_without_reason
+    lines.append(
+        "- Adoption (clicks): "
+        + _counts(digest.adoption)
+        + (f"; {unexplained:,} without a reason (form closed)" if unexplained else "")
+    )
     lines.append("- Adoption (replies sent in Zendesk): " + _counts(digest.sent_adoption))
     lines.append("- Preference: " + _counts(digest.preference))
     coverage = ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in digest.coverage.items())
@@ -158,14 +163,14 @@ def _agent_lines(digest: Digest) -> list[str]:
     if not digest.agents:
         return ["No agent clicked this week."]
     lines = [
-        "| agent | clicks | tickets | 4-week avg | watch |",
-        "| --- | ---: | ---: | ---: | --- |",
+        "| agent | clicks | tickets | 4-week avg | forms closed unsent | watch |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for agent in digest.agents:
         flags = "; ".join(agent["flags"]) or "—"
         lines.append(
             f"| {agent['agent_id']} | {agent['clicks']:,} | {agent['tickets']:,} |"
-            f" {agent['previous_clicks']:,.1f} | {flags} |"
+            f" {agent['previous_clicks']:,.1f} | {agent.get('closed_unsent', 0):,} | {flags} |"
         )
     return lines
 

@@ -97,6 +97,8 @@ class Digest:
     gaps: list[Gap] = field(default_factory=list)
     # promotions and rollbacks in the week, oldest first (digests stored before: none)
     model_changes: list[dict[str, Any]] = field(default_factory=list)
+    # standing adoptions whose reasons' form was closed unsent (digests stored before: 0)
+    adoption_without_reason: int = 0
 
     @property
     def empty(self) -> bool:

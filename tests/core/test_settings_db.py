@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import threading
+
 import psycopg
 import pytest
 from starlette.testclient import TestClient
 
+from aitl.app import web
 from aitl.app.web import create_app
 from aitl.core import exceptions, migrations
 from aitl.core.bootstrap import open_database
 from aitl.core.db import redact_url
 from aitl.core.settings import Settings
 from tests.conftest import create_database, drop_database, make_settings
+from tests.support.health import ready
 
 
 def test_settings_read_prefixed_env_dotenv_and_bare_database_url(tmp_path, monkeypatch):
@@ -77,16 +81,35 @@ def test_unreachable_database_is_reported_without_password(tmp_path):
 
 def test_healthz_reports_database_and_migrations(settings, db):
     with TestClient(create_app(settings, database=db)) as client:
-        response = client.get("/healthz")
+        response = ready(client)
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "ok", "migrations": "current"}
+
+
+def test_healthz_says_starting_until_the_models_are_loaded(settings, db, monkeypatch):
+    """A load balancer (or a test) must not send an agent's search to a process whose encoder
+    is still loading: the first search would miss Slack's 3 s."""
+    loaded = threading.Event()
+    monkeypatch.setattr(web, "warm", lambda services: loaded.wait(30))
+    with TestClient(create_app(settings, database=db)) as client:
+        starting = client.get("/healthz")
+        loaded.set()
+        response = ready(client)
+    assert starting.status_code == 503
+    assert starting.json() == {
+        "status": "starting",
+        "models": "loading",
+        "database": "ok",
+        "migrations": "current",
+    }
+    assert response.status_code == 200
 
 
 def test_healthz_is_503_when_migrations_are_pending(settings, db):
     with db.connection() as conn:  # pretend this code is newer than the schema
         conn.execute("DELETE FROM _yoyo_migration WHERE migration_id = '0001.knowledge-base'")
     with TestClient(create_app(settings, database=db)) as client:
-        response = client.get("/healthz")
+        response = ready(client)
     assert response.status_code == 503
     assert response.json()["migrations"] == "pending: 0001.knowledge-base"
 

@@ -28,6 +28,7 @@ from sandboxes.slack.server import SlackSandbox, serve
 from sandboxes.slack.state import BOT_TOKEN, SIGNING_SECRET, SUPPORT_CHANNEL
 from tests.conftest import make_settings
 from tests.support import fuzz
+from tests.support.health import ready
 
 ZENDESK_SECRET = "whsec-fuzz"
 MAX_BYTES = 10_000  # the smallest limit Settings allow for Slack: huge bodies stay cheap
@@ -66,6 +67,7 @@ def client(database_url, tmp_path, db, slack) -> Iterator[TestClient]:
         slack_max_body_bytes=MAX_BYTES,
     )
     with TestClient(create_app(settings, database=db), raise_server_exceptions=True) as test:
+        ready(test)
         yield test
 
 

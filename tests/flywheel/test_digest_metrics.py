@@ -22,7 +22,7 @@ from flywheel.digest.metrics import (
     week_of,
     weekly_trend,
 )
-from flywheel.events import Feedback, StoredFeedback
+from flywheel.events import Dismissal, Feedback, StoredFeedback
 from tests.support.drafts import draft_set
 
 DUEL = ("champion", "challenger")
@@ -456,3 +456,46 @@ def test_last_retrain_is_the_newest_run_started_before(db):
     assert (latest.run_id, latest.status, latest.finished_at) == (running, "running", None)
     with db.connection() as conn:
         assert last_retrain(conn, t(11, 16)).error == "CUDA out of memory"
+
+
+def closed_form(conn, on: Card, agent: str, at: datetime, view: str) -> None:
+    closed = Dismissal("adoption", on.id, agent, view, at)
+    assert store.record_dismissal(conn, closed)
+    assert not store.record_dismissal(conn, closed), "Slack's retry of view_closed counts once"
+
+
+def test_adoption_forms_closed_unsent_are_counted_and_flag_a_tired_agent(db):
+    """Adoptions are stored on the click; the form asking why can be closed. The digest counts
+    standing adoptions without a reason, each agent's closed forms, and flags an agent who
+    closes most of them (here 5 of 6 cards, against one of two for a colleague)."""
+    with db.connection() as conn:
+        for n in range(6):
+            on = card(conn, f"zendesk:{500 + n}", t(11, 17, 9 + n))
+            click(conn, on, "adoption", "not_used", "UTIRED", t(11, 17, 9 + n, 5))
+            if n < 5:
+                closed_form(conn, on, "UTIRED", t(11, 17, 9 + n, 6), f"V{n}")
+        for n, reason in enumerate((None, "saved_time")):
+            on = card(conn, f"zendesk:{600 + n}", t(11, 18, 9 + n))
+            click(conn, on, "adoption", "as_is", "UFRESH", t(11, 18, 9 + n, 5))
+            if reason:  # the form sent: its reasons supersede the click
+                answer = Feedback(
+                    kind="adoption",
+                    value="as_is",
+                    draft_set_id=on.id,
+                    agent_id="UFRESH",
+                    clicked_at=t(11, 18, 9 + n, 5),
+                    rationale={"reason": reason},
+                )
+                store.record(
+                    conn, answer, ticket_ref=on.ticket_ref, draft_ids=[], shown_at=on.shown_at
+                )
+            else:
+                closed_form(conn, on, "UFRESH", t(11, 18, 9 + n, 6), f"W{n}")
+        m = week_metrics(conn, WEEK)
+    agents = {a.agent_id: a for a in m.agents}
+    assert m.adoption_without_reason == 7  # six of UTIRED's, one of UFRESH's
+    tired, fresh = agents["UTIRED"], agents["UFRESH"]
+    assert (tired.adopted, tired.closed_adoption_forms, tired.closed_unsent) == (6, 5, 5)
+    assert (fresh.adopted, fresh.closed_adoption_forms) == (2, 1)
+    assert "closed 5 of 6 adoption forms without a reason" in tired.flags
+    assert not any("forms" in f for f in fresh.flags)

@@ -15,6 +15,7 @@ from aitl.app.cli import drafts, kb, processes, zendesk
 from aitl.app.cli import flywheel as flywheel_cli
 from aitl.app.cli import models as models_cli
 from aitl.app.cli import secrets as secrets_cli
+from aitl.app.cli import slack as slack_cli
 from aitl.app.cli.context import Context
 from aitl.core import logs
 from aitl.core.exceptions import AitlError
@@ -35,6 +36,7 @@ app.add_typer(flywheel_cli.app, name="flywheel")
 app.add_typer(models_cli.app, name="models")
 app.add_typer(digest_cli.app, name="digest")
 app.add_typer(secrets_cli.app, name="secrets")
+app.add_typer(slack_cli.app, name="slack")
 drafts.register(app)
 processes.register(app)
 

@@ -14,7 +14,7 @@ from rich.table import Table
 from aitl.app.demo import Demo, DemoOptions
 from aitl.app.schedule import Schedule
 from aitl.app.web import create_app
-from aitl.app.wiring import build_services, flywheel_services
+from aitl.app.wiring import build_services, flywheel_services, warm
 from aitl.core import overrides
 from aitl.core.leader import Leadership
 from aitl.core.queue import build_app, build_deferrer
@@ -65,6 +65,7 @@ def worker(ctx: typer.Context) -> None:
 
     settings, db = ctx.obj.settings, ctx.obj.db
     services = build_services(settings, db, services_queue(ctx))
+    warm(services)  # before it registers with the queue: the first job finds the models loaded
     blueprints = [
         zendesk_jobs.blueprint(),
         bot_jobs.blueprint(),
