@@ -44,7 +44,14 @@ def test_demo_once_runs_the_whole_loop(database_url, tmp_path):
 
         assert one("SELECT count(*) FROM zendesk_tickets")[0] == 18
         assert one("SELECT count(*) FROM slack_cards WHERE card_ts IS NOT NULL")[0] == 18
-        kinds = dict(conn.execute("SELECT kind, count(*) FROM feedback_events GROUP BY kind"))
+        # the answers standing (an adoption's reasons supersede its click: both stay)
+        kinds = dict(
+            conn.execute(
+                "SELECT kind, count(*) FROM feedback_events e WHERE NOT EXISTS"
+                " (SELECT 1 FROM feedback_events later WHERE later.supersedes = e.id)"
+                " GROUP BY kind"
+            )
+        )
         assert set(kinds) >= {"preference", "adoption", "relevance"}
         assert kinds["preference"] == kinds["adoption"] == 18, "every card answered once"
         assert one("SELECT count(*) FROM feedback_events WHERE source <> 'slack'")[0] == 0

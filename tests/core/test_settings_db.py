@@ -90,7 +90,12 @@ def test_healthz_says_starting_until_the_models_are_loaded(settings, db, monkeyp
     """A load balancer (or a test) must not send an agent's search to a process whose encoder
     is still loading: the first search would miss Slack's 3 s."""
     loaded = threading.Event()
-    monkeypatch.setattr(web, "warm", lambda services: loaded.wait(30))
+
+    def slow_warm(services) -> None:
+        loaded.wait(30)
+        services.ready.set()
+
+    monkeypatch.setattr(web, "warm", slow_warm)
     with TestClient(create_app(settings, database=db)) as client:
         starting = client.get("/healthz")
         loaded.set()
