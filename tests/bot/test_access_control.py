@@ -8,8 +8,6 @@ from __future__ import annotations
 import copy
 import json
 
-import pytest
-
 from bot import actions
 from bot.ask import COMMAND
 from bot.home_views import ROLL_BACK
@@ -21,30 +19,20 @@ from sandboxes.slack.state import (
     encode_form,
     encode_interactivity,
 )
-from tests.support.sandboxes import connected_settings, ticket_thread
-from tests.support.slack_app import (
+from tests.support.sandboxes import ticket_thread
+from tests.support.slack_app import (  # noqa: F401 (the slack and settings fixtures)
     ADMIN,
     OUTSIDER,
+    admin_settings_fixture,
     click,
     opened,
     post,
     relevance_block,
     select,
-    slack_with_admin_and_outsider,
+    slack_fixture,
     text_input,
     wait_for,
 )
-
-
-@pytest.fixture
-def slack():
-    with slack_with_admin_and_outsider() as box:
-        yield box
-
-
-@pytest.fixture
-def settings(kb_settings, slack, zendesk, tmp_path):
-    return connected_settings(kb_settings, slack, zendesk, tmp_path, slack_admin_ids=[ADMIN])
 
 
 def rows(db, sql):

@@ -24,42 +24,25 @@ from sandboxes.slack.state import (
     encode_interactivity,
 )
 from tests.support.sandboxes import (
-    connected_settings,
     run_worker,
     ticket_thread,
 )
-from tests.support.slack_app import (
+from tests.support.slack_app import (  # noqa: F401 (the slack and settings fixtures)
     ADMIN,
     OUTSIDER,
+    admin_settings_fixture,
     click,
     opened,
     post,
     relevance_block,
     select,
-    slack_with_admin_and_outsider,
+    slack_fixture,
     submit,
     text_input,
     wait_for,
 )
 
 FORM = "application/x-www-form-urlencoded"
-
-
-@pytest.fixture
-def slack():
-    with slack_with_admin_and_outsider() as box:
-        yield box
-
-
-@pytest.fixture
-def settings(kb_settings, slack, zendesk, tmp_path):
-    return connected_settings(
-        kb_settings,
-        slack,
-        zendesk,
-        tmp_path,
-        slack_admin_ids=[ADMIN],
-    )
 
 
 def rows(db, sql, *args):

@@ -14,8 +14,11 @@ import urllib.parse
 import pytest
 
 from tests.support.paths import FIXTURES_DIR
-from tests.support.sandboxes import connected_settings
-from tests.support.slack_app import ADMIN, post, slack_with_admin_and_outsider
+from tests.support.slack_app import (  # noqa: F401 (the slack and settings fixtures)
+    admin_settings_fixture,
+    post,
+    slack_fixture,
+)
 
 PAYLOADS = FIXTURES_DIR / "slack" / "bolt-python" / "payloads"
 INDEX = list(csv.DictReader((PAYLOADS / "INDEX.tsv").open(), delimiter="\t"))
@@ -23,17 +26,6 @@ INTERACTIVE = {"block_actions", "block_suggestion", "view_submission", "view_clo
 INTERACTIVE |= {"shortcut", "message_action"}
 RETRY = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
 STORED = ("feedback_events", "feedback_dismissals", "procrastinate_jobs", "slack_requests")
-
-
-@pytest.fixture
-def slack():
-    with slack_with_admin_and_outsider() as box:
-        yield box
-
-
-@pytest.fixture
-def settings(kb_settings, slack, zendesk, tmp_path):
-    return connected_settings(kb_settings, slack, zendesk, tmp_path, slack_admin_ids=[ADMIN])
 
 
 def encoded(row: dict[str, str]) -> tuple[bytes, str]:

@@ -24,22 +24,18 @@ from sandboxes.slack.state import (
     encode_interactivity,
 )
 from tests.support.processes import environment
-from tests.support.sandboxes import connected_settings, run_worker, ticket_thread
-from tests.support.slack_app import ADMIN, click, post, slack_with_admin_and_outsider, wait_for
+from tests.support.sandboxes import run_worker, ticket_thread
+from tests.support.slack_app import (  # noqa: F401 (the slack and settings fixtures)
+    ADMIN,
+    admin_settings_fixture,
+    click,
+    post,
+    slack_fixture,
+    wait_for,
+)
 
 RETRY = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture
-def slack():
-    with slack_with_admin_and_outsider() as box:
-        yield box
-
-
-@pytest.fixture
-def settings(kb_settings, slack, zendesk, tmp_path):
-    return connected_settings(kb_settings, slack, zendesk, tmp_path, slack_admin_ids=[ADMIN])
 
 
 def rows(db, sql, *args):

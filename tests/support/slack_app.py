@@ -17,7 +17,7 @@ from aitl.core.queue import build_deferrer
 from aitl.core.servers import serve_in_thread
 from sandboxes.slack.server import SlackSandbox, serve
 from sandboxes.slack.state import SUPPORT_CHANNEL, encode_interactivity
-from tests.support.sandboxes import zendesk_server
+from tests.support.sandboxes import connected_settings, zendesk_server
 
 ADMIN = "U0ADMIN"
 OUTSIDER = "U0OUTSIDER"  # in #support, not in the agents' group
@@ -32,6 +32,19 @@ def slack_with_admin_and_outsider() -> Iterator[SlackSandbox]:
     box.add_member(SUPPORT_CHANNEL, OUTSIDER)
     with serve(box):
         yield box
+
+
+@pytest.fixture(name="slack")
+def slack_fixture() -> Iterator[SlackSandbox]:
+    """A module imports this (with ``admin_settings_fixture``) to talk to the local Slack."""
+    with slack_with_admin_and_outsider() as box:
+        yield box
+
+
+@pytest.fixture(name="settings")
+def admin_settings_fixture(kb_settings, slack, zendesk, tmp_path):
+    """Settings connected to both sandboxes, with ``ADMIN`` as the one admin."""
+    return connected_settings(kb_settings, slack, zendesk, tmp_path, slack_admin_ids=[ADMIN])
 
 
 @pytest.fixture
