@@ -16,7 +16,7 @@ from connectors.client import ZendeskClient, ZendeskConfig
 from connectors.drafting import Drafter
 from connectors.handoff import DraftHandoff, RecordOnly
 from connectors.poller import TicketPoller
-from connectors.tickets import SyncPolicy, TicketSync
+from connectors.tickets import SentReplies, SyncPolicy, TicketSync
 from connectors.writeback import WriteBack
 from rag import factory
 from rag.pipeline import DraftPipeline
@@ -37,6 +37,8 @@ class ZendeskServices:
         self.db = db
         self.queue = queue
         self.handoff = handoff or RecordOnly()
+        # where each compared agent reply goes as feedback; wired by the composition root
+        self.sent_replies: SentReplies | None = None
         # without the model registry: build the pipeline on first use and keep it
         self.pipeline = pipeline or functools.cache(lambda: factory.pipeline(settings, db))
 
@@ -86,7 +88,7 @@ class ZendeskServices:
             s.adoption_as_is_threshold,
             s.adoption_edited_threshold,
         )
-        return TicketSync(self.db, self.client, self.queue, policy)
+        return TicketSync(self.db, self.client, self.queue, policy, self.sent_replies)
 
     @cached_property
     def drafter(self) -> Drafter:

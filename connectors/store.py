@@ -277,13 +277,16 @@ def record_derived_adoption(
     similarity_a: float,
     similarity_b: float,
     adoption: str,
-) -> None:
-    conn.execute(
+) -> bool:
+    """False when this reply was compared before (a re-sync of the same comment)."""
+    row = conn.execute(
         "INSERT INTO zendesk_derived_adoptions (comment_id, ticket_id, draft_set_id,"
         " closest_label, similarity_a, similarity_b, adoption)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (comment_id) DO NOTHING",
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (comment_id) DO NOTHING"
+        " RETURNING comment_id",
         (comment_id, ticket_id, draft_set_id, closest_label, similarity_a, similarity_b, adoption),
-    )
+    ).fetchone()
+    return row is not None
 
 
 # --- write-back --------------------------------------------------------------------------

@@ -8,15 +8,18 @@ revision" is enforced once: a revision is the newest public comment by the custo
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from aitl.core import overrides
 from aitl.core.db import Database
+from aitl.core.pii import redact
 from connectors import adoption, jobs, routing, store
 from connectors.client import ZendeskClient
 from rag import store as rag_store
+from rag.models import SentReply, TicketRef
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +100,19 @@ def comment_rows(
 
 
 class TicketSync:
-    def __init__(self, db: Database, client: ZendeskClient, queue, policy: SyncPolicy) -> None:
+    def __init__(
+        self,
+        db: Database,
+        client: ZendeskClient,
+        queue,
+        policy: SyncPolicy,
+        sent_replies: SentReplies | None = None,
+    ) -> None:
         self.db = db
         self.client = client
         self.queue = queue
         self.policy = policy
+        self.sent_replies = sent_replies
 
     def sync(self, ticket_id: int, *, via: str, raw: dict[str, Any] | None = None) -> SyncResult:
         raw = raw or self.client.ticket(ticket_id)
@@ -164,7 +175,7 @@ class TicketSync:
                 as_is=self.policy.as_is_threshold,
                 edited=self.policy.edited_threshold,
             )
-            store.record_derived_adoption(
+            new = store.record_derived_adoption(
                 conn,
                 comment_id=c["comment_id"],
                 ticket_id=ticket_id,
@@ -174,3 +185,25 @@ class TicketSync:
                 similarity_b=derived.similarity_b,
                 adoption=derived.adoption,
             )
+            if new and self.sent_replies is not None:  # feedback, in the same transaction
+                self.sent_replies(conn, _sent_reply(ticket_id, set_id, c, derived))
+
+
+# where a compared reply goes as feedback (the flywheel, wired by the composition root)
+SentReplies = Callable[[Any, SentReply], object]
+
+
+def _sent_reply(
+    ticket_id: int, set_id: int, comment: dict[str, Any], derived: adoption.DerivedAdoption
+) -> SentReply:
+    return SentReply(
+        ticket_ref=str(TicketRef.zendesk(ticket_id)),
+        draft_set_id=set_id,
+        author=str(comment.get("author_id") or "unknown"),
+        sent_at=comment["created_at"],
+        body=redact(comment["body"]),
+        closest_label=derived.closest_label,
+        adoption=derived.adoption,
+        similarity={"A": derived.similarity_a, "B": derived.similarity_b},
+        comment_id=comment["comment_id"],
+    )

@@ -17,6 +17,7 @@ from aitl.core.pii import redact
 from flywheel.evaluation import EvalQuery
 from flywheel.events import StoredFeedback
 from flywheel.examples import PreferencePair, RerankExample, RetrievalExample
+from flywheel.feedback import SENT_REPLY
 from flywheel.judge import JudgeContext
 from rag.chunking import embedding_text
 from rag.generation import CONCISE, DraftInput, llm_messages
@@ -203,25 +204,40 @@ def _held_out(data, info: DraftSetInfo, own, context, prompts) -> None:
 
 
 def _pairs(info, own, context, prompts, weights) -> list[PreferencePair]:
-    """Prefer A/B gives (chosen, rejected); an edited reply is preferred over its draft."""
+    """Every signal that says one reply beats another: Prefer A/B; a draft used as is over the
+    one not used; an edited reply over the draft it started from; the reply actually sent in
+    the helpdesk over the draft it was compared with. "Both bad" and "not used" say nothing
+    about which is better, so they give no pair."""
     prompt = generation_prompt(info, context, prompts)
     pairs = []
     for e in own:
-        if e.kind == "preference" and e.value in ("A", "B") and {"A", "B"} <= set(info.drafts):
-            other = "B" if e.value == "A" else "A"
-            chosen, rejected = info.drafts[e.value].text, info.drafts[other].text
-        elif e.kind == "adoption" and e.value == "edited" and e.rationale.get("edited_reply"):
-            draft = info.drafts.get(e.rationale.get("label") or "")
-            if draft is None:
-                continue
-            chosen, rejected = _redacted(e.rationale["edited_reply"]), draft.text
-        else:
+        found = _preferred(e, info.drafts)
+        if found is None:
             continue
+        chosen, rejected = found
         if chosen.strip() != rejected.strip():
             pairs.append(
                 PreferencePair(prompt, chosen, rejected, weights.get(e.agent_id, 1.0), (e.id,))
             )
     return pairs
+
+
+def _preferred(e, drafts: dict) -> tuple[str, str] | None:
+    """(chosen, rejected) texts one event stands for, if it stands for any."""
+    both = {"A", "B"} <= set(drafts)
+    label = e.rationale.get("label") or ""
+    other = drafts.get("B" if label == "A" else "A") if label in ("A", "B") else None
+    if e.kind == "preference" and e.value in ("A", "B") and both:
+        return drafts[e.value].text, drafts["B" if e.value == "A" else "A"].text
+    if e.kind != "adoption" or label not in drafts:
+        return None
+    if e.subject == SENT_REPLY and e.value in ("edited", "not_used"):
+        return _redacted(e.rationale.get("sent_reply") or ""), drafts[label].text
+    if e.value == "as_is" and other is not None:  # clicked, or read from the reply sent
+        return drafts[label].text, other.text
+    if e.value == "edited" and e.rationale.get("edited_reply"):
+        return _redacted(e.rationale["edited_reply"]), drafts[label].text
+    return None
 
 
 def draft_input(info: DraftSetInfo, context: JudgeContext) -> DraftInput:

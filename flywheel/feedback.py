@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from flywheel.exceptions import InvalidFeedback
 
+SENT_REPLY = "sent_reply"  # the slot of an adoption read from the reply sent, not a click
 Kind = Literal["preference", "adoption", "relevance", "missing_knowledge"]
 VALUES: dict[str, tuple[str, ...]] = {
     "preference": ("A", "B", "tie", "both_bad"),

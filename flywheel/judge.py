@@ -2,7 +2,8 @@
 
 Without an LLM, rules catch what a careful reviewer would: an agent contradicting themselves
 (preferred A but sent B; "relevant" on a card whose drafts went unused for lack of knowledge;
-"not relevant" on every passage of the draft they then sent as it was),
+"not relevant" on every passage of the draft they then sent as it was), an adoption click the
+reply actually sent in Zendesk contradicts,
 clicks too fast to have read anything, "relevant" on a passage that shares nothing with the
 ticket, "missing" knowledge that was in fact shown. With a chat model configured, an LLM judge
 reads each relevance and preference event through ``prompts/judge_*.txt`` and answers in JSON.
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
 from flywheel.events import StoredFeedback
+from flywheel.feedback import SENT_REPLY
 from rag.store import ChunkRef, DraftSetInfo
 
 WORD = re.compile(r"[a-z0-9]{3,}")
@@ -208,7 +210,41 @@ def _contradictions(events: Sequence[StoredFeedback], context: JudgeContext) -> 
             found[pref.id] = found[adopt.id] = why
         elif pref.value == "both_bad":
             found[pref.id] = found[adopt.id] = "said both drafts were bad, then sent one as it was"
+    for event_id, why in _against_the_reply_sent(events).items():
+        found.setdefault(event_id, why)
     return found
+
+
+USED = {"as_is": "used", "edited": "edited"}
+
+
+def _against_the_reply_sent(events: Sequence[StoredFeedback]) -> dict[int, str]:
+    """Adoption clicks that the first reply sent in Zendesk after the drafts contradicts: the
+    reply is what happened, so the click is the doubtful answer."""
+    sent: dict[int, StoredFeedback] = {}
+    for e in events:
+        if e.kind == "adoption" and e.subject == SENT_REPLY:
+            first = sent.get(e.draft_set_id)
+            if first is None or e.clicked_at < first.clicked_at:
+                sent[e.draft_set_id] = e
+    found = {}
+    for e in events:
+        reply = sent.get(e.draft_set_id)
+        if e.kind == "adoption" and e.subject != SENT_REPLY and reply is not None:
+            why = _contradicted(e, reply)
+            if why:
+                found[e.id] = why
+    return found
+
+
+def _contradicted(click: StoredFeedback, reply: StoredFeedback) -> str | None:
+    label, closest = click.rationale.get("label"), reply.rationale.get("label")
+    if click.value in USED and (reply.value == "not_used" or closest != label):
+        actually = "used neither draft" if reply.value == "not_used" else f"is closest to {closest}"
+        return f"said draft {label} was {USED[click.value]}, but the reply sent {actually}"
+    if click.value == "not_used" and reply.value == "as_is":
+        return f"said no draft was used, but the reply sent is draft {closest} as it was"
+    return None
 
 
 def _sent_yet_not_relevant(

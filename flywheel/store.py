@@ -135,13 +135,14 @@ def same_click(conn: psycopg.Connection, feedback: Feedback) -> StoredFeedback |
 
 
 def current(conn: psycopg.Connection, draft_set_id: int) -> list[StoredFeedback]:
-    """The answer standing in each slot of a draft set (superseded clicks left out)."""
+    """The agents' answers standing in each slot of a draft set, as its card shows them
+    (superseded clicks and replies read from the helpdesk left out)."""
     cur = conn.cursor(row_factory=class_row(StoredFeedback))
     return cur.execute(
         f"""
         SELECT {COLUMNS} FROM (
             SELECT DISTINCT ON (kind, subject, agent_id) {COLUMNS}
-            FROM feedback_events WHERE draft_set_id = %s
+            FROM feedback_events WHERE draft_set_id = %s AND source = 'slack'
             ORDER BY kind, subject, agent_id, id DESC
         ) latest ORDER BY id
         """,

@@ -144,3 +144,19 @@ class ReadyDrafts:
     draft_set_id: int
     drafts: list[StoredDraft]
     channel: str | None
+
+
+@dataclass(frozen=True)
+class SentReply:
+    """A reply an agent sent in the helpdesk after drafts were shown, compared with them: how
+    it used the drafts, handed by the connector to the flywheel as feedback of its own."""
+
+    ticket_ref: str
+    draft_set_id: int
+    author: str  # the helpdesk's id of the agent who sent it
+    sent_at: datetime
+    body: str  # PII redacted
+    closest_label: str
+    adoption: str  # 'as_is' | 'edited' | 'not_used'
+    similarity: dict[str, float]
+    comment_id: int

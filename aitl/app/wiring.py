@@ -33,6 +33,7 @@ from flywheel.digest.metrics import Window, last_full_week, week_of
 from flywheel.digest.render import render_chart
 from flywheel.digest.report import Digest
 from flywheel.registry import KINDS
+from flywheel.replies import record_sent_reply
 from flywheel.services import FlywheelServices
 from flywheel.serving import LivePipeline
 from rag.exceptions import RagError
@@ -54,6 +55,7 @@ def build_services(settings: Settings, db: Database, queue: procrastinate.App) -
     ready.set()
     pipeline = LivePipeline(settings, db)  # the registry's champions, shared by both
     zendesk = ZendeskServices(settings, db, queue, pipeline=pipeline)
+    zendesk.sent_replies = record_sent_reply  # each reply sent becomes feedback
     if not settings.slack_configured:
         return Services(zendesk, None, ready)
     slack = BotServices(

@@ -12,6 +12,7 @@ from aitl.core.servers import serve_in_thread
 from connectors import exceptions, helpcenter, jobs, setup
 from connectors.services import ZendeskServices
 from connectors.tickets import TicketSync
+from flywheel.replies import record_sent_reply
 from sandboxes.zendesk.server import ZendeskSandbox
 from sandboxes.zendesk.server import create_app as sandbox_app
 from tests.conftest import make_settings
@@ -269,17 +270,28 @@ def test_write_back_retried_after_a_timeout_posts_one_comment(services, sandbox)
 
 
 def test_agent_reply_yields_a_derived_adoption_apart_from_clicks(services, sandbox):
+    services.sent_replies = record_sent_reply  # as the composition root wires it
     ticket = sandbox.create_ticket("Reset", "The password reset email never arrives.", CUSTOMER)
     services.poller.poll()
     run_worker(services)
     draft_a = rows(services.db, "SELECT text FROM rag_drafts WHERE label = 'A'")[0][0]
     sandbox.add_comment(ticket["id"], draft_a, public=True, author="agent")
     services.poller.poll()
+    services.poller.poll()  # a second read of the same reply adds nothing
     derived = rows(
         services.db, "SELECT closest_label, adoption, similarity_a FROM zendesk_derived_adoptions"
     )
     assert derived == [("A", "as_is", 1.0)]
     assert len(rows(services.db, "SELECT 1 FROM zendesk_draft_requests")) == 1
+    # the reply sent is feedback of its own source, in a slot apart from any agent's click
+    [(kind, value, source, subject, agent, rationale, draft_id)] = rows(
+        services.db,
+        "SELECT kind, value, source, subject, agent_id, rationale, draft_id FROM feedback_events",
+    )
+    assert (kind, value, source, subject) == ("adoption", "as_is", "zendesk", "sent_reply")
+    assert agent.startswith("zendesk:") and rationale["label"] == "A"
+    assert rationale["sent_reply"].strip() == draft_a.strip()
+    assert draft_id == rows(services.db, "SELECT id FROM rag_drafts WHERE label = 'A'")[0][0]
 
 
 def test_status_reports_health_counts_and_errors(services, sandbox):

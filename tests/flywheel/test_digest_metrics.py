@@ -23,6 +23,8 @@ from flywheel.digest.metrics import (
     weekly_trend,
 )
 from flywheel.events import Dismissal, Feedback, StoredFeedback
+from flywheel.replies import record_sent_reply
+from rag.models import SentReply
 from tests.support.drafts import draft_set
 
 DUEL = ("champion", "challenger")
@@ -499,3 +501,30 @@ def test_adoption_forms_closed_unsent_are_counted_and_flag_a_tired_agent(db):
     assert (fresh.adopted, fresh.closed_adoption_forms) == (2, 1)
     assert "closed 5 of 6 adoption forms without a reason" in tired.flags
     assert not any("forms" in f for f in fresh.flags)
+
+
+def test_a_reply_sent_in_zendesk_is_feedback_but_not_an_agents_click(db):
+    """The reply sent is stored as feedback (the judge and the datasets read it), yet neither
+    the week's clicks nor the card's answers count it: it is reported as adoption from the
+    replies sent."""
+    with db.connection() as conn:
+        on = card(conn, "zendesk:700", t(11, 17, 9))
+        click(conn, on, "preference", "A", "UALICE", t(11, 17, 9, 5))
+        reply = SentReply(
+            ticket_ref=on.ticket_ref,
+            draft_set_id=on.id,
+            author="9001",
+            sent_at=t(11, 17, 9, 20),
+            body=f"{on.ticket_ref} draft A.",
+            closest_label="A",
+            adoption="as_is",
+            similarity={"A": 1.0, "B": 0.4},
+            comment_id=1,
+        )
+        stored = record_sent_reply(conn, reply)
+        m = week_metrics(conn, WEEK)
+        shown = store.current(conn, on.id)
+    assert stored is not None and stored.draft_id == on.drafts["A"]
+    assert m.clicks == 1 and m.adoption == {"as_is": 0, "edited": 0, "not_used": 0}
+    assert [a.agent_id for a in m.agents] == ["UALICE"]
+    assert [(e.kind, e.agent_id) for e in shown] == [("preference", "UALICE")]

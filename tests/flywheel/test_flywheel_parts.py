@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -258,3 +259,47 @@ def test_the_cap_keeps_the_newest_examples_in_their_order():
     data, left = Datasets(retriever=examples).capped(2)
     assert [e.event_ids for e in data.retriever] == [(9,), (7,)]
     assert left == {"retriever_pairs": 3}
+
+
+def sent(eid, value, label, *, set_id=1, body="Hi, hold the reset button for ten seconds."):
+    """The reply an agent sent in Zendesk, as the connector hands it to the flywheel."""
+    reply = event(eid, "adoption", value, set_id=set_id, agent="zendesk:7", after_s=600)
+    rationale = {"label": label, "sent_reply": body, "similarity": {}}
+    return replace(reply, subject="sent_reply", rationale=rationale)
+
+
+def test_the_reply_sent_contradicts_an_adoption_click_and_the_click_is_dropped():
+    events = [
+        event(1, "adoption", "as_is", set_id=1, label="A"),  # the reply sent is closest to B
+        sent(2, "edited", "B", set_id=1),
+        event(3, "adoption", "not_used", set_id=2),  # yet draft A went out as it was
+        sent(4, "as_is", "A", set_id=2),
+        event(5, "adoption", "edited", set_id=3, label="A"),  # consistent: kept
+        sent(6, "edited", "A", set_id=3),
+        event(7, "adoption", "as_is", set_id=4, label="B", agent="U2"),  # used neither
+        sent(8, "not_used", "A", set_id=4),
+    ]
+    found = verdicts(events, context(n_sets=4))
+    assert found[1].reason == "said draft A was used, but the reply sent is closest to B"
+    assert found[3].reason == "said no draft was used, but the reply sent is draft A as it was"
+    assert found[7].reason == "said draft B was used, but the reply sent used neither draft"
+    assert found[5].keep and all(found[i].keep for i in (2, 4, 6, 8)), "the replies stand"
+
+
+def test_every_adoption_signal_gives_its_preference_pair():
+    """Used as is: that draft over the other. The reply sent: it over the draft it was
+    compared with (as is: that draft over the other). Not used or both bad: no pair."""
+    events = [
+        event(1, "adoption", "as_is", set_id=1, label="B"),
+        sent(2, "edited", "A", set_id=2, body="Call me on +1 415 555 0100: hold reset."),
+        sent(3, "as_is", "A", set_id=3),
+        event(4, "adoption", "not_used", set_id=4),
+        event(5, "preference", "both_bad", set_id=4),
+    ]
+    data = build(events, context(n_sets=4), {}, PROMPTS, holdout=0.0)
+    pairs = {(p.chosen, p.rejected) for p in [*data.generator, *data.eval_pairs]}
+    assert pairs == {
+        ("Unplug the hub.", "Hold the reset button."),
+        ("Call me on [PHONE]: hold reset.", "Hold the reset button."),
+        ("Hold the reset button.", "Unplug the hub."),
+    }
