@@ -142,7 +142,7 @@ def current(conn: psycopg.Connection, draft_set_id: int) -> list[StoredFeedback]
         f"""
         SELECT {COLUMNS} FROM (
             SELECT DISTINCT ON (kind, subject, agent_id) {COLUMNS}
-            FROM feedback_events WHERE draft_set_id = %s AND source = 'slack'
+            FROM feedback_events WHERE draft_set_id = %s AND source <> 'zendesk'
             ORDER BY kind, subject, agent_id, id DESC
         ) latest ORDER BY id
         """,

@@ -295,8 +295,8 @@ def last_retrain(conn: psycopg.Connection, before: datetime) -> RetrainSummary |
 # The window's clicks, each marked standing unless a later click in its slot (draft set, kind,
 # subject, agent) replaced it: store.record makes every new click in a slot supersede the
 # slot's latest, so this is the `supersedes` chain, read through the slot index. Only the
-# agents' own clicks in Slack: a reply sent in Zendesk is feedback too, but the digest counts
-# it apart, as adoption from the replies sent.
+# agents' own clicks (in Slack, or simulated ones): a reply sent in Zendesk (source 'zendesk')
+# is feedback too, but the digest counts it apart, as adoption from the replies sent.
 CLICKED = """
 clicked AS (
     SELECT e.*, NOT EXISTS (
@@ -305,7 +305,7 @@ clicked AS (
           AND later.subject = e.subject AND later.agent_id = e.agent_id AND later.id > e.id
     ) AS standing
     FROM feedback_events e
-    WHERE e.clicked_at >= %(start)s AND e.clicked_at < %(end)s AND e.source = 'slack'
+    WHERE e.clicked_at >= %(start)s AND e.clicked_at < %(end)s AND e.source <> 'zendesk'
 )"""
 
 ANSWERS = f"""
@@ -324,7 +324,7 @@ WHERE kind = 'adoption' AND standing AND NOT (rationale ? 'reason')
 # The kinds of click each draft set got before the window's end.
 KINDS_CLICKED = """
 SELECT draft_set_id, array_agg(DISTINCT kind) FROM feedback_events
-WHERE draft_set_id = ANY(%(sets)s) AND clicked_at < %(end)s AND source = 'slack'
+WHERE draft_set_id = ANY(%(sets)s) AND clicked_at < %(end)s AND source <> 'zendesk'
 GROUP BY draft_set_id
 """
 
@@ -339,9 +339,9 @@ FIRST_CLICK = """
 WITH firsts AS (
     SELECT DISTINCT ON (e.draft_set_id) e.clicked_at, e.shown_at
     FROM feedback_events e
-    WHERE e.source = 'slack' AND e.draft_set_id IN (
+    WHERE e.source <> 'zendesk' AND e.draft_set_id IN (
         SELECT draft_set_id FROM feedback_events
-        WHERE clicked_at >= %(start)s AND clicked_at < %(end)s AND source = 'slack'
+        WHERE clicked_at >= %(start)s AND clicked_at < %(end)s AND source <> 'zendesk'
     )
     ORDER BY e.draft_set_id, e.clicked_at, e.id
 )
@@ -358,7 +358,7 @@ baseline AS (
     FROM feedback_events e
     JOIN unnest(%(starts)s::timestamptz[], %(ends)s::timestamptz[]) AS p (lo, hi)
       ON e.clicked_at >= p.lo AND e.clicked_at < p.hi
-    WHERE e.source = 'slack'
+    WHERE e.source <> 'zendesk'
     GROUP BY e.agent_id
 ),
 week AS (
