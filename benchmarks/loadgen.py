@@ -30,6 +30,8 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from sandboxes.slack.state import BOT_TOKEN, SIGNING_SECRET
+
 console = Console()
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 AITL = str(Path(sys.executable).with_name("aitl"))
@@ -91,6 +93,16 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def slack_env(data_dir: Path, slack_api: str) -> dict[str, str]:
+    """The environment of product processes that talk to the local Slack at ``slack_api``."""
+    return {
+        "AITL_DATA_DIR": str(data_dir),
+        "AITL_SLACK_BOT_TOKEN": BOT_TOKEN,
+        "AITL_SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "AITL_SLACK_API_URL": f"{slack_api}/api/",
+    }
 
 
 def settings_kwargs(env: dict[str, str]) -> dict[str, str]:

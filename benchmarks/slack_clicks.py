@@ -39,7 +39,6 @@ from rag import store as rag_store
 from rag.models import Draft, DraftSet, Ticket
 from sandboxes.slack.server import SlackSandbox, serve
 from sandboxes.slack.state import (
-    BOT_TOKEN,
     SIGNING_SECRET,
     SUPPORT_CHANNEL,
     encode_interactivity,
@@ -190,13 +189,8 @@ def bench(args: argparse.Namespace, database_url: str | None = None) -> dict:
     slack.add_usergroup("S0BENCH", "bench-agents", agents)
     try:
         with serve(slack):
-            env = {
-                "AITL_DATA_DIR": str(data_dir),
-                "AITL_SLACK_BOT_TOKEN": BOT_TOKEN,
-                "AITL_SLACK_SIGNING_SECRET": SIGNING_SECRET,
-                "AITL_SLACK_API_URL": f"{slack.base_url}/api/",
-                "AITL_SLACK_AGENTS_USERGROUP": "S0BENCH",
-            }
+            env = loadgen.slack_env(data_dir, slack.base_url)
+            env["AITL_SLACK_AGENTS_USERGROUP"] = "S0BENCH"
             chosen = {"database_url": database_url} if database_url else {}
             db = open_database(Settings(_env_file=None, **loadgen.settings_kwargs(env), **chosen))
             env["DATABASE_URL"] = db.url

@@ -40,7 +40,7 @@ from benchmarks import loadgen
 from bot import actions
 from rag import factory
 from sandboxes.slack.server import SlackSandbox, serve
-from sandboxes.slack.state import AGENT_ALICE, BOT_TOKEN, SIGNING_SECRET
+from sandboxes.slack.state import AGENT_ALICE, SIGNING_SECRET
 
 SLACK_LIMIT_MS = 3000.0  # Slack shows nothing for an options request not answered by then
 QUERIES = ("hub offline", "reset the password", "change wifi network", "refund", "camera")
@@ -146,12 +146,7 @@ def bench(args: argparse.Namespace) -> dict:
     slack = SlackSandbox()
     try:
         with serve(slack):
-            env = {
-                "AITL_DATA_DIR": str(data_dir),
-                "AITL_SLACK_BOT_TOKEN": BOT_TOKEN,
-                "AITL_SLACK_SIGNING_SECRET": SIGNING_SECRET,
-                "AITL_SLACK_API_URL": f"{slack.base_url}/api/",
-            }
+            env = loadgen.slack_env(data_dir, slack.base_url)
             settings = Settings(_env_file=None, **loadgen.settings_kwargs(env))
             db = open_database(settings)
             env["DATABASE_URL"] = db.url
