@@ -13,7 +13,7 @@ from aitl.core.exceptions import AitlError
 from aitl.core.pii import redact
 from bot import actions, payloads, slack_api
 from bot.actions import ButtonValue
-from bot.exceptions import MalformedPayload, RequestRejected, UnknownCard
+from bot.exceptions import MalformedPayload, UnknownCard
 from bot.guards import agents_only
 from bot.modals_views import (
     NOTE_CHARS,
@@ -24,7 +24,7 @@ from bot.modals_views import (
     missing_modal,
 )
 from bot.services import BotServices
-from bot.threads import GONE, tell, ticket_label
+from bot.threads import GONE, record, tell, ticket_label
 from flywheel import events
 from flywheel.events import Dismissal, Feedback
 
@@ -78,17 +78,14 @@ def on_adopt_click(services: BotServices):
             rationale={"label": label} if label else {},
             source_ref=payloads.source_ref(body, action),
         )
+        if not record(services, ack, respond, body, feedback, label=label):
+            return
         try:
-            services.recorder.record(
-                feedback, label=label, response_url=payloads.response_url(body)
-            )
             context = _context(services, body, button, value=value, label=label)
             draft = _draft_text(services, button.draft_set_id, label) if label else None
-        except (UnknownCard, RequestRejected) as exc:
-            ack()
-            tell(respond, GONE if isinstance(exc, UnknownCard) else str(exc))
+        except UnknownCard:
+            tell(respond, GONE)
             return
-        ack()
         slack_api.open_modal(services.client, body, adoption_modal(context, draft))
 
     return listener

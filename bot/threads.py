@@ -71,15 +71,17 @@ def record(
     body: dict[str, Any],
     feedback: Feedback,
     label: str | None = None,
-) -> None:
-    """Store, then ack: a click that could not be stored is not acknowledged."""
+) -> bool:
+    """Store, then ack: a click that could not be stored is not acknowledged. False when the
+    click was refused (the agent is told why)."""
     try:
         services.recorder.record(feedback, label=label, response_url=payloads.response_url(body))
     except (UnknownCard, RequestRejected) as exc:
         ack()
         tell(respond, GONE if isinstance(exc, UnknownCard) else str(exc))
-        return
+        return False
     ack()
+    return True
 
 
 def tell(respond, text: str) -> None:
