@@ -8,6 +8,7 @@ they were; the next cycle marks the abandoned run failed and starts clean.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -21,13 +22,14 @@ from aitl.core.leader import Leadership
 from aitl.core.settings import Settings
 from flywheel import datasets, reliability, store
 from flywheel.datasets import Datasets
-from flywheel.evaluation import EvalQuery, RetrieverEvaluator
+from flywheel.evaluation import EvalQuery, EvalResult, RetrieverEvaluator
 from flywheel.examples import RerankExample
 from flywheel.exceptions import CycleFailed, NotEnoughData, RunInProgress
 from flywheel.generator_eval import decide_generator, describe
 from flywheel.judge import Judge, JudgeContext, NoJudge, RuleJudge, RuleSettings
 from flywheel.mining import mined_negatives
 from flywheel.registry import Decision, GatePolicy, Registry, decide
+from rag import exceptions as rag_exceptions
 from rag import factory
 from rag import store as rag_store
 from rag.chunking import embedding_text
@@ -137,7 +139,12 @@ class Flywheel:
                 "mined_negatives": s.reranker_mined_negatives,
                 "cosine_weight": s.reranker_cosine_weight,
             },
-            "generator": {"backend": s.generator, "epochs": s.generator_epochs},
+            "generator": {
+                "backend": factory.llm_backend(s) or s.generator,
+                "epochs": s.generator_epochs,
+                "max_pairs": s.generator_max_pairs,
+                "eval_tickets": s.generator_eval_tickets,
+            },
         }
 
     # --- the steps ------------------------------------------------------------------------
@@ -265,42 +272,60 @@ class Flywheel:
         self._settle(report, "reranker", version, trained, before, after, decision, accepted)
 
     def _generator(self, report: CycleReport, data: Datasets, accepted) -> None:
-        from flywheel.train_generator import GeneratorTraining, train_generator, trainable
+        """ORPO + LoRA on the drafting LLM from the newest preference pairs (capped), going on
+        from the adapter drafts are served with; then checked on held-out tickets against the
+        replies agents wrote, by the LLM judge where one is configured, else online in A/B."""
+        from flywheel.train_generator import GeneratorTraining, train_generator
 
         s = self.settings
-        reason = trainable(s.generator, s.hf_model_path)
-        if reason is not None:
+        base, reason = self._llm_base()
+        if base is None:
             report.decisions["generator"] = {"promoted": False, "reason": f"skipped: {reason}"}
             return
-        if len(data.generator) < s.flywheel_min_examples:
-            report.decisions["generator"] = _skipped(len(data.generator), "preference pairs")
+        pairs = data.generator[-s.generator_max_pairs :]
+        report.counts["generator_pairs_used"] = len(pairs)
+        if len(pairs) < s.flywheel_min_examples:
+            report.decisions["generator"] = _skipped(len(pairs), "preference pairs")
             return
         champion = self.registry.champion("generator")
-        adapter = Path(champion.path) if champion else s.hf_adapter_path
+        live = self._live_adapter(champion)
         version, out = self._out_dir("generator", report)
-        self.progress(f"training the generator (ORPO + LoRA) on {len(data.generator)} pairs")
+        capped = len(data.generator) - len(pairs)
+        self.progress(
+            f"training the generator (ORPO + LoRA on {base.name}) on {len(pairs)} pairs"
+            + (
+                f", the newest of {len(data.generator)} (AITL_GENERATOR_MAX_PAIRS)"
+                if capped
+                else ""
+            )
+        )
         trained = train_generator(
-            s.hf_model_path,
-            data.generator,
+            base,
+            pairs,
             out,
             GeneratorTraining(epochs=s.generator_epochs, seed=s.flywheel_seed),
-            adapter=adapter,
+            adapter=live,
         )
         report.artefacts["generator"] = trained.path
-        record = self._judge_generator(data, adapter, Path(trained.path))
-        if record is None:
+        report.metrics["generator"] = {
+            "training": {
+                "pairs": len(pairs),
+                "left_by_cap": capped,
+                "steps": trained.steps,
+                "seconds": round(trained.seconds, 1),
+                "pairs_per_s": round(trained.examples / trained.seconds, 3)
+                if trained.seconds
+                else None,
+                "from_adapter": live.name if live else None,
+            }
+        }
+        outcome, decision, metrics = self._check_generator(data, live, Path(trained.path))
+        report.metrics["generator"].update(metrics)
+        if outcome == "promote" and champion is None:
+            # better than the LLM it was trained from, but the champion is the extractive
+            # drafter: only the A/B clicks can say whether it beats that
             outcome = "online"
-            decision = Decision(False, "not evaluated offline (no LLM judge configured)")
-            report.metrics["generator"] = {"win_rate": "not evaluated (no LLM judge configured)"}
-        else:
-            outcome = decide_generator(
-                record,
-                margin=s.gate_margin,
-                tolerance=s.gate_tolerance,
-                min_judged=s.flywheel_min_eval_queries,
-            )
-            decision = describe(record, outcome)
-            report.metrics["generator"] = {"challenger": record.as_metrics()}
+            decision = Decision(False, f"{decision.reason}; it replaces the LLM challenger")
         with self.db.connection() as conn:
             store.add_model(
                 conn,
@@ -309,7 +334,8 @@ class Flywheel:
                 path=trained.path,
                 status="rejected" if outcome == "reject" else "challenger",
                 run_id=report.run_id,
-                metrics=record.as_metrics() if record else None,
+                metrics=metrics.get("challenger"),
+                baseline=metrics.get("champion"),
                 decision=decision.reason,
             )
         if outcome == "promote":
@@ -325,6 +351,103 @@ class Flywheel:
             "version": version,
         }
 
+    def _llm_base(self) -> tuple[Path | None, str]:
+        """The base weights adapters are trained on, or why the generator is not trained."""
+        from flywheel.train_generator import trainable
+
+        s = self.settings
+        backend = factory.llm_backend(s)
+        if backend is None:
+            return None, (
+                "the extractive drafter has no weights to train and no LLM drafts beside it"
+                " (AITL_LLM_CHALLENGER=false)"
+            )
+        if backend == "openai" and s.hf_model_path is None:
+            return None, (
+                "the openai generator's base weights are not on this machine: set"
+                " AITL_HF_MODEL_PATH to the served model's weights to train adapters for it"
+            )
+        try:
+            base = factory.llm_model_path(s)
+        except rag_exceptions.RagError as exc:
+            return None, str(exc)
+        reason = trainable(base)
+        return (None, reason) if reason else (base, "")
+
+    def _live_adapter(self, champion: store.ModelRow | None) -> Path | None:
+        """The adapter the LLM drafts with now: the champion's, else the newest challenger's
+        (while the extractive drafter is champion), else AITL_HF_ADAPTER_PATH."""
+        from flywheel.serving import adapter_of
+
+        if champion is not None:
+            return adapter_of(champion)
+        challengers = [
+            r for r in self.registry.list() if r.kind == "generator" and r.status == "challenger"
+        ]
+        if challengers:
+            return adapter_of(max(challengers, key=lambda r: r.id))
+        return self.settings.hf_adapter_path
+
+    def _check_generator(
+        self, data: Datasets, live: Path | None, trained: Path
+    ) -> tuple[str, Decision, dict[str, Any]]:
+        """Trained adapter against the live LLM on held-out tickets: reference metrics where
+        agents wrote the reply, else the LLM judge where configured, else online."""
+        s = self.settings
+        references = data.eval_references[-s.generator_eval_tickets :]
+        try:
+            if len(references) >= s.flywheel_min_eval_queries:
+                return self._against_references(references, live, trained)
+            record = self._judge_generator(data, live, trained)
+        except rag_exceptions.GenerationError as exc:  # e.g. vLLM refused the adapter
+            log.error("the generator check could not draft: %s", exc)
+            return "online", Decision(False, f"not evaluated offline: {exc}"), {}
+        if record is None:
+            reason = (
+                f"not evaluated offline ({len(references)} held-out tickets with a reply an"
+                f" agent wrote, {s.flywheel_min_eval_queries} needed; no LLM judge configured)"
+            )
+            return "online", Decision(False, reason), {"win_rate": "not evaluated"}
+        outcome = decide_generator(
+            record,
+            margin=s.gate_margin,
+            tolerance=s.gate_tolerance,
+            min_judged=s.flywheel_min_eval_queries,
+        )
+        return outcome, describe(record, outcome), {"challenger": record.as_metrics()}
+
+    def _against_references(self, references, live: Path | None, trained: Path):
+        from flywheel.reply_metrics import score
+        from rag.embedding import Embedder
+
+        s = self.settings
+        self.progress(
+            f"evaluating the generator: {len(references)} held-out tickets against the replies"
+            " agents wrote"
+        )
+        requests = [dataclasses.replace(r, variant=steady(r.variant)) for r, _ in references]
+        texts = [text for _, text in references]
+        passages = [[p.text for p in r.passages] for r in requests]
+        prompts = PromptLibrary(s.prompts_dir)
+        boilerplate = [prompts.text("closing.txt")]
+        encode = Embedder(s.embedding_model).encode
+        scores = {}
+        for side, adapter in (("champion", live), ("challenger", trained)):
+            drafter = factory.llm_drafter(s, adapter, label=adapter.name if adapter else None)
+            replies = [drafter.invoke(r).text for r in requests]
+            scores[side] = score(replies, texts, passages, encode, boilerplate).as_metrics()
+        before = EvalResult(_numbers(scores["champion"]), "semantic", True, len(requests))
+        after = EvalResult(_numbers(scores["challenger"]), "semantic", True, len(requests))
+        decision = decide(before, after, self.policy)
+        if decision.promote:
+            outcome = "promote"
+        elif after.metrics["semantic"] < before.metrics["semantic"] - s.gate_tolerance:
+            outcome = "reject"
+            decision = Decision(False, f"{decision.reason}: rejected")
+        else:
+            outcome = "online"
+        return outcome, decision, scores
+
     def _judge_generator(self, data: Datasets, champion: Path | None, challenger: Path):
         """The challenger's win rate on held-out tickets, when an LLM judge is configured."""
         s = self.settings
@@ -332,18 +455,11 @@ class Flywheel:
             return None
         from flywheel.generator_eval import win_rate
         from flywheel.llm import chat_function
-        from rag.llm_backends import HuggingFaceDrafter
+
+        def drafter(adapter: Path | None):
+            return factory.llm_drafter(s, adapter, label=adapter.name if adapter else None)
 
         prompts = PromptLibrary(s.prompts_dir)
-
-        def drafter(adapter: Path | None) -> HuggingFaceDrafter:
-            return HuggingFaceDrafter(
-                prompts,
-                model_path=s.hf_model_path,
-                adapter_path=adapter,
-                max_new_tokens=s.generation_max_new_tokens,
-            )
-
         requests = data.eval_requests[-s.generator_eval_tickets :]
         self.progress(f"evaluating the generator: {len(requests)} held-out tickets, LLM judge")
         return win_rate(
@@ -466,6 +582,15 @@ def corpus(db: Database) -> list[tuple[int, str]]:
     with db.connection() as conn:
         rows = rag_store.live_chunk_texts(conn)
     return [(chunk_id, embedding_text(title, text)) for chunk_id, title, text in rows]
+
+
+def steady(variant):
+    """The variant at temperature 0: offline checks compare models, not sampling luck."""
+    return dataclasses.replace(variant, temperature=0.0)
+
+
+def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if k != "replies" and v is not None}
 
 
 def _skipped(count: int, what: str) -> dict[str, Any]:

@@ -35,6 +35,9 @@ class Datasets:
     eval_pairs: list[PreferencePair] = field(default_factory=list)
     # held-out tickets as the generator sees them: what its offline win rate is judged on
     eval_requests: list[DraftInput] = field(default_factory=list)
+    # held-out tickets with the reply an agent wrote for them (edited or sent): the reference
+    # a trained generator's replies are scored against
+    eval_references: list[tuple[DraftInput, str]] = field(default_factory=list)
     gaps: list[StoredFeedback] = field(default_factory=list)
     train_tickets: int = 0
     eval_tickets: int = 0
@@ -47,6 +50,7 @@ class Datasets:
             "eval_queries": len(self.eval_queries),
             "eval_pairs": len(self.eval_pairs),
             "eval_prompts": len(self.eval_requests),
+            "eval_references": len(self.eval_references),
             "gaps": len(self.gaps),
             "train_tickets": self.train_tickets,
             "eval_tickets": self.eval_tickets,
@@ -201,6 +205,20 @@ def _held_out(data, info: DraftSetInfo, own, context, prompts) -> None:
     data.eval_pairs.extend(_pairs(info, own, context, prompts, {}))
     if info.drafts:
         data.eval_requests.append(draft_input(info, context))
+        reference = _reference(own)
+        if reference:
+            data.eval_references.append((draft_input(info, context), reference))
+
+
+def _reference(own) -> str | None:
+    """The newest reply an agent wrote for the ticket: the one sent in the helpdesk, else an
+    edited draft (both PII-redacted)."""
+    for e in sorted(own, key=lambda e: (e.subject == SENT_REPLY, e.id), reverse=True):
+        text = e.rationale.get("sent_reply") if e.subject == SENT_REPLY else None
+        text = text or (e.rationale.get("edited_reply") if e.value == "edited" else None)
+        if e.kind == "adoption" and text and text.strip():
+            return _redacted(text)
+    return None
 
 
 def _pairs(info, own, context, prompts, weights) -> list[PreferencePair]:
@@ -208,7 +226,7 @@ def _pairs(info, own, context, prompts, weights) -> list[PreferencePair]:
     one not used; an edited reply over the draft it started from; the reply actually sent in
     the helpdesk over the draft it was compared with. "Both bad" and "not used" say nothing
     about which is better, so they give no pair."""
-    prompt = generation_prompt(info, context, prompts)
+    messages = llm_messages(prompts, draft_input(info, context))
     pairs = []
     for e in own:
         found = _preferred(e, info.drafts)
@@ -217,7 +235,14 @@ def _pairs(info, own, context, prompts, weights) -> list[PreferencePair]:
         chosen, rejected = found
         if chosen.strip() != rejected.strip():
             pairs.append(
-                PreferencePair(prompt, chosen, rejected, weights.get(e.agent_id, 1.0), (e.id,))
+                PreferencePair(
+                    messages["user"],
+                    chosen,
+                    rejected,
+                    weights.get(e.agent_id, 1.0),
+                    (e.id,),
+                    system=messages["system"],
+                )
             )
     return pairs
 
@@ -248,12 +273,6 @@ def draft_input(info: DraftSetInfo, context: JudgeContext) -> DraftInput:
         if c is not None
     )
     return DraftInput(Ticket(subject="", body=info.query), passages, CONCISE)
-
-
-def generation_prompt(info: DraftSetInfo, context: JudgeContext, prompts: PromptLibrary) -> str:
-    """The prompt the generator saw: the ticket with its retrieved context, as one text."""
-    messages = llm_messages(prompts, draft_input(info, context))
-    return f"{messages['system']}\n\n{messages['user']}\n\n"
 
 
 def write_jsonl(path, rows: Iterable[dict]) -> int:

@@ -41,13 +41,18 @@ class RerankExample:
 
 @dataclass(frozen=True)
 class PreferencePair:
-    """A prompt (the ticket with its retrieved context) and a preferred and a rejected reply."""
+    """A prompt (the ticket with its retrieved context) and a preferred and a rejected reply.
+
+    ``prompt`` is the user message and ``system`` the system message the drafter sent: the
+    trainer lays them out with the model's chat template, exactly as drafting does.
+    """
 
     prompt: str
     chosen: str
     rejected: str
     weight: float = 1.0
     event_ids: tuple[int, ...] = ()
+    system: str = ""
 
 
 @dataclass(frozen=True)

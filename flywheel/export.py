@@ -86,6 +86,7 @@ def _negative(example) -> dict[str, str]:
 
 def _pair(pair) -> dict:
     return {
+        "system": pair.system,
         "prompt": pair.prompt,
         "chosen": pair.chosen,
         "rejected": pair.rejected,

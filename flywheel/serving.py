@@ -8,35 +8,90 @@ checks the registry every few seconds and builds a new pipeline after a promotio
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from langchain_core.runnables import Runnable
 
 from aitl.core.db import Database
 from aitl.core.settings import Settings
 from flywheel import store
+from rag import exceptions as rag_exceptions
 from rag import factory
 from rag.pipeline import DraftPipeline
 
+log = logging.getLogger(__name__)
 CHECK_EVERY_S = 15.0
 
 
-def served_settings(
-    settings: Settings, rows: list[store.ModelRow]
-) -> tuple[Settings, Settings | None]:
-    """Settings for the champion, and for the challenger generator when there is one."""
+@dataclass(frozen=True)
+class Served:
+    """What drafts are made with: settings (the reranker champion folded in) and the two
+    generators' registry rows; ``llm_challenger`` when the untrained LLM is the challenger."""
+
+    settings: Settings
+    champion: store.ModelRow | None
+    challenger: store.ModelRow | None
+    llm_challenger: bool
+
+
+def served(settings: Settings, rows: list[store.ModelRow]) -> Served:
+    """The registry's champions, and the generator challenger: the newest trained adapter,
+    else, while the extractive drafter is champion, the LLM itself (``AITL_LLM_CHALLENGER``)."""
     live = {r.kind: r for r in rows if r.status == "champion"}
     update = {}
     if "reranker" in live:
         update["reranker_model"] = live["reranker"].path
-    if "generator" in live:
-        update["hf_adapter_path"] = Path(live["generator"].path)
-    champion = settings.model_copy(update=update)
+    backend = factory.llm_backend(settings)
     challengers = [r for r in rows if r.kind == "generator" and r.status == "challenger"]
-    if not challengers or settings.generator != "hf":
-        return champion, None
-    newest = max(challengers, key=lambda r: r.id)
-    return champion, champion.model_copy(update={"hf_adapter_path": Path(newest.path)})
+    newest = max(challengers, key=lambda r: r.id) if challengers and backend else None
+    champion = live.get("generator") if backend else None
+    untrained = backend is not None and newest is None and champion is None
+    return Served(
+        settings.model_copy(update=update),
+        champion,
+        newest,
+        untrained and settings.generator == "extractive",
+    )
+
+
+def adapter_of(row: store.ModelRow) -> Path | None:
+    """A generator row's LoRA adapter folder; None when the row is a base model itself."""
+    return Path(row.path) if (Path(row.path) / "adapter_config.json").is_file() else None
+
+
+def drafters(choice: Served) -> tuple[Runnable | None, Runnable | None]:
+    """The champion (None: the one AITL_GENERATOR names) and the challenger generators.
+
+    A challenger that cannot be built (a missing or corrupt model, an adapter for another
+    base) is logged and left out: the champion keeps drafting both replies.
+    """
+    settings = choice.settings
+    champion = None
+    if choice.champion is not None:
+        try:
+            champion = factory.llm_drafter(
+                settings, adapter_of(choice.champion), label=choice.champion.version
+            )
+        except rag_exceptions.RagError as exc:
+            log.error(
+                "the live generator %s cannot serve (%s); drafting with AITL_GENERATOR=%s",
+                choice.champion.version,
+                exc,
+                settings.generator,
+            )
+    try:
+        if choice.challenger is not None:
+            row = choice.challenger
+            return champion, factory.llm_drafter(settings, adapter_of(row), label=row.version)
+        if choice.llm_challenger:
+            return champion, factory.llm_drafter(settings)
+    except rag_exceptions.RagError as exc:
+        log.error("no challenger draft: %s", exc)
+    return champion, None
 
 
 class LivePipeline:
@@ -65,7 +120,9 @@ class LivePipeline:
         self._checked = time.monotonic()
         if signature == self._signature and self._pipeline is not None:
             return
-        champion, challenger = served_settings(self.settings, rows)
-        other = factory.generator(challenger) if challenger is not None else None
-        self._pipeline = factory.pipeline(champion, self.db, challenger=other)
+        choice = served(self.settings, rows)
+        champion, challenger = drafters(choice)
+        self._pipeline = factory.pipeline(
+            choice.settings, self.db, champion=champion, challenger=challenger
+        )
         self._signature = signature

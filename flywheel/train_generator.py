@@ -24,6 +24,7 @@ from typing import Any
 from flywheel import exceptions
 from flywheel.examples import PreferencePair, TrainedModel
 from flywheel.weighting import copies
+from rag.generation import chat_prompt
 
 
 class GeneratorNotTrainable(exceptions.FlywheelError):
@@ -53,21 +54,11 @@ class GeneratorTraining:
             raise ValueError("max_prompt_length must be positive and below max_length")
 
 
-def trainable(generator: str, hf_model_path: Path | None) -> str | None:
-    """None when the configured generator can be trained here, else the reason it is skipped.
-
-    Lets a flywheel cycle skip the generator with a clear line instead of failing the run.
-    """
-    if generator == "extractive":
-        return "the extractive drafter has no weights to train"
-    if generator == "openai":
-        return "the openai generator is a remote endpoint with no local weights"
-    if generator != "hf":
-        return f"unknown generator {generator!r}"
-    if hf_model_path is None:
-        return "AITL_GENERATOR=hf has no AITL_HF_MODEL_PATH (a local model folder) to train"
-    if not Path(hf_model_path).is_dir():
-        return f"AITL_HF_MODEL_PATH {hf_model_path} is not a local folder"
+def trainable(base_model: Path) -> str | None:
+    """None when adapters can be trained on ``base_model`` here, else the reason they are
+    not: a cycle then skips the generator with that line instead of failing the run."""
+    if not Path(base_model).is_dir():
+        return f"the drafting LLM's base {base_model} is not a local folder (AITL_HF_MODEL_PATH)"
     missing = [name for name in ("trl", "peft", "datasets") if not _installed(name)]
     if missing:
         return f"the 'train' extra is not installed (missing {', '.join(missing)})"
@@ -101,11 +92,16 @@ def train_generator(
         raise exceptions.NotEnoughData("no preference pairs with a positive weight to train on")
     from transformers import set_seed
 
+    from rag.decoding import check_adapter_base, mark_adapter_base
+
+    if adapter is not None:
+        check_adapter_base(adapter, Path(base_model))
     set_seed(config.seed)  # the fresh LoRA's random init
     model = _peft_model(Path(base_model), config, adapter)
     trainer = _trainer(model, _tokenizer(Path(base_model)), used, out_dir, config)
     result = trainer.train()
     trainer.save_model(str(out_dir))
+    mark_adapter_base(out_dir, Path(base_model))
     return TrainedModel(
         kind="generator",
         path=str(out_dir),
@@ -203,7 +199,7 @@ def _trainer(
         raise GeneratorNotTrainable("training the generator needs the 'train' extra") from exc
     rows = [
         {
-            "prompt": _prompt_tail(tokenizer, pair.prompt, config.max_prompt_length),
+            "prompt": _served_prompt(tokenizer, pair, config.max_prompt_length),
             "chosen": pair.chosen,
             "rejected": pair.rejected,
         }
@@ -244,6 +240,13 @@ def _orpo_config(out_dir: Path, config: GeneratorTraining) -> Any:
         save_strategy="no",
         disable_tqdm=True,
     )
+
+
+def _served_prompt(tokenizer: Any, pair: PreferencePair, max_tokens: int) -> str:
+    """The prompt as the drafter lays it out (chat template, system message), its user
+    message cut to fit; a pair without a system message is plain text, used as it is."""
+    user = _prompt_tail(tokenizer, pair.prompt, max_tokens)
+    return chat_prompt(tokenizer, pair.system, user) if pair.system else user
 
 
 def _prompt_tail(tokenizer: Any, prompt: str, max_tokens: int) -> str:

@@ -77,11 +77,16 @@ _STOPWORDS = frozenset(
 )
 
 
+def content_words(text: str) -> set[str]:
+    """The words of ``text`` that carry meaning (lowercase, no stopwords, two letters or more)."""
+    return _words(text)
+
+
 def _words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 1}
 
 
-def _units(text: str) -> list[str]:
+def readable_lines(text: str) -> list[str]:
     """Readable units of a passage: list items whole, prose split in sentences. Headings and
     the sentence fragment a chunk may start with (chunk overlap) are left out."""
     units: list[str] = []
@@ -89,11 +94,11 @@ def _units(text: str) -> list[str]:
         line = _EMPHASIS.sub(lambda m: m.group(1) or m.group(2), raw.strip())
         if not line or line.startswith("#") or set(line) <= set("-|: "):
             continue
-        if _is_item(line):
+        if is_item(line):
             units.append(line)
             continue
-        units.extend(_sentences(line))
-    if units and not re.match(r"^[A-Z0-9\"'(]", units[0]) and not _is_item(units[0]):
+        units.extend(sentences(line))
+    if units and not re.match(r"^[A-Z0-9\"'(]", units[0]) and not is_item(units[0]):
         units = units[1:]
     return units
 
@@ -101,7 +106,7 @@ def _units(text: str) -> list[str]:
 _ABBREVIATION = re.compile(r"\b(a\.m|p\.m|e\.g|i\.e|etc|approx|no|vs|Mr|Ms|Dr)\.$", re.I)
 
 
-def _sentences(line: str) -> list[str]:
+def sentences(line: str) -> list[str]:
     """Sentence split that does not break after "2 p.m." or "e.g."."""
     merged: list[str] = []
     for piece in (p.strip() for p in _SENTENCE_END.split(line)):
@@ -152,7 +157,7 @@ class ExtractiveDrafter(Runnable[DraftInput, GeneratedDraft]):
         scored = []
         seen: set[str] = set()
         for rank, passage in enumerate(passages):
-            for position, unit in enumerate(_units(passage.text)):
+            for position, unit in enumerate(readable_lines(passage.text)):
                 if unit in seen:
                     continue  # overlapping chunks of one article repeat lines
                 seen.add(unit)
@@ -180,7 +185,7 @@ class ExtractiveDrafter(Runnable[DraftInput, GeneratedDraft]):
                 for p in sorted(passages, key=lambda p: p.chunk_id)
                 for line in picked[p.chunk_id]
             ]
-            text = "\n".join(lines) if any(_is_item(line) for line in lines) else " ".join(lines)
+            text = "\n".join(lines) if any(is_item(line) for line in lines) else " ".join(lines)
             if lead_in:
                 text = f"{passages[0].title}:\n{text}"
             if passages[0].url:
@@ -189,5 +194,5 @@ class ExtractiveDrafter(Runnable[DraftInput, GeneratedDraft]):
         return "\n\n".join(sections)
 
 
-def _is_item(line: str) -> bool:
+def is_item(line: str) -> bool:
     return bool(re.match(r"^([-*•]|\d+[.)])\s+", line))

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from langchain_core.runnables import Runnable
 
 from aitl.core.db import Database
 from aitl.core.settings import Settings
+from rag import shipped_llm
 from rag.chunking import Chunker
 from rag.extractive import ExtractiveDrafter
 from rag.generation import CONCISE, DETAILED, DraftInput, DraftVariant, GeneratedDraft
 from rag.ingest import Ingestor
-from rag.llm_backends import HuggingFaceDrafter, OpenAIDrafter
+from rag.llm_backends import HuggingFaceDrafter, LocalDecoding, OpenAIDrafter
+from rag.lora_serving import RuntimeAdapters
 from rag.pipeline import DraftMaker, DraftPipeline
 from rag.prompts import PromptLibrary
 from rag.rerank import CosineOrder, CrossEncoderReranker, Reranker
@@ -41,24 +45,81 @@ def ingestor(
 
 
 def generator(settings: Settings) -> Runnable[DraftInput, GeneratedDraft]:
-    prompts = PromptLibrary(settings.prompts_dir)
+    """The champion drafter named by AITL_GENERATOR (before any promotion)."""
     if settings.generator == "openai":
-        return OpenAIDrafter(
-            prompts,
-            base_url=settings.openai_base_url,
-            api_key=settings.openai_api_key.get_secret_value(),
-            model=settings.openai_model,
-            timeout_s=settings.openai_timeout_s,
-            max_tokens=settings.generation_max_new_tokens,
-        )
+        return openai_drafter(settings, settings.openai_model)
     if settings.generator == "hf":
-        return HuggingFaceDrafter(
-            prompts,
-            model_path=settings.hf_model_path,
-            adapter_path=settings.hf_adapter_path,
-            max_new_tokens=settings.generation_max_new_tokens,
-        )
-    return ExtractiveDrafter(prompts)
+        return local_drafter(settings, settings.hf_adapter_path)
+    return ExtractiveDrafter(PromptLibrary(settings.prompts_dir))
+
+
+def llm_backend(settings: Settings) -> str | None:
+    """The backend that serves the drafting LLM and the adapters a cycle trains for it:
+    AITL_GENERATOR when it names one, else the local LLM as challenger (None: no LLM)."""
+    if settings.generator in ("hf", "openai"):
+        return settings.generator
+    return "hf" if settings.llm_challenger else None
+
+
+def llm_model_path(settings: Settings) -> Path:
+    """AITL_HF_MODEL_PATH, or the shipped SmolLM2 (converted on first use)."""
+    return settings.hf_model_path or shipped_llm.prepared(settings.models_dir)
+
+
+def local_drafter(
+    settings: Settings, adapter: Path | None, *, label: str | None = None
+) -> HuggingFaceDrafter:
+    return HuggingFaceDrafter(
+        PromptLibrary(settings.prompts_dir),
+        model_path=llm_model_path(settings),
+        adapter_path=adapter,
+        decoding=LocalDecoding(
+            max_new_tokens=settings.hf_max_new_tokens,
+            copy_bias=settings.hf_copy_bias,
+            repetition_penalty=settings.hf_repetition_penalty,
+            no_repeat_ngram_size=settings.hf_no_repeat_ngram,
+        ),
+        label=label,
+    )
+
+
+def openai_drafter(settings: Settings, model: str) -> OpenAIDrafter:
+    return OpenAIDrafter(
+        PromptLibrary(settings.prompts_dir),
+        base_url=settings.openai_base_url,
+        api_key=settings.openai_api_key.get_secret_value(),
+        model=model,
+        timeout_s=settings.openai_timeout_s,
+        max_tokens=settings.generation_max_new_tokens,
+    )
+
+
+def llm_drafter(
+    settings: Settings, adapter: Path | None = None, *, label: str | None = None
+) -> Runnable[DraftInput, GeneratedDraft]:
+    """The drafting LLM with ``adapter`` (a trained LoRA) or without, on its backend.
+
+    On "openai" (vLLM) the adapter is loaded into the server at run time and drafts name it,
+    ``label`` (else the folder's name), as their model: see ``rag.lora_serving``.
+    """
+    if llm_backend(settings) == "openai":
+        if adapter is None:
+            return openai_drafter(settings, settings.openai_model)
+        name = label or adapter.name
+        runtime_adapters(settings).ensure_loaded(name, adapter)
+        return openai_drafter(settings, name)
+    return local_drafter(settings, adapter, label=label)
+
+
+def runtime_adapters(settings: Settings) -> RuntimeAdapters:
+    """The vLLM server's runtime LoRA API, at AITL_OPENAI_BASE_URL."""
+    return RuntimeAdapters(
+        settings.openai_base_url,
+        api_key=settings.openai_api_key.get_secret_value(),
+        timeout_s=settings.openai_timeout_s,
+        models_dir=settings.models_dir,
+        lora_root=settings.openai_lora_root,
+    )
 
 
 def reranker(settings: Settings) -> Reranker:
@@ -81,26 +142,30 @@ def pipeline(
     settings: Settings,
     db: Database,
     *,
+    champion: Runnable[DraftInput, GeneratedDraft] | None = None,
     challenger: Runnable[DraftInput, GeneratedDraft] | None = None,
     versions: EmbeddingVersions | None = None,
 ) -> DraftPipeline:
-    """A/B are champion vs challenger when a challenger exists, else two generation settings."""
-    champion = generator(settings)
+    """A/B are champion vs challenger when a challenger exists (on AITL_CHALLENGER_SHARE of
+    the tickets), else the champion's two generation settings."""
+    champion = champion or generator(settings)
     first, second = variants(settings)
-    if challenger is not None:
-        makers = (
+    styles = (DraftMaker(champion, first, "variant"), DraftMaker(champion, second, "variant"))
+    contest = None
+    if challenger is not None and settings.challenger_share > 0:
+        contest = (
             DraftMaker(champion, first, "champion"),
             DraftMaker(challenger, first, "challenger"),
         )
-    else:
-        makers = (DraftMaker(champion, first, "variant"), DraftMaker(champion, second, "variant"))
     retriever = Retriever(
         db, versions or embedding_versions(settings, db), ef_search=settings.hnsw_ef_search
     )
     return DraftPipeline(
         retriever,
         reranker(settings),
-        makers,
+        contest or styles,
+        styles=styles if contest else None,
+        challenger_share=settings.challenger_share,
         retrieve_k=settings.retrieve_k,
         context_k=settings.context_k,
     )

@@ -43,25 +43,44 @@ class GeneratedDraft:
     producer: dict[str, Any] = field(default_factory=dict)
 
 
+PASSAGE_CHARS = 900  # per passage: a small model loses the ticket behind longer context
+
+
 def llm_messages(prompts: PromptLibrary, request: DraftInput) -> dict[str, str]:
-    """The system and user messages for an LLM backend, passages numbered from 1."""
+    """The system and user messages every LLM backend drafts from (and is trained on).
+
+    Passages come as clean text (headings and markup dropped, as the extractive drafter reads
+    them), at most ``variant.max_passages`` of them, each cut to ``PASSAGE_CHARS``: measured
+    on SmolLM2-135M, numbered passages and long markdown drew invented text, clean short
+    articles drew replies made of the articles' own steps (see prompts/README.md).
+    """
+    from rag.extractive import readable_lines
+
     ticket = request.ticket
-    thread = (
-        "\n".join(f"- {m.author}: {m.body.strip()}" for m in ticket.thread if m.public) or "(none)"
-    )
-    passages = (
-        "\n\n".join(f"[{i}] {p.title}\n{p.text}" for i, p in enumerate(request.passages, start=1))
-        or "(no knowledge found)"
+    earlier = "\n".join(f"- {m.author}: {m.body.strip()}" for m in ticket.thread if m.public)
+    passages = "\n\n".join(
+        f"{p.title}\n" + "\n".join(readable_lines(p.text))[:PASSAGE_CHARS]
+        for p in request.passages[: request.variant.max_passages]
     )
     user = prompts.render(
         "draft_user.txt",
-        subject=ticket.subject,
-        body=ticket.body,
-        thread=thread,
-        passages=passages,
+        ticket=" ".join(ticket.query_text().split()),
+        subject=ticket.subject.strip(),
+        body=ticket.body.strip(),
+        thread=f"Earlier messages:\n{earlier}\n\n" if earlier else "",
+        passages=passages or "(no article found)",
         style=prompts.text(request.variant.style_prompt),
     )
     return {"system": prompts.text("draft_system.txt"), "user": user}
+
+
+def chat_prompt(tokenizer: Any, system: str, user: str) -> str:
+    """The text a local causal LM reads: its chat template, or a plain layout without one.
+    Drafting and training both use it, so the adapter learns the prompt it is served."""
+    if getattr(tokenizer, "chat_template", None):
+        chat = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        return tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    return f"{system}\n\n{user}\n\nReply:\n"
 
 
 _CITATION = re.compile(r"\[(\d{1,3})\]")

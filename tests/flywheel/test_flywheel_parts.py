@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from aitl.core.settings import PROJECT_ROOT
 from flywheel.datasets import Datasets, build, newest, split_by_time
@@ -15,7 +14,7 @@ from flywheel.examples import RetrievalExample
 from flywheel.judge import JudgeContext, LLMJudge, NoJudge, RuleJudge
 from flywheel.registry import GatePolicy, decide
 from flywheel.reliability import estimate
-from flywheel.serving import served_settings
+from flywheel.serving import served
 from flywheel.store import ModelRow
 from rag.prompts import PromptLibrary
 from rag.store import ChunkRef, DraftSetInfo, StoredDraft
@@ -242,11 +241,23 @@ def test_serving_uses_champions_and_the_newest_generator_challenger(tmp_path):
         row("generator", "g2", "challenger", "/m/generator/g2"),
         row("retriever", "x", "rejected", "/m/retriever/x"),
     ]
-    champion, challenger = served_settings(settings, rows)
-    assert champion.reranker_model == "/m/reranker/r1"
-    assert champion.hf_adapter_path == Path("/m/generator/g1")
-    assert challenger.hf_adapter_path == Path("/m/generator/g2")
-    assert served_settings(settings.model_copy(update={"generator": "extractive"}), rows)[1] is None
+    rows[2] = replace(rows[2], id=2)
+    choice = served(settings, rows)
+    assert choice.settings.reranker_model == "/m/reranker/r1"
+    assert (choice.champion.version, choice.challenger.version) == ("g1", "g2")
+    assert not choice.llm_challenger
+
+
+def test_the_untrained_llm_is_the_challenger_of_the_extractive_drafter(tmp_path):
+    settings = make_settings("postgresql://x/y", tmp_path, llm_challenger=True)
+    assert served(settings, []).llm_challenger
+    # a trained adapter takes its place, and a promoted one becomes the champion
+    rows = [row("generator", "g1", "challenger", "/m/generator/g1")]
+    choice = served(settings, rows)
+    assert choice.challenger.version == "g1" and not choice.llm_challenger
+    # without an LLM, registry generators are not served: the extractive drafter drafts both
+    off = served(settings.model_copy(update={"llm_challenger": False}), rows)
+    assert off.challenger is None and off.champion is None and not off.llm_challenger
 
 
 def test_the_cap_keeps_the_newest_examples_in_their_order():

@@ -180,21 +180,10 @@ def test_training_continues_from_an_existing_adapter(
     assert preference_margin(load(base, tmp_path / "next"), tokenizer, pairs) > before + LIFT
 
 
-@pytest.mark.parametrize(
-    ("generator", "has_folder", "reason"),
-    [
-        ("extractive", False, "no weights"),
-        ("openai", True, "remote endpoint"),
-        ("hf", False, "AITL_HF_MODEL_PATH"),
-    ],
-)
-def test_untrainable_generators_say_why(generator, has_folder, reason, tmp_path: Path):
-    assert reason in (trainable(generator, tmp_path if has_folder else None) or "")
-
-
-def test_hf_with_a_local_folder_is_trainable(tmp_path: Path):
-    assert trainable("hf", tmp_path) is None
-    assert "not a local folder" in (trainable("hf", tmp_path / "missing") or "")
+def test_a_base_outside_a_local_folder_is_not_trainable_and_says_why(tmp_path: Path):
+    assert trainable(tmp_path) is None
+    reason = trainable(tmp_path / "missing") or ""
+    assert "not a local folder" in reason and "AITL_HF_MODEL_PATH" in reason
 
 
 def test_long_prompts_keep_their_end_verbatim(base: Path):

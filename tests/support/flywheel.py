@@ -38,10 +38,17 @@ def gold_chunks(db, articles: list[str]) -> set[int]:
 
 
 def annotate_samples(
-    settings, db, *, agents: int = 2, policy: AgentPolicy | None = None, variants: int = 3
+    settings,
+    db,
+    *,
+    agents: int = 2,
+    policy: AgentPolicy | None = None,
+    variants: int = 3,
+    pipeline=None,
 ) -> int:
-    """Draft, show and annotate every sample ticket; returns the number of events stored."""
-    pipeline = factory.pipeline(settings, db)
+    """Draft (with ``pipeline``, else the settings' champion in two styles), show and annotate
+    every sample ticket; returns the number of events stored."""
+    pipeline = pipeline or factory.pipeline(settings, db)
     recorder = FeedbackRecorder(db, build_deferrer(db.url))
     team = [
         SimulatedAgent(f"USIM{i}", recorder, policy or AgentPolicy(noise=0.0), seed=i)

@@ -213,6 +213,12 @@ def demo(
     noise: float = typer.Option(0.2, min=0, max=1, help="Share of relevance marks flipped."),
     careless: float = typer.Option(0.1, min=0, max=1, help="Share of cards clicked unread."),
     port: int = typer.Option(8090, min=0, max=65535, help="The Slack sandbox page's port."),
+    llm_share: float = typer.Option(
+        0.25,
+        min=0,
+        max=1,
+        help="Share of tickets drafted extractive vs LLM (the rest: two styles).",
+    ),
     once: bool = typer.Option(
         False, "--once", "--no-browser", help="Exit after the table instead of serving the page."
     ),
@@ -220,7 +226,12 @@ def demo(
     """The whole loop on the embedded defaults, against local Slack and Zendesk sandboxes."""
 
     options = DemoOptions(
-        tickets=tickets, agents=agents, noise=noise, careless=careless, sandbox_port=port
+        tickets=tickets,
+        agents=agents,
+        noise=noise,
+        careless=careless,
+        sandbox_port=port,
+        challenger_share=llm_share,
     )
     console.rule("AITL demo: Zendesk → drafts in Slack → clicks → retraining → digest")
     started = time.monotonic()
@@ -272,6 +283,15 @@ def _print_demo(report, seconds: float | None) -> None:
         if kind not in (cycle.get("metrics") or {}):
             table.add_row(kind, "", "", "", decision.get("reason", ""))
     console.print(table)
+    for kind, decision in (cycle.get("decisions") or {}).items():
+        console.print(f"  {kind}: {decision.get('reason', '')}")
+    training = ((cycle.get("metrics") or {}).get("generator") or {}).get("training")
+    if training:
+        console.print(
+            f"  generator training: {training['pairs']} preference pairs"
+            f" ({training['left_by_cap']} older left by the cap) in {training['seconds']} s,"
+            f" {training['pairs_per_s']} pairs/s"
+        )
     online = Table(title="what agents saw: before the cycle vs the week after")
     for column in ("figure", "before", "after"):
         online.add_column(column)
