@@ -18,8 +18,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF conversion's bar, in logs
-os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # ORPO lives in trl.experimental
 
 # Python puts the script's folder first on the import path, where ``import flywheel`` would
 # find benchmarks/flywheel.py instead of the product's package; the project root goes in front
@@ -63,6 +61,7 @@ from flywheel.train_generator import GeneratorTraining, train_generator
 from rag import factory
 from rag import store as rag_store
 from rag.embedding import Embedder
+from rag.generation import greeting
 from rag.models import DraftSet
 from rag.pipeline import DraftPipeline
 from rag.prompts import PromptLibrary
@@ -332,8 +331,8 @@ class PairFigures:
     cycle_train_tickets: int
     cycle_eval_tickets: int
     cycle_eval_references: int
-    # a real cycle also needs AITL_FLYWHEEL_MIN_EVAL_QUERIES held-out tickets with a relevant
-    # article before it trains anything; these agents mark no relevance, so this is 0 here
+    # a cycle needs AITL_FLYWHEEL_MIN_EVAL_QUERIES held-out tickets with a relevant article
+    # before it trains anything; these agents mark no relevance, so this is 0 here
     cycle_eval_queries: int
     pairs_built: int
     cap: int
@@ -342,7 +341,9 @@ class PairFigures:
     from_stored_events: bool
     built_by_source: dict[str, int]
     used_by_source: dict[str, int]
-    cycle_would_train: bool  # the cycle skips the generator below AITL_FLYWHEEL_MIN_EXAMPLES
+    # whether Flywheel.run on these events would train the generator, and if not, why
+    cycle_would_train: bool
+    cycle_would_not_because: str | None
 
 
 def training_pairs(settings: Settings, db: Database) -> tuple[list[PreferencePair], PairFigures]:
@@ -355,6 +356,18 @@ def training_pairs(settings: Settings, db: Database) -> tuple[list[PreferencePai
     with db.connection() as conn:
         stored = {e.id: e for e in feedback_store.events(conn)}
     from_events = all(p.event_ids and all(i in stored for i in p.event_ids) for p in pairs)
+
+    why_not = None  # Flywheel._check_enough, then _generator's own minimum
+    if len(data.eval_queries) < settings.flywheel_min_eval_queries:
+        why_not = (
+            f"{len(data.eval_queries)} held-out tickets with a relevant article "
+            f"(AITL_FLYWHEEL_MIN_EVAL_QUERIES={settings.flywheel_min_eval_queries}): the "
+            "cycle stops before training anything"
+        )
+    elif len(pairs) < settings.flywheel_min_examples:
+        why_not = (
+            f"{len(pairs)} pairs (AITL_FLYWHEEL_MIN_EXAMPLES={settings.flywheel_min_examples})"
+        )
 
     def sources(found: Sequence[PreferencePair]) -> dict[str, int]:
         return dict(Counter(pair_source(p, stored, prepared.context) for p in found))
@@ -375,7 +388,8 @@ def training_pairs(settings: Settings, db: Database) -> tuple[list[PreferencePai
         from_stored_events=from_events,
         built_by_source=sources(data.generator),
         used_by_source=sources(pairs),
-        cycle_would_train=len(pairs) >= settings.flywheel_min_examples,
+        cycle_would_train=why_not is None,
+        cycle_would_not_because=why_not,
     )
 
 
@@ -737,6 +751,12 @@ def flow_table(report: dict[str, Any]) -> Table:
             f"{p['pairs_used']}: {_counts(p['used_by_source'])}",
         ),
         ("left by the cap", f"{p['left_by_cap']:,}"),
+        (
+            "Flywheel.run on these events",
+            "would train the LLM"
+            if p["cycle_would_train"]
+            else f"would not: {p['cycle_would_not_because']}; trained here regardless",
+        ),
         ("ORPO + LoRA steps, loss", f"{t['steps']}, {_number(t['train_loss'])}"),
         ("training time (pairs/s)", f"{t['seconds']:,.1f} s ({t['pairs_per_s']})"),
     ]
@@ -1132,7 +1152,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         db.close()
     prompts = PromptLibrary(settings.prompts_dir)
     subjects = sorted({t.ticket.subject.strip() for t in held})
-    boilerplate = [prompts.render("greeting.txt", subject=s) for s in subjects]
+    boilerplate = [greeting(prompts, s) for s in subjects]
     boilerplate.append(prompts.text("closing.txt"))
     scored = score_generators(rows, settings, encode, boilerplate)
     intervals, gaps = bootstrap(scored, len(rows), args.bootstrap, args.seed)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,10 +194,15 @@ def _trainer(
 ) -> Any:
     """An ORPOTrainer on an already PEFT-wrapped model, so both start paths train alike."""
     try:
+        import datasets
         from datasets import Dataset
-        from trl.experimental.orpo import ORPOTrainer
+
+        with warnings.catch_warnings():  # "experimental": ORPO's home in TRL 1.x, known
+            warnings.simplefilter("ignore")
+            from trl.experimental.orpo import ORPOTrainer
     except ImportError as exc:
         raise GeneratorNotTrainable("training the generator needs the 'train' extra") from exc
+    datasets.disable_progress_bars()  # per-pair "Map" bars in the cycle's log say nothing
     rows = [
         {
             "prompt": _served_prompt(tokenizer, pair, config.max_prompt_length),
@@ -236,6 +242,7 @@ def _orpo_config(out_dir: Path, config: GeneratorTraining) -> Any:
         disable_dropout=False,
         remove_unused_columns=False,
         report_to=[],
+        logging_strategy="no",  # the cycle records loss and time itself
         push_to_hub=False,
         save_strategy="no",
         disable_tqdm=True,

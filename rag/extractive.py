@@ -7,7 +7,7 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from rag.generation import DraftInput, GeneratedDraft
+from rag.generation import DraftInput, GeneratedDraft, greeting
 from rag.models import RetrievedChunk
 from rag.prompts import PromptLibrary
 
@@ -134,7 +134,7 @@ class ExtractiveDrafter(Runnable[DraftInput, GeneratedDraft]):
         passages = input.passages[: variant.max_passages]
         picked = self._pick(passages, query_words, variant.max_sentences)
         used = tuple(p for p in passages if picked.get(p.chunk_id))
-        parts = [self.prompts.render("greeting.txt", subject=input.ticket.subject.strip())]
+        parts = [greeting(self.prompts, input.ticket.subject)]
         if used:
             parts.append(self._body(used, picked, lead_in=len(used) > 1))
         else:

@@ -74,6 +74,29 @@ def llm_messages(prompts: PromptLibrary, request: DraftInput) -> dict[str, str]:
     return {"system": prompts.text("draft_system.txt"), "user": user}
 
 
+def greeting(prompts: PromptLibrary, subject: str) -> str:
+    """The reply's opening (``greeting.txt``); a ticket with no subject (a chat, an API
+    ticket) loses the lines that would name it as "" rather than show empty quotes."""
+    subject = subject.strip()
+    text = prompts.render("greeting.txt", subject=subject)
+    if subject:
+        return text
+    lines = [line for line in text.splitlines() if '""' not in line]
+    return "\n".join(lines).strip()
+
+
+_SIGN_OFF = re.compile(
+    r"(\n\s*(best|kind|warm)( regards)?,?|\n\s*(regards|sincerely|cheers|thanks|thank you),?"
+    r"|\n\s*the support team)+\s*$",
+    re.IGNORECASE,
+)
+
+
+def without_sign_off(text: str) -> str:
+    """``text`` without a sign-off at its end (the closing adds one of its own)."""
+    return _SIGN_OFF.sub("", "\n" + text).strip()
+
+
 def chat_prompt(tokenizer: Any, system: str, user: str) -> str:
     """The text a local causal LM reads: its chat template, or a plain layout without one.
     Drafting and training both use it, so the adapter learns the prompt it is served."""

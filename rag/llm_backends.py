@@ -23,7 +23,9 @@ from rag.generation import (
     GeneratedDraft,
     chat_prompt,
     cited_passages,
+    greeting,
     llm_messages,
+    without_sign_off,
 )
 from rag.prompts import PromptLibrary
 
@@ -211,7 +213,7 @@ class HuggingFaceDrafter(Runnable[DraftInput, GeneratedDraft]):
 
         llm, tokenizer, limit = self._llm
         temperature = input.variant.temperature
-        opening = self.prompts.render("greeting.txt", subject=input.ticket.subject.strip())
+        opening = greeting(self.prompts, input.ticket.subject)
         input, prompt = self._fit(tokenizer, limit, input, f"{opening}\n\n")
         decoding = {
             "do_sample": temperature > 0,
@@ -225,7 +227,7 @@ class HuggingFaceDrafter(Runnable[DraftInput, GeneratedDraft]):
                 [CopyBias(tokenizer, sources, self.decoding.copy_bias)]
             )
         raw = llm.bind(pipeline_kwargs=decoding).invoke(prompt, config=config)
-        body = complete_units(raw, input.variant.max_sentences)
+        body = without_sign_off(complete_units(raw, input.variant.max_sentences))
         closing = self.prompts.text("closing.txt")
         parts = [opening, body] if closing in body else [opening, body, closing]
         text = "\n\n".join(part for part in parts if part)

@@ -61,6 +61,9 @@ def test_tiny_run_trains_on_stored_clicks_and_scores_the_three_generators(
     assert pairs["left_by_cap"] == pairs["pairs_built"] - PAIRS
     assert sum(pairs["used_by_source"].values()) == PAIRS
     assert sum(pairs["built_by_source"].values()) == pairs["pairs_built"]
+    # no relevance marks, so no held-out retrieval query: a real cycle would stop before training
+    assert pairs["cycle_eval_queries"] == 0 and not pairs["cycle_would_train"]
+    assert "relevant article" in pairs["cycle_would_not_because"]
     assert (
         pairs["built_by_source"].get("preference: LLM > extractive", 0)
         + pairs["built_by_source"].get("preference: extractive > LLM", 0)

@@ -180,3 +180,19 @@ def test_replies_keep_whole_sentences_said_once_and_no_markup():
     )
     assert complete_units(raw, 2) == "1. Tap Forgot password.\n2. Enter your email."
     assert complete_units("only a fragment with no end", 4) == "only a fragment with no end"
+
+
+def test_a_ticket_without_subject_is_not_greeted_about_empty_quotes():
+    from rag.generation import greeting
+
+    assert greeting(PROMPTS, "") == "Hi there,"
+    assert greeting(PROMPTS, " Reset ") == PROMPTS.render("greeting.txt", subject="Reset")
+
+
+def test_a_sign_off_the_model_wrote_is_dropped_before_the_closing_is_added():
+    from rag.generation import without_sign_off
+
+    assert without_sign_off("Tap Reset.\n\nBest regards,\nThe Support Team") == "Tap Reset."
+    assert without_sign_off("Tap Reset.\nKind regards") == "Tap Reset."
+    kept = "Thanks to the hub, the reset takes a minute."
+    assert without_sign_off(kept) == kept
