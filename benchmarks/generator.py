@@ -54,7 +54,6 @@ from benchmarks import kb_pipeline
 from bot.recorder import FeedbackRecorder
 from flywheel import cycle
 from flywheel import store as feedback_store
-from flywheel.events import Feedback
 from flywheel.examples import PreferencePair
 from flywheel.reply_metrics import faithfulness, rouge_l, score
 from flywheel.train_generator import GeneratorTraining, train_generator
@@ -65,7 +64,7 @@ from rag.generation import greeting
 from rag.models import DraftSet
 from rag.pipeline import DraftPipeline
 from rag.prompts import PromptLibrary
-from sandboxes.agents.policy import ShownCard, show
+from sandboxes.agents.policy import ShownCard, record_click, show
 
 DSTC_DIR = kb_pipeline.DSTC_DIR
 RESULTS = Path(__file__).resolve().parent / "results" / "generator.json"
@@ -196,16 +195,9 @@ class ReplyAgent:
         }
 
     def _click(self, shown: ShownCard, kind: str, value: str, when, *, label, **fields) -> int:
-        feedback = Feedback(
-            kind=kind,
-            value=value,
-            draft_set_id=shown.card.draft_set_id,
-            agent_id=self.agent_id,
-            clicked_at=when,
-            source="simulated",
-            **fields,
+        return record_click(
+            self.recorder, self.agent_id, shown, kind, value, when, label=label, **fields
         )
-        return int(self.recorder.record(feedback, label=label, refresh=False).created)
 
 
 def similarities(encode: Callable, texts: dict[str, str], reference: str) -> dict[str, float]:

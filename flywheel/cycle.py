@@ -288,7 +288,7 @@ class Flywheel:
             report.decisions["generator"] = _skipped(len(pairs), "preference pairs")
             return
         champion = self.registry.champion("generator")
-        live = self._live_adapter(champion)
+        live = self._live_adapter()
         version, out = self._out_dir("generator", report)
         capped = len(data.generator) - len(pairs)
         self.progress(
@@ -374,19 +374,15 @@ class Flywheel:
         reason = trainable(base)
         return (None, reason) if reason else (base, "")
 
-    def _live_adapter(self, champion: store.ModelRow | None) -> Path | None:
-        """The adapter the LLM drafts with now: the champion's, else the newest challenger's
-        (while the extractive drafter is champion), else AITL_HF_ADAPTER_PATH."""
-        from flywheel.serving import adapter_of
+    def _live_adapter(self) -> Path | None:
+        """The adapter the LLM drafts with now, as serving picks it: the champion's, else the
+        newest challenger's (while the extractive drafter is champion), else
+        AITL_HF_ADAPTER_PATH."""
+        from flywheel.serving import adapter_of, served
 
-        if champion is not None:
-            return adapter_of(champion)
-        challengers = [
-            r for r in self.registry.list() if r.kind == "generator" and r.status == "challenger"
-        ]
-        if challengers:
-            return adapter_of(max(challengers, key=lambda r: r.id))
-        return self.settings.hf_adapter_path
+        choice = served(self.settings, self.registry.list())
+        row = choice.champion or choice.challenger
+        return adapter_of(row) if row else self.settings.hf_adapter_path
 
     def _check_generator(
         self, data: Datasets, live: Path | None, trained: Path

@@ -120,17 +120,26 @@ class SimulatedAgent:
         return stored
 
     def _click(self, shown, kind, value, when, *, label=None, **fields) -> int:
-        feedback = Feedback(
-            kind=kind,
-            value=value,
-            draft_set_id=shown.card.draft_set_id,
-            agent_id=self.agent_id,
-            clicked_at=when,
-            source="simulated",
-            **fields,
+        return record_click(
+            self.recorder, self.agent_id, shown, kind, value, when, label=label, **fields
         )
-        refresh = shown.card.channel != SIMULATED
-        return int(self.recorder.record(feedback, label=label, refresh=refresh).created)
+
+
+def record_click(
+    recorder: FeedbackRecorder, agent_id: str, shown, kind, value, when, *, label=None, **fields
+) -> int:
+    """One simulated click stored through the recorder the Slack listeners use; 1 if new."""
+    feedback = Feedback(
+        kind=kind,
+        value=value,
+        draft_set_id=shown.card.draft_set_id,
+        agent_id=agent_id,
+        clicked_at=when,
+        source="simulated",
+        **fields,
+    )
+    refresh = shown.card.channel != SIMULATED
+    return int(recorder.record(feedback, label=label, refresh=refresh).created)
 
 
 def confused(
