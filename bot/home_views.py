@@ -57,6 +57,22 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
+class DuelPanel:
+    """The running online A/B test of the generators, as the flywheel reports it."""
+
+    champion: str
+    challenger: str
+    duels: int  # Prefer clicks on champion-vs-challenger cards ("both bad" left out)
+    win_rate: float | None  # the challenger's, a tie counting half
+    low: float | None  # the always-valid interval of the win rate
+    high: float | None
+    state: str  # what the test says now, in words
+    adoptions: int = 0
+    adoption_rate: float | None = None  # the challenger's share of the drafts used
+    decided: str | None = None  # 'promoted' / 'retired' once the test has acted
+
+
+@dataclass(frozen=True)
 class AdminPanel:
     zendesk: dict[str, Any]
     routes: list[dict[str, str]]
@@ -82,6 +98,7 @@ class AdminPanel:
     pending_models: Sequence[PendingChange] = ()
     model_history: Sequence[ModelChange] = ()  # newest first
     installation: Installation | None = None  # what Slack told us about the app
+    duel: DuelPanel | None = None  # the generators' online A/B test, when one runs
 
 
 @dataclass(frozen=True)
@@ -147,6 +164,8 @@ def _admin_sections(panel: AdminPanel) -> list[Any]:
     blocks.append(_text("*Schedule* (UTC)\n" + _schedule_lines(panel)))
     blocks.append(_edit_button(actions.ADMIN_SCHEDULE, "Edit schedule"))
     blocks.extend(_registry_blocks(panel.registry, panel.pending_models, panel.model_history))
+    if panel.duel is not None:
+        blocks.append(_text(duel_lines(panel.duel)))
     return blocks
 
 
@@ -282,6 +301,27 @@ def _registry_blocks(
     if history:
         blocks.append(_text("*Recent model changes* (UTC)\n" + _history_lines(history[:5])))
     return blocks
+
+
+def duel_lines(duel: DuelPanel) -> str:
+    """The live A/B duel in a few lines: who, how many duels, the win rate with its interval,
+    and the test's state."""
+    head = (
+        f"*Live A/B test* — challenger `{escape(duel.challenger)}` vs champion"
+        f" `{escape(duel.champion)}`"
+    )
+    if duel.win_rate is None:
+        rate = "no duels answered yet"
+    else:
+        rate = f"challenger preferred in {duel.win_rate:.0%} of {duel.duels} duels"
+        if duel.low is not None and duel.high is not None:
+            rate += f" (interval {duel.low:.0%}–{duel.high:.0%})"
+    if duel.adoption_rate is not None:
+        rate += f"; its draft used in {duel.adoption_rate:.0%} of {duel.adoptions} adoptions"
+    state = escape(duel.state)
+    if duel.decided:
+        state = f"decided: {escape(duel.decided)}. {state}"
+    return f"{head}\n{rate}\n_{state}_"
 
 
 def _retrain_confirm() -> ConfirmObject:

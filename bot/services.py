@@ -30,7 +30,7 @@ from bot.cards import CardService
 from bot.digest import store as digest_store
 from bot.digest.service import DigestService
 from bot.directory import Directory
-from bot.home_views import AdminPanel, HomeContent, ModelEntry
+from bot.home_views import AdminPanel, DuelPanel, HomeContent, ModelEntry
 from bot.installation import InstallationState
 from bot.ports import (
     ConnectorPanel,
@@ -67,6 +67,7 @@ class BotServices:
         models: ModelControl | None = None,
         help_center: HelpCenterDrafts | None = None,
         model_changes: Callable[[], ModelChanges] | None = None,
+        duel: Callable[[], DuelPanel | None] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -77,6 +78,7 @@ class BotServices:
         self._pipeline_source = pipeline or functools.cache(lambda: factory.pipeline(settings, db))
         self.models = models
         self.model_changes = model_changes or (lambda: ((), ()))
+        self.duel = duel or (lambda: None)
         self.help_center = help_center
         self.digest_content = digest_content
         self.ready = ready or _already_ready()
@@ -161,6 +163,14 @@ class BotServices:
         admin = self.admin_panel() if self.access.is_admin(user_id) else None
         return HomeContent(user_id, self.access.is_agent(user_id), stats, admin)
 
+    def _duel(self) -> DuelPanel | None:
+        """The live A/B test; App Home still draws without it if it cannot be read."""
+        try:
+            return self.duel()
+        except Exception:
+            log.exception("could not read the online A/B test for App Home")
+            return None
+
     def admin_panel(self) -> AdminPanel:
         s = self.config()
         with self.db.connection() as conn:
@@ -188,6 +198,7 @@ class BotServices:
             registry=list(self.registry()),
             pending_models=pending,
             model_history=history,
+            duel=self._duel(),
             installation=self.installation.status(),
             cards=counts,
             undelivered=[(c.ticket_ref, c.last_error or "") for c in refused],

@@ -22,7 +22,7 @@ from aitl.core.leader import Leadership
 from aitl.core.settings import Settings
 from flywheel import datasets, reliability, store
 from flywheel.datasets import Datasets
-from flywheel.evaluation import EvalQuery, EvalResult, RetrieverEvaluator
+from flywheel.evaluation import CONTEXT_K, RETRIEVE_K, EvalQuery, EvalResult, RetrieverEvaluator
 from flywheel.examples import RerankExample
 from flywheel.exceptions import CycleFailed, NotEnoughData, RunInProgress
 from flywheel.generator_eval import decide_generator, describe
@@ -39,7 +39,7 @@ from rag.versions import KnownVectors
 
 log = logging.getLogger(__name__)
 RUN_LOCK = "aitl.flywheel"
-RERANKER_PRIMARY = "precision@8"  # reranking the top results cannot change recall@75
+GATED = ("retriever", "reranker")  # the kinds the IR gate decides (GatePolicy.order)
 Progress = Callable[[str], None]
 
 
@@ -132,7 +132,12 @@ class Flywheel:
             "seed": s.flywheel_seed,
             "min_examples": s.flywheel_min_examples,
             "max_examples": s.flywheel_max_examples,
-            "gate": {"margin": s.gate_margin, "tolerance": s.gate_tolerance},
+            "gate": {
+                "margin": s.gate_margin,
+                "tolerance": s.gate_tolerance,
+                # the metrics that decide, first to last (one at its ceiling passes to the next)
+                **{kind: list(GatePolicy.from_settings(s).order(kind)) for kind in GATED},
+            },
             "retriever": {"epochs": s.retriever_epochs, "batch_size": s.retriever_batch_size},
             "reranker": {
                 "epochs": s.reranker_epochs,
@@ -170,9 +175,17 @@ class Flywheel:
                 + ", ".join(f"{n:,} {name.replace('_', ' ')}" for name, n in left.items())
             )
         self._check_enough(data)
-        depth = max(100, self.settings.retrieve_k)  # Recall@75 needs at least 75
+        # deep enough for recall@75 (reported) and recall@AITL_RETRIEVE_K (gating)
+        depth = max(100, self.settings.retrieve_k)
         live = self.versions.live_or_bootstrap()
-        evaluator, read = live_evaluator(self.db, live, data.eval_queries, depth=depth)
+        evaluator, read = live_evaluator(
+            self.db,
+            live,
+            data.eval_queries,
+            depth=depth,
+            retrieve_k=self.settings.retrieve_k,
+            context_k=self.settings.context_k,
+        )
         if read:
             self.progress(f"read {read:,} chunk vectors from the live index")
         accepted: list[Accepted] = []
@@ -233,7 +246,7 @@ class Flywheel:
         trained = train_retriever(base, data.retriever, out, config)
         self.progress("evaluating the retriever: champion vs challenger")
         before, after = evaluator.evaluate(base), evaluator.evaluate(trained.path)
-        decision = decide(before, after, self.policy)
+        decision = decide(before, after, GatePolicy.from_settings(self.settings), kind="retriever")
         known = evaluator.known_vectors(trained.path)
         self._settle(
             report, "retriever", version, trained, before, after, decision, accepted, known
@@ -268,7 +281,7 @@ class Flywheel:
             retriever, reranker_path=champion.path if champion else None, **ranking
         )
         after = evaluator.evaluate(retriever, reranker_path=trained.path, **ranking)
-        decision = decide(before, after, self.policy, primary=RERANKER_PRIMARY)
+        decision = decide(before, after, GatePolicy.from_settings(s), kind="reranker")
         self._settle(report, "reranker", version, trained, before, after, decision, accepted)
 
     def _generator(self, report: CycleReport, data: Datasets, accepted) -> None:
@@ -289,6 +302,7 @@ class Flywheel:
             return
         champion = self.registry.champion("generator")
         live = self._live_adapter()
+        self._keep_untrained_in_test()
         version, out = self._out_dir("generator", report)
         capped = len(data.generator) - len(pairs)
         self.progress(
@@ -375,14 +389,33 @@ class Flywheel:
         return (None, reason) if reason else (base, "")
 
     def _live_adapter(self) -> Path | None:
-        """The adapter the LLM drafts with now, as serving picks it: the champion's, else the
-        newest challenger's (while the extractive drafter is champion), else
-        AITL_HF_ADAPTER_PATH."""
-        from flywheel.serving import adapter_of, served
+        """The adapter training goes on from: the champion's, else the newest challenger's
+        (while the extractive drafter is champion; the newest may still wait for its turn in
+        the A/B test), else AITL_HF_ADAPTER_PATH."""
+        from flywheel.serving import adapter_of, challengers
 
-        choice = served(self.settings, self.registry.list())
-        row = choice.champion or choice.challenger
+        rows = self.registry.list()
+        waiting = challengers(rows)
+        row = self.registry.champion("generator") or (waiting[-1] if waiting else None)
         return adapter_of(row) if row else self.settings.hf_adapter_path
+
+    def _keep_untrained_in_test(self) -> None:
+        """While the untrained LLM is the challenger, it gets a registry row before the new
+        adapter does, so its A/B test runs on to a decision and the adapter waits its turn."""
+        from flywheel.serving import served
+
+        if not served(self.settings, self.registry.list()).llm_challenger:
+            return
+        with self.db.connection() as conn:
+            if store.model(conn, "generator", factory.SHIPPED_LLM) is None:
+                store.add_model(
+                    conn,
+                    kind="generator",
+                    version=factory.SHIPPED_LLM,
+                    path=str(factory.llm_model_path(self.settings)),
+                    status="challenger",
+                    decision="the untrained LLM, in the online A/B test",
+                )
 
     def _check_generator(
         self, data: Datasets, live: Path | None, trained: Path
@@ -489,6 +522,8 @@ class Flywheel:
             "promoted": decision.promote,
             "reason": decision.reason,
             "version": version,
+            "metric": decision.metric or None,  # None: every gate metric was at its ceiling
+            "at_ceiling": list(decision.ceiling),
         }
 
 
@@ -542,11 +577,17 @@ def live_evaluator(
     queries: Sequence[EvalQuery],
     *,
     depth: int,
+    retrieve_k: int = RETRIEVE_K,
+    context_k: int = CONTEXT_K,
 ) -> tuple[RetrieverEvaluator, int]:
-    """Exact search over every live chunk, with the chunk vectors of ``live`` (the version and
-    model ``EmbeddingVersions.live_or_bootstrap`` gave the caller, so both use the same one) read
-    from its index rather than encoded again; returns it and how many vectors were read."""
-    evaluator = RetrieverEvaluator(corpus(db), queries, k=depth)
+    """Exact search ``depth`` deep over every live chunk, with the chunk vectors of ``live``
+    (the version and model ``EmbeddingVersions.live_or_bootstrap`` gave the caller, so both use
+    the same one) read from its index rather than encoded again; returns it and how many
+    vectors were read. Its metrics are at the drafts' depths, ``retrieve_k`` and ``context_k``.
+    """
+    evaluator = RetrieverEvaluator(
+        corpus(db), queries, k=depth, retrieve_k=retrieve_k, context_k=context_k
+    )
     version, embedder = live
     with db.connection() as conn:
         stored = rag_store.stored_embeddings(conn, version.version, evaluator.chunk_ids)

@@ -3,6 +3,12 @@
 Metrics come from ``ir_measures`` (trec_eval semantics), never computed by hand here. A query
 with no relevant chunk is not judged and does not count; a judged query the run misses counts
 as zero.
+
+The gate's metrics follow the pipeline: a draft retrieves ``AITL_RETRIEVE_K`` chunks and keeps
+``AITL_CONTEXT_K`` after reranking, so recall@retrieve_k, precision@context_k and
+ndcg@context_k (with mrr@10) say what agents get. The paper's recall@75, precision@8 and
+ndcg@10 are computed beside them for reports and benchmarks: on a small knowledge base
+recall@75 is 1.0 for every model, so it cannot tell two retrievers apart.
 """
 
 from __future__ import annotations
@@ -17,17 +23,46 @@ import ir_measures
 import numpy as np
 from ir_measures import RR, R, nDCG
 
+from aitl.core.settings import Settings
 from flywheel.exceptions import NotEnoughData
 from rag.rerank import blend
 
-METRICS = ("recall@75", "precision@8", "mrr@10", "ndcg@10")
-MEASURES = {
+Measure = Any  # an ir_measures measure, e.g. ``R @ 20``
+# the paper's four, at its depths (METRICS): reported for comparison; of them only mrr@10 is
+# also at a depth drafts use, unless AITL_RETRIEVE_K / AITL_CONTEXT_K match the others
+PAPER = {
     "recall@75": R @ 75,
     "precision@8": ir_measures.P @ 8,
     "mrr@10": RR @ 10,
     "ndcg@10": nDCG @ 10,
 }
-PRIMARY = "recall@75"
+METRICS = tuple(PAPER)
+MRR = "mrr@10"
+# the product's depths (AITL_RETRIEVE_K, AITL_CONTEXT_K) where a caller gives none
+RETRIEVE_K: int = Settings.model_fields["retrieve_k"].default
+CONTEXT_K: int = Settings.model_fields["context_k"].default
+
+
+def pipeline_metrics(retrieve_k: int, context_k: int) -> dict[str, Measure]:
+    """The metrics at the depths drafts use: what the gate decides on and guards."""
+    return {
+        f"recall@{retrieve_k}": R @ retrieve_k,
+        f"precision@{context_k}": ir_measures.P @ context_k,
+        f"ndcg@{context_k}": nDCG @ context_k,
+        MRR: RR @ 10,
+    }
+
+
+def gate_metrics(retrieve_k: int, context_k: int) -> dict[str, Measure]:
+    """Every metric an evaluation reports: the pipeline's first, then the paper's it lacks
+    (one name, one entry: at retrieve_k=75 recall@75 appears once)."""
+    return pipeline_metrics(retrieve_k, context_k) | PAPER
+
+
+def reported_only(retrieve_k: int, context_k: int) -> frozenset[str]:
+    """The paper's metrics that are not at a pipeline depth: reported, never blocking."""
+    return frozenset(PAPER) - set(pipeline_metrics(retrieve_k, context_k))
+
 
 Qrels = dict[str, dict[str, int]]
 Run = dict[str, dict[str, float]]
@@ -56,15 +91,25 @@ class EvalResult:
         return self.metrics[self.primary]
 
 
-def retrieval_metrics(qrels: Qrels, run: Run, *, primary: str = PRIMARY) -> EvalResult:
-    """All of METRICS over the judged queries of ``qrels``; NotEnoughData when none is judged."""
-    if primary not in METRICS:
-        raise ValueError(f"primary metric {primary!r} is not one of {METRICS}")
+def retrieval_metrics(
+    qrels: Qrels,
+    run: Run,
+    *,
+    retrieve_k: int = RETRIEVE_K,
+    context_k: int = CONTEXT_K,
+    primary: str | None = None,
+) -> EvalResult:
+    """``gate_metrics(retrieve_k, context_k)`` over the judged queries of ``qrels``;
+    NotEnoughData when none is judged. The primary is recall@retrieve_k unless named."""
+    measures = gate_metrics(retrieve_k, context_k)
+    primary = primary or f"recall@{retrieve_k}"
+    if primary not in measures:
+        raise ValueError(f"primary metric {primary!r} is not one of {tuple(measures)}")
     judged = {q: docs for q, docs in qrels.items() if any(rel > 0 for rel in docs.values())}
     if not judged:
         raise NotEnoughData("no query has a relevant chunk; there is nothing to evaluate")
-    values = ir_measures.calc_aggregate(list(MEASURES.values()), judged, run)
-    metrics = {name: float(values.get(measure, 0.0)) for name, measure in MEASURES.items()}
+    values = ir_measures.calc_aggregate(list(measures.values()), judged, run)
+    metrics = {name: float(values.get(measure, 0.0)) for name, measure in measures.items()}
     return EvalResult(metrics=metrics, primary=primary, greater_is_better=True, queries=len(judged))
 
 
@@ -83,7 +128,8 @@ def load_cross_encoder(path: str):
 
 class RetrieverEvaluator:
     """Exact (brute-force cosine) search of the given chunks with a given embedding model, so a
-    challenger that is not yet in pgvector is measured exactly like the champion."""
+    challenger that is not yet in pgvector is measured exactly like the champion; its metrics
+    are ``gate_metrics(retrieve_k, context_k)``, at the depths drafts use."""
 
     def __init__(
         self,
@@ -91,12 +137,16 @@ class RetrieverEvaluator:
         queries: Sequence[EvalQuery],
         *,
         k: int = 100,
+        retrieve_k: int = RETRIEVE_K,
+        context_k: int = CONTEXT_K,
         batch_size: int = 64,
     ) -> None:
         self.chunk_ids = [int(chunk_id) for chunk_id, _ in chunks]
         self.chunk_texts = [text for _, text in chunks]
         self.queries = list(queries)
-        self.k = k
+        self.k = k  # search depth: as deep as the deepest metric, for exact figures
+        self.retrieve_k = retrieve_k
+        self.context_k = context_k
         self.batch_size = batch_size
         self.qrels: Qrels = {
             q.query_id: {str(c): 1 for c in q.relevant} for q in self.queries if q.relevant
@@ -124,7 +174,9 @@ class RetrieverEvaluator:
         ranked = self.retrieve(model_path)
         if reranker_path is not None:
             ranked = self.rerank(ranked, reranker_path, rerank_k, cosine_weight)
-        return retrieval_metrics(self.qrels, to_run(ranked))
+        return retrieval_metrics(
+            self.qrels, to_run(ranked), retrieve_k=self.retrieve_k, context_k=self.context_k
+        )
 
     def retrieve(self, model_path: str | Path) -> dict[str, list[tuple[int, float]]]:
         """Each query's top-k (chunk id, cosine) pairs, best first."""

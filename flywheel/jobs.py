@@ -83,6 +83,12 @@ def _cycle(
     )
 
 
+def duel(context: procrastinate.JobContext) -> None:
+    """Check the online A/B test of the generators and act if it has decided; admins are told
+    as for a cycle (a promotion as a change, a retirement as no change to what serves)."""
+    _services(context).decide_duel()
+
+
 def promote(context: procrastinate.JobContext, kind: str, version: str, by: str) -> None:
     services = _services(context)
     with _told(context, by, f"Promoting {kind} `{version}`"):
@@ -169,6 +175,7 @@ def blueprint() -> procrastinate.Blueprint:
     bp.aitl_namespace = NAMESPACE  # type: ignore[attr-defined]
     bp.task(name="cycle", pass_context=True, retry=RetryStrategy(max_attempts=CYCLE_RETRIES))(cycle)
     model_change = RetryStrategy(max_attempts=MODEL_CHANGE_RETRIES, wait=30)
+    bp.task(name="duel", pass_context=True, retry=RetryStrategy(max_attempts=1))(duel)
     bp.task(name="promote", pass_context=True, retry=model_change)(promote)
     bp.task(name="rollback", pass_context=True, retry=model_change)(rollback)
     return bp

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import takewhile
 
 import psycopg
 
 from aitl.core.db import Database
 from aitl.core.leader import held
+from aitl.core.settings import Settings
 from flywheel import store
-from flywheel.evaluation import EvalResult
+from flywheel.evaluation import CONTEXT_K, MRR, RETRIEVE_K, EvalResult, reported_only
 from flywheel.exceptions import RegistryError, StaleModelChange
 from rag import store as rag_store
 from rag.versions import EmbeddingVersions, KnownVectors
@@ -32,44 +34,114 @@ CHANGE_LOCK = "aitl.registry.change"
 Record = Callable[[psycopg.Connection], None]
 
 
+CEILING = 1 - 1e-9  # a metric at 1.0 for both sides cannot show a gain
+
+
 @dataclass(frozen=True)
 class GatePolicy:
-    margin: float = 0.005  # the primary metric must rise by at least this much (absolute)
-    tolerance: float = 0.02  # no other metric may fall by more than this
+    """How much a challenger must gain, how much it may lose elsewhere, and at which depths
+    (AITL_RETRIEVE_K, AITL_CONTEXT_K) the gate reads the metrics: those drafts use."""
+
+    margin: float = 0.005  # the deciding metric must rise by at least this much (absolute)
+    tolerance: float = 0.02  # no other pipeline metric may fall by more than this
+    retrieve_k: int = RETRIEVE_K
+    context_k: int = CONTEXT_K
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GatePolicy:
+        return cls(
+            settings.gate_margin, settings.gate_tolerance, settings.retrieve_k, settings.context_k
+        )
+
+    def order(self, kind: str) -> tuple[str, ...]:
+        """The metrics that decide a ``kind``'s promotion, first to last: a retriever is judged
+        on what it hands the reranker, a reranker on what it keeps for the draft (reranking
+        cannot move recall@retrieve_k)."""
+        head = {"retriever": f"recall@{self.retrieve_k}", "reranker": f"precision@{self.context_k}"}
+        if kind not in head:
+            raise ValueError(f"no metric order for {kind!r}; one of {', '.join(head)}")
+        return tuple(dict.fromkeys((head[kind], f"ndcg@{self.context_k}", MRR)))
+
+    def blocks(self, name: str) -> bool:
+        """Whether a fall in ``name`` past tolerance refuses a challenger: every metric but the
+        paper's at depths drafts do not use (reported, not gating)."""
+        return name not in reported_only(self.retrieve_k, self.context_k)
 
 
 @dataclass(frozen=True)
 class Decision:
     promote: bool
     reason: str
+    metric: str = ""  # the metric that decided; empty when none could
+    ceiling: tuple[str, ...] = ()  # metrics skipped: at their ceiling for both sides
 
 
 def decide(
-    champion: EvalResult, challenger: EvalResult, policy: GatePolicy, primary: str | None = None
+    champion: EvalResult,
+    challenger: EvalResult,
+    policy: GatePolicy,
+    *,
+    kind: str | None = None,
+    order: Sequence[str] | None = None,
 ) -> Decision:
-    """Promote on a clear gain in the primary metric with nothing else worse past tolerance.
+    """Promote on a clear gain in the first metric that can still move, with no other metric
+    worse past tolerance.
 
-    A reranker reorders only the head of the list, so its primary metric is precision@8, not
-    the retriever's recall@75 (which reranking cannot move).
+    The metrics come in ``order``, else ``policy.order(kind)``, else the challenger's primary
+    alone. One at its ceiling for both sides (1.0, greater is better) cannot show a gain, so
+    it is skipped, said so, and the next decides; when all are, the champion stays. The
+    tolerance guards every metric but the deciding one, except the paper's recall@75,
+    precision@8 and ndcg@10 where drafts use other depths: those are reported, not blocking.
     """
-    primary = primary or challenger.primary
+    names = tuple(order or (policy.order(kind) if kind else (challenger.primary,)))
     sign = 1 if challenger.greater_is_better else -1
-    gain = sign * (challenger.metrics[primary] - champion.metrics[primary])
-    if gain < policy.margin:
-        return Decision(
-            False,
-            f"{primary} {champion.metrics[primary]:.4f} → {challenger.metrics[primary]:.4f}"
-            f" (needs +{policy.margin:.4f})",
-        )
+    ceiling = tuple(takewhile(lambda n: sign > 0 and _at_ceiling(champion, challenger, n), names))
+    if len(ceiling) == len(names):
+        return Decision(False, _all_at_ceiling(ceiling), "", ceiling)
+    metric = names[len(ceiling)]
+    said = f"{_skipped(ceiling, metric)}; " if ceiling else ""
+    before, after = champion.metrics[metric], challenger.metrics[metric]
+    moved = f"{metric} {before:.4f} → {after:.4f}"
+    if sign * (after - before) < policy.margin:
+        reason = f"{said}{moved} (needs +{policy.margin:.4f})"
+        return Decision(False, reason, metric, ceiling)
+    fell = _fell(champion, challenger, policy, metric, sign)
+    if fell:
+        return Decision(False, f"{said}{moved}, but {fell}", metric, ceiling)
+    reason = f"{said}{moved}, nothing else worse past tolerance"
+    return Decision(True, reason, metric, ceiling)
+
+
+def _at_ceiling(champion: EvalResult, challenger: EvalResult, name: str) -> bool:
+    return min(champion.metrics[name], challenger.metrics[name]) >= CEILING
+
+
+def _fell(
+    champion: EvalResult, challenger: EvalResult, policy: GatePolicy, metric: str, sign: int
+) -> str:
+    """The first guarded metric that fell past tolerance, in words; empty when none did."""
     for name, before in champion.metrics.items():
         after = challenger.metrics.get(name, before)
-        if name != primary and sign * (after - before) < -policy.tolerance:
-            return Decision(False, f"{name} fell {before:.4f} → {after:.4f}")
-    return Decision(
-        True,
-        f"{primary} {champion.metrics[primary]:.4f} → {challenger.metrics[primary]:.4f},"
-        " nothing else worse past tolerance",
+        if name != metric and policy.blocks(name) and sign * (after - before) < -policy.tolerance:
+            return f"{name} fell {before:.4f} → {after:.4f}"
+    return ""
+
+
+def _skipped(skipped: Sequence[str], metric: str) -> str:
+    verb = "is at its ceiling" if len(skipped) == 1 else "are at their ceiling"
+    return f"{_names(skipped)} {verb} (1.0000) for both: deciding on {metric}"
+
+
+def _all_at_ceiling(ceiling: Sequence[str]) -> str:
+    every = "is at its ceiling" if len(ceiling) == 1 else "are all at their ceiling"
+    return (
+        f"{_names(ceiling)} {every} (1.0000) for both: no metric can show a gain,"
+        " so the champion stays"
     )
+
+
+def _names(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 class Registry:
@@ -155,6 +227,17 @@ class Registry:
         back = previous.version if previous else "the shipped model"
         log.info("rolled back %s to %s: %s", kind, back, reason)
         return previous
+
+    def retire(self, kind: str, version: str, reason: str) -> None:
+        """A challenger stops being served (the online test found it worse, or no better);
+        older challengers of its kind retire with it."""
+        with self._one_change_at_a_time(f"retiring {kind} {version}"):
+            row = self._get(kind, version)
+            if row.status == "champion":
+                raise RegistryError(f"{kind} {version} is the champion: roll it back instead")
+            with self.db.connection() as conn:
+                store.retire_challengers(conn, kind, version, reason)
+        log.info("retired %s %s: %s", kind, version, reason)
 
     @contextmanager
     def _one_change_at_a_time(self, what: str) -> Iterator[None]:

@@ -12,15 +12,41 @@ TRIGGERS = {"schedule": "The weekly retrain", "app_home": "The retrain", "cli": 
 
 
 def decision_lines(decisions: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Per model, promoted or kept, and why (the metric before → after)."""
+    """Per model, promoted or kept, on which metric, and why (the metric before → after)."""
     lines = []
     for kind in KINDS:
         decision = decisions.get(kind)
         if not decision:
             continue
         verdict = "promoted" if decision.get("promoted") else "kept the current model"
-        lines.append(f"{kind}: {verdict} ({decision.get('reason', 'no reason recorded')})")
+        reason = decision.get("reason", "no reason recorded")  # names any metric skipped
+        on = f", decided on {decision['metric']}" if decision.get("metric") else ""
+        lines.append(f"{kind}: {verdict}{on} ({reason})")
     return lines
+
+
+def decision_summary(decisions: Mapping[str, Mapping[str, Any]]) -> str:
+    """A run's decisions on one line (``aitl flywheel runs``): kept or promoted, on which
+    metric."""
+    return "; ".join(
+        f"{kind}: {'promoted' if d.get('promoted') else 'kept'}{decided_by(d)}"
+        for kind, d in decisions.items()
+    )
+
+
+def decided_by(decision: Mapping[str, Any]) -> str:
+    """The metric the gate decided on and those it skipped at their ceiling, as in
+    `` on ndcg@5 (recall@20 at its ceiling)``; empty for a decision recorded before the gate
+    said so, or not by the IR gate (the generator's)."""
+    metric, ceiling = decision.get("metric"), decision.get("at_ceiling") or []
+    if not metric and not ceiling:
+        return ""
+    if not metric:
+        return f" (every gate metric at its ceiling: {', '.join(ceiling)})"
+    if not ceiling:
+        return f" on {metric}"
+    their = "its" if len(ceiling) == 1 else "their"
+    return f" on {metric} ({', '.join(ceiling)} at {their} ceiling)"
 
 
 def first_line(error: str, limit: int = 300) -> str:

@@ -14,6 +14,8 @@ from aitl.core.db import Database
 from aitl.core.logs import mask
 from aitl.core.settings import Settings
 from flywheel.cycle import CycleReport, Flywheel, Progress
+from flywheel.online import Duel, OnlineDecision
+from flywheel.online import note as online_note
 from flywheel.registry import Registry
 from rag import factory
 
@@ -94,3 +96,17 @@ class FlywheelServices:
 
     def run_cycle(self, trigger: str, progress: Progress | None = None) -> CycleReport:
         return Flywheel(self.settings, self.db, progress=progress).run(trigger)
+
+    @cached_property
+    def online(self) -> OnlineDecision:
+        return OnlineDecision(self.settings, self.db, self.registry)
+
+    def decide_duel(self) -> Duel | None:
+        """Act on the online A/B test if it has decided (see ``flywheel.online``), and tell
+        the admins as for a cycle: a promotion as a change, a retirement as none to what
+        serves. Returns the duel when it acted."""
+        duel = self.online.check()
+        if duel is not None:
+            outcome: CycleOutcome = "promoted" if duel.action == "promote" else "unchanged"
+            self.tell_cycle_end(online_note(duel), outcome=outcome, asked_by=None)
+        return duel

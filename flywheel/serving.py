@@ -39,23 +39,43 @@ class Served:
 
 
 def served(settings: Settings, rows: list[store.ModelRow]) -> Served:
-    """The registry's champions, and the generator challenger: the newest trained adapter,
-    else, while the extractive drafter is champion, the LLM itself (``AITL_LLM_CHALLENGER``)."""
+    """The registry's champions, and the generator challenger in the online A/B test: the
+    oldest challenger not yet decided (one test at a time: adapters trained meanwhile wait
+    their turn), else, while the extractive drafter is champion, the untrained LLM itself
+    (``AITL_LLM_CHALLENGER``) until the test retires it."""
     live = {r.kind: r for r in rows if r.status == "champion"}
     update = {}
     if "reranker" in live:
         update["reranker_model"] = live["reranker"].path
     backend = factory.llm_backend(settings)
-    challengers = [r for r in rows if r.kind == "generator" and r.status == "challenger"]
-    newest = max(challengers, key=lambda r: r.id) if challengers and backend else None
+    in_test = min(challengers(rows), key=lambda r: r.id, default=None) if backend else None
     champion = live.get("generator") if backend else None
-    untrained = backend is not None and newest is None and champion is None
+    # the untrained LLM stays out once the online test has decided on it
+    decided = any(r.kind == "generator" and r.version == factory.SHIPPED_LLM for r in rows)
+    untrained = backend is not None and in_test is None and champion is None and not decided
     return Served(
         settings.model_copy(update=update),
         champion,
-        newest,
+        in_test,
         untrained and settings.generator == "extractive",
     )
+
+
+def challengers(rows: list[store.ModelRow]) -> list[store.ModelRow]:
+    """The generator challengers: the one in the A/B test and those waiting, oldest first."""
+    found = [r for r in rows if r.kind == "generator" and r.status == "challenger"]
+    return sorted(found, key=lambda r: r.id)
+
+
+def names(choice: Served) -> tuple[str, str]:
+    """Champion and challenger as drafts record them and the online duel counts them."""
+    settings = choice.settings
+    champion = (
+        choice.champion.version if choice.champion else factory.shipped_generator_name(settings)
+    )
+    if choice.challenger is not None:
+        return champion, choice.challenger.version
+    return champion, factory.SHIPPED_LLM if choice.llm_challenger else ""
 
 
 def adapter_of(row: store.ModelRow) -> Path | None:
@@ -123,6 +143,10 @@ class LivePipeline:
         choice = served(self.settings, rows)
         champion, challenger = drafters(choice)
         self._pipeline = factory.pipeline(
-            choice.settings, self.db, champion=champion, challenger=challenger
+            choice.settings,
+            self.db,
+            champion=champion,
+            challenger=challenger,
+            names=names(choice),
         )
         self._signature = signature

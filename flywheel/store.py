@@ -223,6 +223,125 @@ def standing_events(
     ).fetchall()
 
 
+@dataclass(frozen=True)
+class DuelAnswer:
+    """An answer standing on a duel's card: a preference or an adoption, where it was given."""
+
+    draft_set_id: int
+    kind: str
+    value: str
+    draft_id: int | None
+    agent_id: str
+    subject: str
+    source: str
+    channel: str | None
+    clicked_at: datetime
+
+
+def duel_answers(
+    conn: psycopg.Connection, set_ids: Sequence[int], until: datetime | None = None
+) -> list[DuelAnswer]:
+    """The preferences and adoptions standing on the draft sets ``set_ids``, now or as of
+    ``until`` (clicked before it)."""
+    cur = conn.cursor(row_factory=class_row(DuelAnswer))
+    return cur.execute(
+        """
+        SELECT DISTINCT ON (draft_set_id, kind, subject, agent_id)
+               draft_set_id, kind, value, draft_id, agent_id, subject, source,
+               source_ref->>'channel' AS channel, clicked_at
+        FROM feedback_events
+        WHERE draft_set_id = ANY(%(sets)s) AND kind IN ('preference', 'adoption')
+          AND (%(until)s::timestamptz IS NULL OR clicked_at < %(until)s)
+        ORDER BY draft_set_id, kind, subject, agent_id, id DESC
+        """,
+        {"sets": list(set_ids), "until": until},
+    ).fetchall()
+
+
+@dataclass(frozen=True)
+class DuelDecision:
+    """What the online test decided for a generator pair, and when."""
+
+    champion: str
+    challenger: str
+    verdict: str
+    action: str  # 'promoted' | 'retired'
+    duels: int
+    figures: dict
+    reason: str
+    decided_at: datetime
+
+
+def duel_decision(conn: psycopg.Connection, champion: str, challenger: str) -> str | None:
+    """The action already taken on this pair, if its test has decided."""
+    row = conn.execute(
+        "SELECT action FROM duel_decisions WHERE kind = 'generator' AND champion = %s"
+        " AND challenger = %s",
+        (champion, challenger),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def record_duel_decision(conn: psycopg.Connection, **row) -> bool:
+    """Store a pair's decision once; False when it was already stored."""
+    return (
+        conn.execute(
+            "INSERT INTO duel_decisions (champion, challenger, verdict, action, duels, figures,"
+            " reason) VALUES (%(champion)s, %(challenger)s, %(verdict)s, %(action)s,"
+            " %(duels)s, %(figures)s, %(reason)s)"
+            " ON CONFLICT (kind, champion, challenger) DO NOTHING RETURNING id",
+            row,
+        ).fetchone()
+        is not None
+    )
+
+
+def duel_decisions(
+    conn: psycopg.Connection,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[DuelDecision]:
+    """The online decisions in ``[since, until)``, newest first."""
+    cur = conn.cursor(row_factory=class_row(DuelDecision))
+    return cur.execute(
+        "SELECT champion, challenger, verdict, action, duels, figures, reason, decided_at"
+        " FROM duel_decisions WHERE (%(since)s::timestamptz IS NULL OR decided_at >= %(since)s)"
+        " AND (%(until)s::timestamptz IS NULL OR decided_at < %(until)s)"
+        " ORDER BY decided_at DESC, id DESC",
+        {"since": since, "until": until},
+    ).fetchall()
+
+
+def retire_older_challengers(
+    conn: psycopg.Connection, kind: str, version: str, decision: str
+) -> int:
+    """Challengers of ``kind`` registered before ``version`` retire: only the newest drafts."""
+    conn.execute(REGISTRY_LOCK)
+    return conn.execute(
+        "UPDATE model_registry SET status = 'retired', retired_at = now(), decision = %s"
+        " WHERE kind = %s AND status = 'challenger'"
+        " AND id < (SELECT id FROM model_registry WHERE kind = %s AND version = %s)",
+        (decision, kind, kind, version),
+    ).rowcount
+
+
+def retire_challengers(conn: psycopg.Connection, kind: str, version: str, decision: str) -> int:
+    """``version`` retires, and with it any older challenger of its kind (replaced already):
+    the next model trained becomes the challenger."""
+    conn.execute(REGISTRY_LOCK)
+    target = conn.execute(
+        "SELECT id FROM model_registry WHERE kind = %s AND version = %s", (kind, version)
+    ).fetchone()
+    if target is None:
+        return 0
+    return conn.execute(
+        "UPDATE model_registry SET status = 'retired', retired_at = now(), decision = %s"
+        " WHERE kind = %s AND status = 'challenger' AND id <= %s",
+        (decision, kind, target[0]),
+    ).rowcount
+
+
 # --- runs --------------------------------------------------------------------------------
 
 
@@ -506,10 +625,11 @@ def _make_champion(conn: psycopg.Connection, kind: str, version: str, decision: 
 
 
 def champions_signature(conn: psycopg.Connection) -> tuple:
-    """Changes whenever a champion or challenger changes: serving rebuilds its pipeline then."""
+    """Changes whenever a champion or challenger changes, or one retires (the online duel
+    retiring the untrained LLM adds a row of its own): serving rebuilds its pipeline then."""
     return tuple(
         conn.execute(
             "SELECT kind, version, status FROM model_registry"
-            " WHERE status IN ('champion', 'challenger') ORDER BY kind, version"
+            " WHERE status IN ('champion', 'challenger', 'retired') ORDER BY kind, version"
         ).fetchall()
     )

@@ -53,6 +53,14 @@ def generator(settings: Settings) -> Runnable[DraftInput, GeneratedDraft]:
     return ExtractiveDrafter(PromptLibrary(settings.prompts_dir))
 
 
+SHIPPED_LLM = "llm-base"  # the drafting LLM without an adapter, as duels and the registry name it
+
+
+def shipped_generator_name(settings: Settings) -> str:
+    """The drafter AITL_GENERATOR names, as duels count it: "extractive", or the LLM."""
+    return "extractive" if settings.generator == "extractive" else SHIPPED_LLM
+
+
 def llm_backend(settings: Settings) -> str | None:
     """The backend that serves the drafting LLM and the adapters a cycle trains for it:
     AITL_GENERATOR when it names one, else the local LLM as challenger (None: no LLM)."""
@@ -145,17 +153,23 @@ def pipeline(
     champion: Runnable[DraftInput, GeneratedDraft] | None = None,
     challenger: Runnable[DraftInput, GeneratedDraft] | None = None,
     versions: EmbeddingVersions | None = None,
+    names: tuple[str, str] | None = None,
 ) -> DraftPipeline:
     """A/B are champion vs challenger when a challenger exists (on AITL_CHALLENGER_SHARE of
-    the tickets), else the champion's two generation settings."""
+    the tickets), else the champion's two generation settings. ``names`` (champion,
+    challenger) are recorded on each draft, so the online duel knows who drafted it."""
+    champion_name, challenger_name = names or (shipped_generator_name(settings), "")
     champion = champion or generator(settings)
     first, second = variants(settings)
-    styles = (DraftMaker(champion, first, "variant"), DraftMaker(champion, second, "variant"))
+    styles = (
+        DraftMaker(champion, first, "variant", champion_name),
+        DraftMaker(champion, second, "variant", champion_name),
+    )
     contest = None
     if challenger is not None and settings.challenger_share > 0:
         contest = (
-            DraftMaker(champion, first, "champion"),
-            DraftMaker(challenger, first, "challenger"),
+            DraftMaker(champion, first, "champion", champion_name),
+            DraftMaker(challenger, first, "challenger", challenger_name),
         )
     retriever = Retriever(
         db, versions or embedding_versions(settings, db), ef_search=settings.hnsw_ef_search

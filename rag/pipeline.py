@@ -26,6 +26,9 @@ class DraftMaker:
     generator: Runnable[DraftInput, GeneratedDraft]
     variant: DraftVariant
     role: Literal["champion", "challenger", "variant"]
+    # who drafted, as the online duel counts it: a registry version, or the shipped
+    # "extractive" / "llm-base" / AITL_GENERATOR backend
+    name: str = ""
 
 
 class DraftPipeline:
@@ -123,6 +126,8 @@ class DraftPipeline:
     @staticmethod
     def _draft(label, output: GeneratedDraft, maker: DraftMaker, shared: dict) -> Draft:
         producer = {**shared, **output.producer, "role": maker.role}
+        if maker.name:
+            producer["generator"] = maker.name
         return Draft(label=label, text=output.text, citations=output.cited, producer=producer)
 
 

@@ -473,6 +473,41 @@ def challenger_labels(conn: psycopg.Connection, set_ids: Sequence[int]) -> dict[
     return dict(rows)
 
 
+@dataclass(frozen=True)
+class DuelSet:
+    """A draft set of one duel: the champion's draft against the challenger's."""
+
+    draft_set_id: int
+    champion_draft: int
+    challenger_draft: int
+    challenger_label: str  # "A" or "B"
+
+
+def duel_sets(conn: psycopg.Connection, champion: str, challenger: str) -> list[DuelSet]:
+    """Every draft set where generator ``champion`` drafted one reply and ``challenger`` the
+    other, in their roles (as recorded on the drafts), oldest first."""
+    rows = conn.execute(
+        """
+        SELECT draft_set_id,
+               min(id) FILTER (WHERE producer->>'role' = 'champion'),
+               min(id) FILTER (WHERE producer->>'role' = 'challenger'),
+               min(label) FILTER (WHERE producer->>'role' = 'challenger')
+        FROM rag_drafts
+        WHERE draft_set_id IN (
+            SELECT draft_set_id FROM rag_drafts
+            WHERE producer->>'role' = 'challenger' AND producer->>'generator' = %(challenger)s)
+        GROUP BY draft_set_id
+        HAVING count(*) FILTER (WHERE producer->>'role' = 'champion'
+                                  AND producer->>'generator' = %(champion)s) = 1
+           AND count(*) FILTER (WHERE producer->>'role' = 'challenger'
+                                  AND producer->>'generator' = %(challenger)s) = 1
+        ORDER BY draft_set_id
+        """,
+        {"champion": champion, "challenger": challenger},
+    ).fetchall()
+    return [DuelSet(*row) for row in rows]
+
+
 def live_chunk_ids_of_documents(conn: psycopg.Connection, external_ids: Sequence[str]) -> set[int]:
     """The live chunks of documents named by external id (a ticket's expected articles)."""
     rows = conn.execute(

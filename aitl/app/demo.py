@@ -10,12 +10,13 @@ week; the digest is posted to the managers. Web runs here; the worker and the sc
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,22 +25,27 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from aitl.app.demo_report import Card, compare
+from aitl.app.demo_time import PastWeeks
 from aitl.app.web import create_app
-from aitl.app.wiring import build_services
+from aitl.app.wiring import build_services, flywheel_services
 from aitl.core.db import Database
 from aitl.core.exceptions import AitlError
-from aitl.core.queue import build_deferrer
+from aitl.core.queue import build_deferrer, waiting_jobs
 from aitl.core.servers import serve_in_thread
 from aitl.core.settings import Settings
 from bot import store as bot_store
 from connectors import setup
-from connectors import store as zendesk_store
 from flywheel import store as feedback_store
 from flywheel.cycle import Flywheel
-from flywheel.digest.metrics import Window, week_metrics
+from flywheel.digest.report import duel_line
+from flywheel.online import note as online_note
+from flywheel.online import summary
+from flywheel.serving import CHECK_EVERY_S
 from rag import factory
 from rag import store as rag_store
 from rag.models import TicketRef
+from rag.prompts import PromptLibrary
 from sandboxes.agents.policy import AgentPolicy
 from sandboxes.agents.sandbox_agent import SandboxAgent, SimClock, card_of
 from sandboxes.slack.server import SlackSandbox, serve
@@ -78,6 +84,11 @@ class DemoOptions:
     # tickets whose drafts A/B are extractive vs LLM: SmolLM2 takes ~5 s a reply on 2 cores,
     # so all 300 would add about 20 minutes; a quarter still gives the cycle its pairs
     challenger_share: float = 0.25
+    cycles: int = 2  # weekly cycles, spread evenly over the stream's weeks
+    # the demo's cycles train the LLM on fewer pairs and check it on fewer tickets than the
+    # product's defaults (48 and 12) so that the whole run fits in 15 minutes; said in its output
+    generator_pairs: int = 16
+    generator_eval_tickets: int = 6
 
 
 @dataclass(frozen=True)
@@ -90,15 +101,32 @@ class StreamTicket:
 
 
 @dataclass
+class CycleOutcome:
+    """One weekly cycle of the demo and what agents saw in the weeks before and after it."""
+
+    after_week: int
+    ran_at: datetime  # the calendar time it stands for
+    run: dict[str, Any]
+    weeks_before: list[int] = field(default_factory=list)
+    weeks_after: list[int] = field(default_factory=list)
+    # (figure, before, after, change) on the tickets before and after it
+    seen: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+
+@dataclass
 class DemoReport:
     tickets: int = 0
     threads: int = 0
     clicks: int = 0
+    replies_sent: int = 0
     events: int = 0
     weeks: int = 0
-    cycle: dict[str, Any] = field(default_factory=dict)
-    before: dict[str, float | None] = field(default_factory=dict)
-    after: dict[str, float | None] = field(default_factory=dict)
+    first_week: str = ""  # the Monday the first replayed week stands for
+    cycles: list[CycleOutcome] = field(default_factory=list)
+    cards: list[Card] = field(default_factory=list)
+    duel_decisions: list[str] = field(default_factory=list)  # what the online test did
+    duel: str = ""  # the online test running at the end
+    settings_note: str = ""
     digest: dict[str, Any] = field(default_factory=dict)
     sandbox_url: str = ""
     zendesk_url: str = ""
@@ -145,14 +173,19 @@ class Demo:
 
         report = DemoReport()
         stream = load_stream(self.base.samples_dir / "ticket_stream.jsonl", self.options.tickets)
+        weeks = sorted({t.week for t in stream})
+        calendar = PastWeeks(self.db, len(weeks))
+        report.first_week = calendar.week_start(0).date().isoformat()
         self._ingest()
         clock = SimClock()
         slack, zendesk = stack.enter_context(self._sandboxes(clock))
         settings = self._product_settings(slack, zendesk)
+        report.settings_note = self._settings_note(settings)
         web = stack.enter_context(self._web(settings))
         slack.app_url = f"{web.url}/slack/events"
         report.sandbox_url, report.zendesk_url = slack.base_url, f"{zendesk.url}/sandbox/zendesk"
         services = build_services(settings, self.db, build_deferrer(self.db.url))
+        flywheel = flywheel_services(settings, self.db, services.slack)
         setup.connect(
             services.zendesk,
             email=zendesk.agent_email,
@@ -160,24 +193,43 @@ class Demo:
             public_url=web.url,
         )
         stack.enter_context(self._processes(settings))
-        agents = self._agents(slack, clock)
-        weeks = sorted({t.week for t in stream})
-        started = datetime.now(UTC)
-        for week in weeks[:-1]:
+        agents = self._agents(slack, clock, settings)
+        cycle_after = cycle_weeks(weeks, self.options.cycles)
+        self.say(
+            f"{len(weeks)} weeks of tickets, replayed as the weeks from {report.first_week};"
+            f" a cycle after week{'s' if len(cycle_after) > 1 else ''}"
+            f" {', '.join(str(w) for w in cycle_after) or 'none'}"
+        )
+        last_cycle = -1
+        for n, week in enumerate(weeks):
             self._week(report, week, [t for t in stream if t.week == week], zendesk, agents)
-        # clicks carry up to a minute of reading time ahead of the wall clock, and the worker
-        # loads promoted models within seconds: the last week starts after both
-        cycle_at = datetime.now(UTC) + timedelta(seconds=60)
-        report.cycle = self._cycle(settings)
-        pause = (cycle_at - datetime.now(UTC)).total_seconds()
-        if pause > 0:
-            self.say(f"giving the worker {pause:.0f} s to load what the cycle promoted")
-            time.sleep(pause)
-        for week in weeks[-1:]:
-            self._week(report, week, [t for t in stream if t.week == week], zendesk, agents)
+            self._drain(zendesk)
+            self._decide_online(report, flywheel)
+            calendar.settle(calendar.week_start(n))
+            if week not in cycle_after:
+                continue
+            outcome = self._cycle(settings, week, calendar.cycle_time(n))
+            outcome.weeks_before = [w for w in weeks if last_cycle < w <= week]
+            report.cycles.append(outcome)
+            last_cycle = week
+            self._decide_online(report, flywheel)
+            calendar.settle(calendar.cycle_time(n))
+            # workers rebuild their pipeline from the registry within seconds
+            self.say("giving the worker a few seconds to load what changed")
+            time.sleep(CHECK_EVERY_S + 2)
+        for outcome in report.cycles:
+            later = [c.after_week for c in report.cycles if c.after_week > outcome.after_week]
+            end = later[0] if later else weeks[-1]
+            outcome.weeks_after = [w for w in weeks if outcome.after_week < w <= end]
         report.weeks = len(weeks)
-        report.before, report.after = self._online(started, cycle_at)
-        report.digest = self._digest(services)
+        report.cards = self._cards(report.cards)
+        for outcome in report.cycles:
+            before = [c for c in report.cards if c.week in outcome.weeks_before]
+            after = [c for c in report.cards if c.week in outcome.weeks_after]
+            outcome.seen = compare(before, after)
+        duel = flywheel.online.state()
+        report.duel = duel_line(summary(duel)) if duel else "no challenger drafts now"
+        report.digest = self._digest(services, calendar.week_start(len(weeks) - 1))
         with self.db.connection() as conn:
             report.events = feedback_store.event_count(conn)
         return report
@@ -225,8 +277,20 @@ class Demo:
                 "zendesk_email": zendesk.agent_email,
                 "zendesk_api_token": _secret(zendesk.api_token),
                 "challenger_share": self.options.challenger_share,
+                "generator_max_pairs": self.options.generator_pairs,
+                "generator_eval_tickets": self.options.generator_eval_tickets,
             }
         )
+
+    def _settings_note(self, settings: Settings) -> str:
+        """What the demo runs differently from the product's defaults, said up front."""
+        defaults = Settings.model_fields
+        changed = [
+            f"{name.upper()}={getattr(settings, name)} (default {defaults[name].default})"
+            for name in ("generator_max_pairs", "generator_eval_tickets", "challenger_share")
+            if getattr(settings, name) != defaults[name].default
+        ]
+        return "demo settings: AITL_" + ", AITL_".join(changed) if changed else ""
 
     @contextmanager
     def _web(self, settings: Settings):
@@ -260,7 +324,7 @@ class Demo:
                 except subprocess.TimeoutExpired:
                     child.kill()
 
-    def _agents(self, slack, clock) -> list[Any]:
+    def _agents(self, slack, clock, settings: Settings) -> list[Any]:
 
         ids = [AGENT_ALICE, AGENT_BOB]
         for name in AGENT_NAMES[2 : self.options.agents]:
@@ -270,6 +334,7 @@ class Demo:
             ids.append(user)
         slack.add_usergroup(AGENTS_GROUP, "agents", ids[: self.options.agents])
         policy = AgentPolicy(noise=self.options.noise, careless_share=self.options.careless)
+        closing = PromptLibrary(settings.prompts_dir).text("closing.txt")
         return [
             SandboxAgent(
                 slack,
@@ -279,6 +344,7 @@ class Demo:
                 policy,
                 seed=self.options.seed + n,
                 clock=clock,
+                boilerplate=(closing,),
             )
             for n, user in enumerate(ids[: self.options.agents])
         ]
@@ -294,13 +360,14 @@ class Demo:
                 f"customer{report.tickets + n + 1}@example.com",
                 requester_name=f"Customer {report.tickets + n + 1}",
             )
-            refs[str(TicketRef.zendesk(created["id"]))] = ticket
+            refs[str(TicketRef.zendesk(created["id"]))] = (ticket, created["id"])
         report.tickets += len(tickets)
         cards = self._wait_for_cards(set(refs))
         report.threads += len(cards)
         slack = agents[0].sandbox
+        sent = 0
         for n, (ref, (channel, ts)) in enumerate(sorted(cards.items())):
-            ticket = refs[ref]
+            ticket, ticket_id = refs[ref]
             card = card_of(
                 slack.message(channel or SUPPORT_CHANNEL, ts), channel or SUPPORT_CHANNEL
             )
@@ -308,9 +375,42 @@ class Demo:
                 continue
             agent = agents[n % len(agents)]
             agent.clock.new_card()
+            gold = self._gold(ticket)
             gap = None if ticket.expected_articles else f"No article covers this: {ticket.subject}"
-            report.clicks += agent.annotate(card, self._gold(ticket), gap)
-        self.say(f"week {week}: {len(cards)} threads, {report.clicks:,} clicks so far")
+            answered = agent.annotate(card, gold, gap)
+            report.clicks += answered.clicks
+            report.cards.append(
+                Card(
+                    card.draft_set_id,
+                    week,
+                    bool(gold),
+                    bool(gold & set(card.sources)),
+                    False,
+                    False,
+                    0,
+                    0,
+                )
+            )
+            if answered.text:  # the agent sends the draft it used: Zendesk tells us
+                zendesk.add_comment(ticket_id, answered.text, public=True, author="agent")
+                sent += 1
+        report.replies_sent += sent
+        self.say(
+            f"week {week}: {len(cards)} threads, {sent} replies sent in Zendesk,"
+            f" {report.clicks:,} clicks so far"
+        )
+
+    def _drain(self, zendesk) -> None:
+        """Wait until Zendesk has delivered its webhooks and the worker has done its jobs, so
+        the week's rows are all written before they move to their week."""
+        zendesk.outbox.wait_idle(timeout=60)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with self.db.connection() as conn:
+                if not waiting_jobs(conn):
+                    return
+            time.sleep(0.5)
+        self.say("the worker still has jobs queued; going on")
 
     def _wait_for_cards(self, refs: set[str]) -> dict[str, tuple[str, str]]:
         deadline = time.monotonic() + self.options.card_timeout_s + 2 * len(refs)
@@ -334,43 +434,71 @@ class Demo:
         with self.db.connection() as conn:
             return rag_store.live_chunk_ids_of_documents(conn, ticket.expected_articles)
 
-    def _cycle(self, settings: Settings) -> dict[str, Any]:
+    def _cycle(self, settings: Settings, week: int, at: datetime) -> CycleOutcome:
 
-        self.say("the flywheel: judging the clicks, retraining, evaluating, gating")
+        self.say(f"the weekly cycle after week {week}: judging, retraining, evaluating, gating")
         report = Flywheel(settings, self.db, progress=lambda step: self.say(f"  {step}")).run(
             "demo"
         )
-        return {
+        run = {
             "status": report.status,
             "seconds": report.seconds,
             "metrics": report.metrics,
             "decisions": report.decisions,
             "error": report.error,
         }
+        return CycleOutcome(week, at, run)
 
-    def _online(self, started: datetime, cycle_at: datetime):
+    def _decide_online(self, report: DemoReport, flywheel) -> None:
+        """The online A/B test, as the scheduler checks it: promote or retire the challenger
+        once it has decided; admins are told in Slack."""
+        duel = flywheel.decide_duel()
+        if duel is not None:
+            line = online_note(duel)
+            report.duel_decisions.append(line)
+            self.say(f"  {line}")
 
-        now = datetime.now(UTC) + timedelta(seconds=120)
+    def _cards(self, cards: list[Card]) -> list[Card]:
+        """The demo's cards with what their agents answered, read back from the click log."""
         with self.db.connection() as conn:
-            sent = zendesk_store.sent_adoption
-            before = week_metrics(conn, Window(started, cycle_at), sent_adoption=sent)
-            after = week_metrics(conn, Window(cycle_at, now), sent_adoption=sent)
-        return _online_figures(before), _online_figures(after)
+            events = feedback_store.standing_events(conn, datetime.now(UTC) + timedelta(days=1))
+        by_set: dict[int, list] = {}
+        for event in events:
+            by_set.setdefault(event.draft_set_id, []).append(event)
+        found = []
+        for card in cards:
+            mine = by_set.get(card.draft_set_id, [])
+            marks = [e for e in mine if e.kind == "relevance"]
+            found.append(
+                dataclasses.replace(
+                    card,
+                    used=any(e.kind == "adoption" and e.value in ("as_is", "edited") for e in mine),
+                    missing=any(e.kind == "missing_knowledge" for e in mine)
+                    or any(
+                        e.kind == "adoption" and e.rationale.get("reason") == "missing_knowledge"
+                        for e in mine
+                    ),
+                    relevant_marks=sum(e.value == "relevant" for e in marks),
+                    marks=len(marks),
+                )
+            )
+        return found
 
-    def _digest(self, services) -> dict[str, Any]:
-        self.say("the weekly digest: to the managers and #support-leads")
+    def _digest(self, services, last_week: datetime) -> dict[str, Any]:
+        self.say("the weekly digest of the last replayed week: to the managers and #support-leads")
         digest = services.slack.digest
-        sent = digest.send(digest.window(datetime.now(UTC).date()))
+        sent = digest.send(digest.window(last_week.date()))
         return {"sent": sent.sent, "skipped": sent.skipped, "week": str(sent.week_start)}
 
 
-def _online_figures(metrics) -> dict[str, float | None]:
-    return {
-        "adoption_rate": metrics.adoption_rate,
-        "relevance_precision": metrics.relevance_precision,
-        "missing_rate": metrics.missing_rate,
-        "win_rate": metrics.win_rate,
-    }
+def cycle_weeks(weeks: Sequence[int], cycles: int) -> list[int]:
+    """The weeks after which a cycle runs: ``cycles`` of them, evenly spread, never after the
+    last week (nothing would come after it to show the effect)."""
+    if cycles <= 0 or len(weeks) < 2:
+        return []
+    cycles = min(cycles, len(weeks) - 1)
+    step = len(weeks) / (cycles + 1)
+    return sorted({weeks[max(0, round(step * (k + 1)) - 1)] for k in range(cycles)})
 
 
 def _secret(value: str):

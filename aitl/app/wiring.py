@@ -21,7 +21,7 @@ from aitl.core.settings import Settings
 from bot import home
 from bot.exceptions import HelpCenterRefused, HelpCenterUnavailable
 from bot.handoff import SlackHandoff
-from bot.home_views import ModelEntry
+from bot.home_views import DuelPanel, ModelEntry
 from bot.services import BotServices
 from connectors import exceptions as zendesk_errors
 from connectors import routing, setup
@@ -32,10 +32,12 @@ from flywheel.digest.content import digest_of
 from flywheel.digest.metrics import Window, last_full_week, week_of
 from flywheel.digest.render import render_chart
 from flywheel.digest.report import Digest
-from flywheel.registry import KINDS
+from flywheel.online import OnlineDecision
+from flywheel.registry import KINDS, Registry
 from flywheel.replies import record_sent_reply
 from flywheel.services import FlywheelServices
 from flywheel.serving import LivePipeline
+from rag import factory
 from rag.exceptions import RagError
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ def build_services(settings: Settings, db: Database, queue: procrastinate.App) -
         models=QueuedModelChanges(queue),
         help_center=ZendeskHelpCenter(zendesk),
         model_changes=lambda: model_changes(db),
+        duel=lambda: duel_panel(settings, db),
     )
     zendesk.handoff = SlackHandoff(slack)
     return Services(zendesk, slack, ready)
@@ -180,6 +183,27 @@ def registry_entries(db: Database) -> list[ModelEntry]:
         )
         for r in shown
     ]
+
+
+def duel_panel(settings: Settings, db: Database) -> DuelPanel | None:
+    """The generators' online A/B test as App Home shows it (None: no challenger drafts)."""
+    registry = Registry(db, factory.embedding_versions(settings, db))
+    duel = OnlineDecision(settings, db, registry).state()
+    if duel is None:
+        return None
+    preference, adoption = duel.preference, duel.adoption
+    return DuelPanel(
+        champion=duel.champion,
+        challenger=duel.challenger,
+        duels=preference.duels,
+        win_rate=preference.win_rate,
+        low=preference.low,
+        high=preference.high,
+        state=duel.reason,
+        adoptions=adoption.duels,
+        adoption_rate=adoption.win_rate,
+        decided=duel.decided,
+    )
 
 
 def model_changes(

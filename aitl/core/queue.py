@@ -133,6 +133,13 @@ def is_queued(conn, queueing_lock: str) -> bool:
     return bool(row[0])
 
 
+def waiting_jobs(conn) -> int:
+    """Jobs of any task waiting or running: none means the worker has caught up."""
+    return conn.execute(
+        "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
+    ).fetchone()[0]
+
+
 def jobs_of(
     conn, task_names: Sequence[str], *, exclude: int | None = None
 ) -> list[tuple[str, dict[str, Any], str, int]]:

@@ -206,6 +206,23 @@ class Settings(BaseSettings):
     gate_tolerance: float = Field(
         default=0.02, ge=0, description="Largest fall allowed in any other metric."
     )
+    duel_cron: str = Field(
+        default="*/15 * * * *",
+        description="When the online A/B test of the generators is checked and acted on.",
+    )
+    duel_alpha: float = Field(
+        default=0.05,
+        gt=0,
+        lt=0.5,
+        description="Chance that the online test ever decides between two equal generators.",
+    )
+    duel_tau: float = Field(
+        default=0.1, gt=0, le=0.5, description="Win-rate effect the online test is tuned for."
+    )
+    duel_min: int = Field(default=30, ge=1, description="Fewest duels before a decision.")
+    duel_max: int = Field(
+        default=400, ge=2, description="Duels after which 'no difference' retires a challenger."
+    )
     retriever_epochs: float = Field(default=1.0, gt=0)
     retriever_batch_size: int = Field(default=32, ge=2)
     reranker_epochs: float = Field(default=1.0, gt=0)
@@ -287,7 +304,12 @@ class Settings(BaseSettings):
         return value.expanduser().resolve()
 
     @field_validator(
-        "zendesk_poll_cron", "zendesk_kb_sync_cron", "kb_sync_cron", "retrain_cron", "digest_cron"
+        "zendesk_poll_cron",
+        "zendesk_kb_sync_cron",
+        "kb_sync_cron",
+        "retrain_cron",
+        "digest_cron",
+        "duel_cron",
     )
     @classmethod
     def _cron(cls, value: str) -> str:

@@ -22,7 +22,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.card_views import escape, escape_keeping_mentions
-from flywheel.digest.report import Digest, Gap, model_change_line
+from flywheel.digest.report import Digest, Gap, duel_decision_line, duel_line, model_change_line
 
 OPEN_REPORT = "aitl.digest.open"
 DRAFT_ARTICLE = "aitl.digest.draft_article"
@@ -69,6 +69,8 @@ def digest_blocks(digest: Digest) -> list[Block]:
         context += f"\nModel changes this week: {changes}" + (
             f"; and {more} more in the full report" if more > 0 else ""
         )
+    if digest.duel:
+        context += f"\nLive A/B test: {escape(duel_line(digest.duel))}"
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_cut(context, 2000))]))
     if digest.gaps:
         lines = [f"*Knowledge gaps* ({len(digest.gaps)})"]
@@ -108,6 +110,7 @@ def report_modal(digest: Digest, *, can_draft: bool, drafted: dict[str, str] | N
     blocks.append(DividerBlock())
     blocks.append(_section("*Last retrain*\n" + _retrain_line(digest, full=True)))
     blocks.append(_section(_model_changes(digest)))
+    blocks.append(_section(_cut(_duel(digest), 3000)))
     blocks.append(_section(_agents(digest)))
     blocks.append(DividerBlock())
     blocks.append(
@@ -180,6 +183,17 @@ def _model_changes(digest: Digest) -> str:
         return "*Model changes this week*\nNo model was promoted or rolled back."
     lines = [f"• {escape_keeping_mentions(model_change_line(c))}" for c in digest.model_changes]
     return "*Model changes this week*\n" + "\n".join(lines)
+
+
+def _duel(digest: Digest) -> str:
+    """The online A/B test: what it decided this week, and where it stands."""
+    lines = [f"• {escape(duel_decision_line(d))}" for d in digest.duel_decisions]
+    lines.append(
+        f"• Running: {escape(duel_line(digest.duel))}"
+        if digest.duel
+        else "• No challenger drafts beside the champion."
+    )
+    return "*Online A/B test of the drafts*\n" + "\n".join(lines)
 
 
 def _answers(digest: Digest) -> str:

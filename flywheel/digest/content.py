@@ -28,7 +28,7 @@ from flywheel.digest.metrics import (
 )
 from flywheel.digest.report import Digest, Figure, Gap
 from flywheel.reports import decision_lines
-from flywheel.store import ModelChange, model_changes
+from flywheel.store import DuelDecision, ModelChange, duel_decisions, model_changes
 
 Encode = Callable[[list[str]], np.ndarray]
 TREND_WEEKS = 4
@@ -57,6 +57,7 @@ def build_digest(
     fatigue: FatigueRules | None = None,
     now: datetime | None = None,
     sent_adoption: SentAdoption | None = None,
+    duel: dict[str, Any] | None = None,
 ) -> Digest:
     """Read the week, the four before it, the last retrain, the model changes and the gaps;
     nothing is written. ``sent_adoption`` counts the replies sent in the helpdesk."""
@@ -68,6 +69,7 @@ def build_digest(
     retrain = last_retrain(conn, window.end)
     clusters = gap_report(conn, encode, window.start, window.end, max_clusters=MAX_GAPS)
     changes = model_changes(conn, since=window.start, until=window.end)
+    decided = duel_decisions(conn, since=window.start, until=window.end)
     return Digest(
         week_start=window.start.date().isoformat(),
         label=window.label,
@@ -85,6 +87,8 @@ def build_digest(
         retrain=_retrain(retrain) if retrain else None,
         gaps=[_gap(c) for c in clusters],
         model_changes=[_model_change(c) for c in reversed(changes)],
+        duel=duel,
+        duel_decisions=[_duel_decision(d) for d in reversed(decided)],
     )
 
 
@@ -97,7 +101,25 @@ def digest_of(settings, db, window: Window, *, sent_adoption: SentAdoption | Non
             live_encode(settings, db),
             fast_click_s=settings.judge_min_read_s,
             sent_adoption=sent_adoption,
+            duel=running_duel(settings, db, window.end),
         )
+
+
+def running_duel(settings, db, end: datetime) -> dict[str, Any] | None:
+    """The live pair's online A/B test on the clicks before ``end``."""
+    from flywheel.online import OnlineDecision, summary
+    from flywheel.registry import Registry
+    from rag import factory
+
+    registry = Registry(db, factory.embedding_versions(settings, db))
+    duel = OnlineDecision(settings, db, registry).state(until=end)
+    return summary(duel) if duel else None
+
+
+def _duel_decision(decision: DuelDecision) -> dict[str, Any]:
+    row = dataclasses.asdict(decision)
+    row["decided_at"] = decision.decided_at.isoformat()
+    return row
 
 
 def live_encode(settings, db) -> Encode:

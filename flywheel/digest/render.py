@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import textwrap
 
-from flywheel.digest.report import Digest, model_change_line
+from flywheel.digest.report import Digest, duel_decision_line, duel_line, model_change_line
 
 CHART_SIZE = (1200, 560)  # pixels: wide enough for Slack's preview, legible on a phone
 DPI = 100
@@ -131,6 +131,13 @@ def render_markdown(digest: Digest, *, chart_name: str | None = "digest.png") ->
     lines += [f"- {model_change_line(c)}" for c in digest.model_changes] or [
         "No model was promoted or rolled back."
     ]
+    lines += ["", "## Online A/B test of the drafts", ""]
+    lines += [f"- {duel_decision_line(d)}" for d in digest.duel_decisions]
+    lines.append(
+        f"- Running: {duel_line(digest.duel)}"
+        if digest.duel
+        else "- No challenger drafts beside the champion."
+    )
     lines += ["", "## Agents", ""]
     lines += _agent_lines(digest)
     lines += ["", "## Knowledge gaps", ""]

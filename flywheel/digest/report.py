@@ -99,6 +99,10 @@ class Digest:
     model_changes: list[dict[str, Any]] = field(default_factory=list)
     # standing adoptions whose reasons' form was closed unsent (digests stored before: 0)
     adoption_without_reason: int = 0
+    # the generators' online A/B test at the week's end (None: no challenger drafted)
+    duel: dict[str, Any] | None = None
+    # what the online test decided in the week, oldest first
+    duel_decisions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -144,3 +148,33 @@ def model_change_line(change: dict[str, Any], *, why: bool = True) -> str:
     at = datetime.fromisoformat(change["at"])
     line = f"{change['kind']} {change['version']} {what} ({at:%a %d %b %H:%M} UTC)"
     return line + (f": {change['reason']}" if why and change.get("reason") else "")
+
+
+def duel_line(duel: dict[str, Any]) -> str:
+    """'Live A/B: challenger r7 vs champion extractive: preferred in 41% of 52 duels
+    (interval 27%–55%); running' — the running duel in one line."""
+    head = f"challenger {duel['challenger']} vs champion {duel['champion']}"
+    if duel.get("win_rate") is None:
+        figures = "no duels answered yet"
+    else:
+        figures = f"preferred in {duel['win_rate']:.0%} of {duel['duels']} duels"
+        if duel.get("low") is not None:
+            figures += f" (interval {duel['low']:.0%}–{duel['high']:.0%})"
+    if duel.get("adoption_rate") is not None:
+        figures += f", its draft used in {duel['adoption_rate']:.0%} of {duel['adoptions']}"
+    state = duel.get("decided") or {
+        "running": "test running",
+        "better": "better: promotion due",
+        "worse": "worse: retirement due",
+        "no_difference": "no difference detected",
+    }.get(duel.get("verdict", ""), "")
+    return f"{head}: {figures}; {state}"
+
+
+def duel_decision_line(decision: dict[str, Any]) -> str:
+    """'generator r7 retired by the online A/B test (Wed 02 Dec 10:02 UTC): …'."""
+    at = datetime.fromisoformat(decision["decided_at"])
+    return (
+        f"generator {decision['challenger']} {decision['action']} by the online A/B test"
+        f" against {decision['champion']} ({at:%a %d %b %H:%M} UTC): {decision['reason']}"
+    )

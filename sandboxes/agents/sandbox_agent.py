@@ -3,15 +3,18 @@ then clicks its buttons and fills its modals through the sandbox page's own endp
 click is a signed request to the app's ``/slack/events`` and takes the product's real path.
 
 What the agent knows is the ticket's gold articles (which chunks answer it); its policy says how
-careful it is (``bot.simulation.AgentPolicy``). The sandbox's clock is moved forward by the time
-it reads, so the click times the app records are those of a person.
+careful it is (``sandboxes.agents.policy.AgentPolicy``). It prefers the draft that says more of
+the right answer (the share of its sentences the gold articles support), ties drafts within
+``CLOSE`` of each other, and sends a draft that is mostly right (``USABLE``) as it is. The
+sandbox's clock is moved forward by the time it reads, so the click times the app records are
+those of a person.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -20,9 +23,13 @@ from aitl.core.db import Database
 from bot import actions
 from bot.actions import ButtonValue
 from bot.exceptions import BotError
+from flywheel.reply_metrics import faithfulness
 from rag import store as rag_store
-from sandboxes.agents.policy import AgentPolicy, preference
+from sandboxes.agents.policy import AgentPolicy
 from sandboxes.slack.server import SlackSandbox
+
+USABLE = 0.5  # a draft half of whose sentences the right article supports can be sent
+CLOSE = 0.15  # support closer than this reads as a tie
 
 
 class SandboxClickFailed(BotError):
@@ -48,6 +55,15 @@ class SimClock:
 
 
 @dataclass(frozen=True)
+class Answered:
+    """What an agent did with a card: the clicks sent, and the draft used (label and text)."""
+
+    clicks: int
+    used: str | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
 class Card:
     channel: str
     ts: str
@@ -66,6 +82,7 @@ class SandboxAgent:
         *,
         seed: int,
         clock: SimClock,
+        boilerplate: Sequence[str] = (),
     ) -> None:
         self.sandbox = sandbox
         self.act_url = f"{sandbox_url.rstrip('/')}/sandbox/act"
@@ -74,9 +91,11 @@ class SandboxAgent:
         self.policy = policy
         self.rng = random.Random(seed)
         self.clock = clock
+        self.boilerplate = tuple(boilerplate)  # the drafts' closing: not a claim to check
 
-    def annotate(self, card: Card, gold: Iterable[int], gap_note: str | None = None) -> int:
-        """Read the card and answer every question on it; returns the clicks sent."""
+    def annotate(self, card: Card, gold: Iterable[int], gap_note: str | None = None) -> Answered:
+        """Read the card and answer every question on it; returns the clicks sent and the
+        draft used, which the agent then sends to the customer."""
         gold = set(gold)
         careless = self.rng.random() < self.policy.careless_share
         self.clock.wait(0.5 if careless else self.policy.read_seconds)
@@ -86,17 +105,17 @@ class SandboxAgent:
             relevant = (chunk_id in gold) != (self.rng.random() < noise)
             action = actions.RELEVANT if relevant else actions.NOT_RELEVANT
             clicks += self._click(card, action, f"aitl.rel.{chunk_id}")
-        cited = self._citations(card.draft_set_id)
-        preferred = preference(cited, gold)
+        drafts = self._drafts(card.draft_set_id)
+        support = supported_shares(drafts, self._texts(gold), self.boilerplate)
+        preferred = preference_by_support(support)
         clicks += self._click(card, f"{actions.PREFER}.{preferred}")
-        label = preferred if preferred in ("A", "B") else None
-        used = label is not None and bool(set(cited[label]) & gold)
-        if used:
+        label = "A" if preferred == "tie" else preferred if preferred in ("A", "B") else None
+        if label is not None and support[label] >= USABLE:
             clicks += self._adopt(card, f"{actions.ADOPT}.as_is.{label}", "accurate")
-        else:
-            reason = "missing_knowledge" if gap_note else "generic"
-            clicks += self._adopt(card, f"{actions.ADOPT}.not_used", reason, gap_note)
-        return clicks
+            return Answered(clicks, label, drafts[label])
+        reason = "missing_knowledge" if gap_note else "generic"
+        clicks += self._adopt(card, f"{actions.ADOPT}.not_used", reason, gap_note)
+        return Answered(clicks)
 
     # --- clicks -----------------------------------------------------------------------------
 
@@ -155,10 +174,48 @@ class SandboxAgent:
             raise SandboxClickFailed(f"expected the {callback_id} modal, found {found}")
         return None
 
-    def _citations(self, draft_set_id: int) -> dict[str, list[int]]:
-        """What each draft cites: what the agent sees reading the drafts and their sources."""
+    def _drafts(self, draft_set_id: int) -> dict[str, str]:
+        """The card's drafts as the agent reads them."""
         with self.db.connection() as conn:
-            return {d.label: list(d.citations) for d in rag_store.drafts_of_set(conn, draft_set_id)}
+            return {d.label: d.text for d in rag_store.drafts_of_set(conn, draft_set_id)}
+
+    def _texts(self, gold: set[int]) -> list[str]:
+        """The passages that answer the ticket: what the agent knows to be right."""
+        if not gold:
+            return []
+        with self.db.connection() as conn:
+            refs = rag_store.chunk_refs(conn, sorted(gold))
+        return [ref.text for ref in refs.values()]
+
+
+def supported_shares(
+    drafts: dict[str, str], answer: list[str], boilerplate: Sequence[str] = ()
+) -> dict[str, float]:
+    """Per draft, the share of its sentences the articles that answer the ticket support: how
+    an agent who knows the answer reads a draft (0 when nothing answers the ticket). The
+    greeting (up to the first blank line) and ``boilerplate`` (the closing) are not read as
+    claims."""
+    return {
+        label: (faithfulness(_body(text), answer, boilerplate) or 0.0) if answer else 0.0
+        for label, text in drafts.items()
+    }
+
+
+def _body(draft: str) -> str:
+    """The draft without its greeting: every drafter opens with the same one."""
+    parts = draft.split("\n\n")
+    return "\n\n".join(parts[2:] if len(parts) > 3 else parts)
+
+
+def preference_by_support(support: dict[str, float]) -> str:
+    """The draft that says more of the right answer; a tie within ``CLOSE``; both bad when
+    neither is usable."""
+    a, b = support.get("A", 0.0), support.get("B", 0.0)
+    if max(a, b) < USABLE:
+        return "both_bad"
+    if abs(a - b) < CLOSE:
+        return "tie"
+    return "A" if a > b else "B"
 
 
 def card_of(message: dict, channel: str) -> Card | None:

@@ -28,10 +28,10 @@ def cli(database_url, tmp_path):
 def test_ingest_search_and_ask(cli, sample_kb):
     ingest = cli("kb", "ingest", str(sample_kb), "--source", "samples")
     assert ingest.exit_code == 0, ingest.output
-    assert "added 34" in ingest.output and "chunks embedded" in ingest.output
+    assert "added 60" in ingest.output and "chunks embedded" in ingest.output
 
     again = cli("kb", "ingest", str(sample_kb), "--source", "samples")
-    assert "added 0, updated 0, unchanged 34, deleted 0" in again.output
+    assert "added 0, updated 0, unchanged 60, deleted 0" in again.output
 
     search = cli("kb", "search", "how do I reset my password", "-k", "3")
     assert search.exit_code == 0 and "Reset your password" in search.output
@@ -44,7 +44,7 @@ def test_ingest_search_and_ask(cli, sample_kb):
     assert any("refund" in c["title"].lower() for c in payload["drafts"][0]["citations"])
 
     stats = cli("kb", "stats")
-    assert "documents: 34" in stats.output and "live" in stats.output
+    assert "documents: 60" in stats.output and "live" in stats.output
 
 
 def test_db_upgrade_and_status(cli):

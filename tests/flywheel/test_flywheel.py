@@ -130,10 +130,20 @@ def test_a_cycle_judges_trains_evaluates_and_promotes_through_the_gate(annotated
     with kb_db.connection() as conn:
         filtered = flywheel_store.filtered_event_ids(conn, report.run_id)
     assert len(filtered) == verdicts[0][1] and filtered <= {e.id for e in store_events(kb_db)}
+    [(config, stored)] = rows(kb_db, "SELECT config, decisions FROM flywheel_runs")
+    # the gate reads the metrics at the drafts' depths (AITL_RETRIEVE_K=20, AITL_CONTEXT_K=5)
+    assert config["gate"]["retriever"] == ["recall@20", "ndcg@5", "mrr@10"]
+    assert config["gate"]["reranker"] == ["precision@5", "ndcg@5", "mrr@10"]
     for kind in ("retriever", "reranker"):
         metrics = report.metrics[kind]
         assert set(metrics["champion"]) >= {"recall@75", "precision@8", "mrr@10", "ndcg@10"}
+        assert set(metrics["champion"]) >= {"recall@20", "precision@5", "ndcg@5"}
         assert report.decisions[kind]["promoted"] is True  # the gate was told to accept
+        # which metric decided, and those skipped at their ceiling, are on the run's record
+        decision = stored[kind]
+        assert decision["metric"] in config["gate"][kind]
+        assert decision["metric"] not in decision["at_ceiling"]
+        assert decision == report.decisions[kind]
     assert "extractive" in report.decisions["generator"]["reason"]
     champions = {
         r.kind: r for r in factory_registry(settings, kb_db).list() if r.status == "champion"

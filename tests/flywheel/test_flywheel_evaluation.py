@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from flywheel import evaluation
-from flywheel.evaluation import METRICS, EvalQuery, RetrieverEvaluator, retrieval_metrics, to_run
+from flywheel.evaluation import EvalQuery, RetrieverEvaluator, retrieval_metrics, to_run
 from flywheel.exceptions import NotEnoughData
 from rag.rerank import CrossEncoderReranker
 from tests.support.chunks import make_chunk
 from tests.support.tiny_models import build_cross_encoder
 
+PAPER_ONLY = ("recall@75", "precision@8", "ndcg@10")  # reported beside the drafts' depths
 QRELS = {
     "q1": {"a": 1, "b": 1},
     "q2": {"c": 1},
@@ -30,18 +31,31 @@ RUN = {
 
 
 def test_metrics_match_hand_computed_values():
-    result = retrieval_metrics(QRELS, RUN)
+    result = retrieval_metrics(QRELS, RUN, retrieve_k=10, context_k=5)
     ndcg_q1 = (1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
     ndcg_q2 = 1 / math.log2(4)
     assert result.queries == 4
-    assert result.primary == "recall@75"
+    assert result.primary == "recall@10"
     assert result.greater_is_better is True
-    assert tuple(result.metrics) == METRICS
+    assert tuple(result.metrics) == ("recall@10", "precision@5", "ndcg@5", "mrr@10", *PAPER_ONLY)
+    # at the drafts' depths: q4's chunk at rank 11 is past recall@10
+    assert result.metrics["recall@10"] == pytest.approx((1 + 1 + 0 + 0) / 4)
+    assert result.metrics["precision@5"] == pytest.approx((2 / 5 + 1 / 5 + 0 + 0) / 4)
+    assert result.metrics["ndcg@5"] == pytest.approx((ndcg_q1 + ndcg_q2) / 4)
+    # the paper's
     assert result.metrics["recall@75"] == pytest.approx((1 + 1 + 0 + 1) / 4)
     assert result.metrics["precision@8"] == pytest.approx((2 / 8 + 1 / 8 + 0 + 0) / 4)
     assert result.metrics["mrr@10"] == pytest.approx((1 + 1 / 3 + 0 + 0) / 4)
     assert result.metrics["ndcg@10"] == pytest.approx((ndcg_q1 + ndcg_q2) / 4)
-    assert result.score == result.metrics["recall@75"]
+    assert result.score == result.metrics["recall@10"]
+
+
+def test_the_depths_default_to_the_products():
+    assert tuple(retrieval_metrics(QRELS, RUN).metrics)[:3] == (
+        "recall@20",
+        "precision@5",
+        "ndcg@5",
+    )
 
 
 def test_primary_is_checked_and_an_unjudged_set_is_not_enough_data():
@@ -101,9 +115,10 @@ def test_base_model_finds_the_known_answers_and_encodes_once(minilm_path, counte
     evaluator = RetrieverEvaluator(CHUNKS, QUERIES, k=4)
     result = evaluator.evaluate(minilm_path)
     assert result.queries == 4, "the unjudged ticket is not counted"
-    assert result.metrics["recall@75"] == 1.0
+    assert result.metrics["recall@75"] == result.metrics["recall@20"] == 1.0
     assert result.metrics["mrr@10"] == 1.0
     assert result.metrics["precision@8"] == pytest.approx(1 / 8)
+    assert result.metrics["precision@5"] == pytest.approx(1 / 5)
     ranked = evaluator.retrieve(minilm_path)
     assert all(len(hits) == 4 for hits in ranked.values()), "top k of six chunks"
     assert ranked["t2"][0][0] == 12

@@ -216,17 +216,17 @@ def test_datasets_from_kept_events():
 
 
 def result(**metrics) -> EvalResult:
-    return EvalResult(metrics, "recall@75", True, 10)
+    return EvalResult(metrics, "recall@20", True, 10)
 
 
 def test_the_gate_needs_a_real_gain_and_no_regression():
     policy = GatePolicy(margin=0.01, tolerance=0.02)
-    champion = result(**{"recall@75": 0.60, "precision@8": 0.30})
-    assert decide(champion, result(**{"recall@75": 0.65, "precision@8": 0.29}), policy).promote
-    small = decide(champion, result(**{"recall@75": 0.605, "precision@8": 0.40}), policy)
+    champion = result(**{"recall@20": 0.60, "precision@5": 0.30})
+    assert decide(champion, result(**{"recall@20": 0.65, "precision@5": 0.29}), policy).promote
+    small = decide(champion, result(**{"recall@20": 0.605, "precision@5": 0.40}), policy)
     assert not small.promote and "needs +0.0100" in small.reason
-    worse = decide(champion, result(**{"recall@75": 0.70, "precision@8": 0.20}), policy)
-    assert not worse.promote and "precision@8 fell" in worse.reason
+    worse = decide(champion, result(**{"recall@20": 0.70, "precision@5": 0.20}), policy)
+    assert not worse.promote and "precision@5 fell" in worse.reason
 
 
 def row(kind, version, status, path) -> ModelRow:

@@ -12,6 +12,7 @@ from bot.recorder import FeedbackRecorder
 from flywheel.cycle import Flywheel
 from flywheel.feedback import Feedback
 from flywheel.serving import LivePipeline
+from rag import factory
 from rag.models import Ticket
 from tests.conftest import make_settings
 from tests.support.flywheel import annotate_samples
@@ -100,11 +101,15 @@ def test_the_llm_challenger_trains_capped_and_is_checked_against_agents_replies(
         decision["version"],
     )
     assert metrics == generator["challenger"] and baseline == generator["champion"]
-    if status == "challenger":  # served in A/B in place of the untrained LLM
-        drafted = LivePipeline(settings, kb_db)().draft(Ticket("Hub", "My hub is offline"))
-        adapters = {d.producer.get("adapter") for d in drafted.drafts}
-        assert decision["version"] in adapters
-    else:
+    # the untrained LLM's A/B test runs on to its decision: the adapter waits its turn
+    [(base_status,)] = rows(
+        kb_db, "SELECT status FROM model_registry WHERE version = %s", factory.SHIPPED_LLM
+    )
+    assert base_status == "challenger"
+    drafted = LivePipeline(settings, kb_db)().draft(Ticket("Hub", "My hub is offline"))
+    generators = {d.producer["role"]: d.producer["generator"] for d in drafted.drafts}
+    assert generators == {"champion": "extractive", "challenger": factory.SHIPPED_LLM}
+    if status != "challenger":
         assert status == "rejected" and "rejected" in decision["reason"]
 
     # the next cycle goes on from the adapter drafts are served with

@@ -384,7 +384,7 @@ def sample_db(db):
     """``db`` with the sample KB (see ``database_url`` above)."""
     with db.connection() as conn:
         (documents,) = conn.execute("SELECT count(*) FROM kb_documents").fetchone()
-    assert documents == 34
+    assert documents == 60
     return db
 
 

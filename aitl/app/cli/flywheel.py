@@ -12,7 +12,7 @@ from rich.table import Table
 
 from flywheel import store
 from flywheel.export import export_datasets
-from flywheel.reports import decision_lines
+from flywheel.reports import decision_lines, decision_summary
 from flywheel.services import FlywheelServices
 
 app = typer.Typer(help="The retraining loop.", no_args_is_help=True)
@@ -70,9 +70,7 @@ def runs(ctx: typer.Context, limit: int = typer.Option(10, min=1)) -> None:
         found = store.runs(conn, limit)
     table = Table("run", "status", "trigger", "started", "seconds", "decisions / error")
     for r in found:
-        summary = r.error or "; ".join(
-            f"{k}: {'promoted' if v.get('promoted') else 'kept'}" for k, v in r.decisions.items()
-        )
+        summary = r.error or decision_summary(r.decisions)
         seconds = r.artefacts.get("seconds", "")
         table.add_row(
             str(r.id), r.status, r.trigger, f"{r.started_at:%Y-%m-%d %H:%M}", str(seconds), summary

@@ -133,7 +133,7 @@ def _effective_settings(ctx: typer.Context):
 
 def job_crons(settings) -> dict[str, str]:
     """Each scheduled job's crontab; a job whose part is not configured is absent."""
-    crons = {"retrain": settings.retrain_cron}
+    crons = {"retrain": settings.retrain_cron, "duel": settings.duel_cron}
     if settings.slack_configured:
         crons["digest"] = settings.digest_cron
     if settings.kb_sync_path is not None:
@@ -155,6 +155,7 @@ def scheduled_jobs(ctx: typer.Context) -> list[tuple[str, str, object]]:
     queue = services_queue(ctx)
     functions = {
         "retrain": lambda: flywheel_jobs.defer_cycle(queue, "schedule"),
+        "duel": lambda: _defer_once(queue, f"{flywheel_jobs.NAMESPACE}:duel"),
         "digest": lambda: digest_jobs.defer_send(queue),
         "zendesk_poll": lambda: _defer_once(queue, "connectors:poll"),
         "zendesk_kb_sync": lambda: _defer_once(queue, "connectors:sync_kb"),
@@ -219,6 +220,10 @@ def demo(
         max=1,
         help="Share of tickets drafted extractive vs LLM (the rest: two styles).",
     ),
+    cycles: int = typer.Option(2, min=0, help="Weekly cycles, spread over the weeks."),
+    quick: bool = typer.Option(
+        False, "--quick", help="A shorter run: 120 tickets, the LLM trained on 8 pairs."
+    ),
     once: bool = typer.Option(
         False, "--once", "--no-browser", help="Exit after the table instead of serving the page."
     ),
@@ -226,12 +231,14 @@ def demo(
     """The whole loop on the embedded defaults, against local Slack and Zendesk sandboxes."""
 
     options = DemoOptions(
-        tickets=tickets,
+        tickets=min(tickets, 120) if quick else tickets,
         agents=agents,
         noise=noise,
         careless=careless,
         sandbox_port=port,
         challenger_share=llm_share,
+        cycles=cycles,
+        **({"generator_pairs": 8, "generator_eval_tickets": 4} if quick else {}),
     )
     console.rule("AITL demo: Zendesk → drafts in Slack → clicks → retraining → digest")
     started = time.monotonic()
@@ -258,55 +265,86 @@ def _serve_until_interrupted(report) -> None:
 def _print_demo(report, seconds: float | None) -> None:
 
     console.print(
-        f"{report.tickets} tickets over {report.weeks} simulated weeks → {report.threads} Slack"
-        f" threads; {report.clicks:,} clicks sent, {report.events:,} events stored"
+        f"{report.tickets} tickets over {report.weeks} simulated weeks (from the week of"
+        f" {report.first_week}) → {report.threads} Slack threads; {report.clicks:,} clicks sent,"
+        f" {report.replies_sent:,} replies sent in Zendesk, {report.events:,} events stored"
         + (f"; {seconds:,.0f} s" if seconds is not None else "")
     )
-    cycle = report.cycle
-    table = Table(title=f"the flywheel cycle ({cycle.get('status')}, {cycle.get('seconds')} s)")
+    if report.settings_note:
+        console.print(report.settings_note)
+    for outcome in report.cycles:
+        _print_cycle(outcome)
+    if not report.cycles:
+        console.print("no cycle ran (fewer than two weeks of tickets)")
+    console.print(
+        "the online A/B test of the drafts (Prefer clicks, ties half, both bad left out):"
+    )
+    for line in report.duel_decisions:
+        console.print(f"  {line}")
+    console.print(f"  now: {report.duel}")
+    digest = report.digest
+    console.print(
+        f"digest of the week of {digest.get('week')}: sent to {', '.join(digest.get('sent', []))}"
+        + (f"; skipped {digest['skipped']}" if digest.get("skipped") else "")
+    )
+
+
+def _print_cycle(outcome) -> None:
+    """One cycle: the gate's figures and decisions, then what agents saw before and after."""
+    run = outcome.run
+    table = Table(
+        title=f"the cycle after week {outcome.after_week} ({outcome.ran_at:%a %d %b %H:%M} UTC):"
+        f" {run.get('status')}, {run.get('seconds')} s"
+    )
     for column in ("model", "metric", "before (champion)", "after (challenger)", "decision"):
         table.add_column(column)
-    for kind, metrics in (cycle.get("metrics") or {}).items():
-        decision = (cycle.get("decisions") or {}).get(kind, {})
+    decisions = run.get("decisions") or {}
+    for kind, metrics in (run.get("metrics") or {}).items():
+        decision = decisions.get(kind, {})
         verdict = "promoted" if decision.get("promoted") else "kept"
         champion, challenger = metrics.get("champion", {}), metrics.get("challenger", {})
-        for n, name in enumerate(champion or challenger):
-            before, after = champion.get(name), challenger.get(name)
+        names = [
+            n
+            for n in (champion or challenger)
+            if isinstance((champion or challenger)[n], int | float)
+        ]
+        for n, name in enumerate(names):
+            deciding = name == decision.get("metric")
             table.add_row(
                 kind if n == 0 else "",
-                name,
-                _number(before),
-                _number(after),
+                f"{name} ◀" if deciding else name,
+                _number(champion.get(name)),
+                _number(challenger.get(name)),
                 verdict if n == 0 else "",
             )
-    for kind, decision in (cycle.get("decisions") or {}).items():
-        if kind not in (cycle.get("metrics") or {}):
-            table.add_row(kind, "", "", "", decision.get("reason", ""))
+    for kind in decisions:
+        if kind not in (run.get("metrics") or {}):
+            table.add_row(kind, "", "", "", "skipped")
     console.print(table)
-    for kind, decision in (cycle.get("decisions") or {}).items():
+    if run.get("error"):
+        console.print(f"  {run['error']}")
+    for kind, decision in decisions.items():
         console.print(f"  {kind}: {decision.get('reason', '')}")
-    training = ((cycle.get("metrics") or {}).get("generator") or {}).get("training")
+    training = ((run.get("metrics") or {}).get("generator") or {}).get("training")
     if training:
         console.print(
             f"  generator training: {training['pairs']} preference pairs"
             f" ({training['left_by_cap']} older left by the cap) in {training['seconds']} s,"
             f" {training['pairs_per_s']} pairs/s"
         )
-    online = Table(title="what agents saw: before the cycle vs the week after")
-    for column in ("figure", "before", "after"):
-        online.add_column(column)
-    for name in ("adoption_rate", "relevance_precision", "missing_rate", "win_rate"):
-        online.add_row(
-            name.replace("_", " "),
-            _percent(report.before.get(name)),
-            _percent(report.after.get(name)),
-        )
-    console.print(online)
-    digest = report.digest
-    console.print(
-        f"digest of the week of {digest.get('week')}: sent to {', '.join(digest.get('sent', []))}"
-        + (f"; skipped {digest['skipped']}" if digest.get("skipped") else "")
+    seen = Table(
+        title=f"what agents saw: weeks {_weeks(outcome.weeks_before)} before it vs weeks"
+        f" {_weeks(outcome.weeks_after)} after it (95% intervals)"
     )
+    for column in ("figure", "before", "after", "change"):
+        seen.add_column(column)
+    for row in outcome.seen:
+        seen.add_row(*row)
+    console.print(seen)
+
+
+def _weeks(weeks) -> str:
+    return f"{weeks[0]}–{weeks[-1]}" if len(weeks) > 1 else str(weeks[0]) if weeks else "none"
 
 
 def _number(value) -> str:
