@@ -136,7 +136,10 @@ def judge(champion: str, challenger: str, seen: Outcomes, policy: SequentialPoli
     preference = test_duels(seen.preference, policy)
     adoption = test_duels(seen.adoption, policy)
     pools = {pool: test_duels(scores, policy) for pool, scores in sorted(seen.pools.items())}
-    said = f"preferences: {preference.describe()}; adoptions: {adoption.describe()}"
+    said = (
+        f"preferences: {preference.describe()}; adoptions:"
+        f" {adoption.describe('challenger’s draft used', 'adoption')}"
+    )
     against = [pool for pool, state in pools.items() if state.verdict == "worse"]
     action: Action = "running"
     verdict = "running"
@@ -272,12 +275,20 @@ def summary(duel: Duel) -> dict:
     }
 
 
-def note(duel: Duel) -> str:
-    """What admins are told when the online test acts."""
+def note(duel: Duel, next_challenger: str | None = None) -> str:
+    """What admins are told when the online test acts, and what drafts beside it now."""
     done = "promoted" if duel.action == "promote" else "retired"
     serving = (
         f"`{duel.challenger}` drafts as the champion from now on"
         if duel.action == "promote"
-        else f"`{duel.champion}` stays; the next adapter a cycle trains becomes the challenger"
+        else f"`{duel.champion}` stays the champion"
     )
-    return f"Online A/B test: challenger `{duel.challenger}` {done}. {duel.reason}. {serving}."
+    after = (
+        f"`{next_challenger}`, which waited its turn, is the challenger now"
+        if next_challenger
+        else "the next adapter a cycle trains becomes the challenger"
+    )
+    return (
+        f"Online A/B test: challenger `{duel.challenger}` {done}. {duel.reason}."
+        f" {serving}; {after}."
+    )

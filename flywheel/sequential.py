@@ -123,24 +123,25 @@ class SequentialState:
         """The interval's confidence level, 1 - alpha."""
         return 1.0 - 1.0 / self.threshold
 
-    def describe(self) -> str:
+    def describe(self, what: str = "challenger preferred", unit: str = "duel") -> str:
         """One line for a manager, e.g. "challenger preferred in 62% of 85 duels (95% interval
-        51%–72%): better (Λ 27.1 ≥ 20)"."""
+        51%–72%): better (Λ 27.1 ≥ 20)"; ``what`` and ``unit`` name the signal (an adoption
+        reads "challenger's draft used in … of … adoptions")."""
         level = f"{self.level * 100:g}%"
         needs = f"Λ ≥ {_number(self.threshold)}"
         if self.win_rate is None or self.low is None or self.high is None:
-            head = "no duels yet"
+            head = f"no {unit}s yet"
         else:
             head = (
-                f"challenger preferred in {self.win_rate:.0%} of {self.duels} "
-                f"{'duel' if self.duels == 1 else 'duels'} "
+                f"{what} in {self.win_rate:.0%} of {self.duels} "
+                f"{unit if self.duels == 1 else unit + 's'} "
                 f"({level} interval {self.low:.0%}–{self.high:.0%})"
             )
         stat = _number(self.statistic)
         if self.verdict == "running":
-            wait = f"needs {needs} or {self.max_duels} duels"
+            wait = f"needs {needs} or {self.max_duels} {unit}s"
             if self.duels < self.min_duels:
-                wait = f"needs {self.min_duels} duels, then {needs}, or {self.max_duels} duels"
+                wait = f"needs {self.min_duels} {unit}s, then {needs}, or {self.max_duels} {unit}s"
             tail = f"running: {wait} (Λ {stat} now)" if self.duels else f"running: {wait}"
         elif self.verdict == "no_difference":
             tail = (
@@ -149,7 +150,8 @@ class SequentialState:
         else:
             tail = f"{self.verdict} (Λ {stat} ≥ {_number(self.threshold)})"
         if self.ignored:
-            tail += f"; {self.ignored} later {'duel' if self.ignored == 1 else 'duels'} not counted"
+            later = unit if self.ignored == 1 else unit + "s"
+            tail += f"; {self.ignored} later {later} not counted"
         return f"{head}: {tail}"
 
 

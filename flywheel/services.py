@@ -14,7 +14,7 @@ from aitl.core.db import Database
 from aitl.core.logs import mask
 from aitl.core.settings import Settings
 from flywheel.cycle import CycleReport, Flywheel, Progress
-from flywheel.online import Duel, OnlineDecision
+from flywheel.online import OnlineDecision
 from flywheel.online import note as online_note
 from flywheel.registry import Registry
 from rag import factory
@@ -101,12 +101,15 @@ class FlywheelServices:
     def online(self) -> OnlineDecision:
         return OnlineDecision(self.settings, self.db, self.registry)
 
-    def decide_duel(self) -> Duel | None:
+    def decide_duel(self) -> str | None:
         """Act on the online A/B test if it has decided (see ``flywheel.online``), and tell
         the admins as for a cycle: a promotion as a change, a retirement as none to what
-        serves. Returns the duel when it acted."""
+        serves. Returns what they were told, when it acted."""
         duel = self.online.check()
-        if duel is not None:
-            outcome: CycleOutcome = "promoted" if duel.action == "promote" else "unchanged"
-            self.tell_cycle_end(online_note(duel), outcome=outcome, asked_by=None)
-        return duel
+        if duel is None:
+            return None
+        after = self.online.pair()
+        text = online_note(duel, after[1] if after else None)
+        outcome: CycleOutcome = "promoted" if duel.action == "promote" else "unchanged"
+        self.tell_cycle_end(text, outcome=outcome, asked_by=None)
+        return text

@@ -428,12 +428,14 @@ def test_the_duel_job_promotes_and_tells_the_admins(settings, db, registry):
     services = FlywheelServices(
         settings, db, tell=lambda user, text: told.append((user, text)), admins=lambda: ["UA"]
     )
-    duel = services.decide_duel()
-    assert duel is not None and statuses(registry) == {"r1": "champion"}
+    add_generator(db, "r2")  # trained while r1's test ran: its turn comes next
+    said = services.decide_duel()
+    assert statuses(registry) == {"r1": "champion", "r2": "challenger"}
     [(user, text)] = told
-    assert user == "UA"
+    assert user == "UA" and text == said
     assert text.startswith("Online A/B test: challenger `r1` promoted.")
     assert "`r1` drafts as the champion from now on" in text
+    assert "`r2`, which waited its turn, is the challenger now" in text
     assert services.decide_duel() is None and len(told) == 1
 
 

@@ -242,3 +242,8 @@ def test_describe():
         "challenger preferred in 100% of 30 duels (99% interval 61%–100%): "
         "better (Λ 2,411 ≥ 100); 10 later duels not counted"
     )
+    adoptions = state(duels=1, win_rate=0.5, verdict="running", ignored=0)
+    assert adoptions.describe("challenger’s draft used", "adoption").startswith(
+        "challenger’s draft used in 50% of 1 adoption (95% interval"
+    )
+    assert "needs 30 adoptions, then" in adoptions.describe("its draft used", "adoption")

@@ -209,7 +209,9 @@ def sandbox(
 
 def demo(
     ctx: typer.Context,
-    tickets: int = typer.Option(300, min=1, help="Sample tickets to stream (of about 300)."),
+    tickets: int = typer.Option(
+        240, min=1, help="Sample tickets to stream, spread over the weeks (the stream has 300)."
+    ),
     agents: int = typer.Option(4, min=1, max=8, help="Simulated agents clicking."),
     noise: float = typer.Option(0.2, min=0, max=1, help="Share of relevance marks flipped."),
     careless: float = typer.Option(0.1, min=0, max=1, help="Share of cards clicked unread."),
