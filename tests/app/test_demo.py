@@ -41,6 +41,8 @@ def test_demo_once_runs_the_whole_loop(database_url, tmp_path):
     assert "weeks 0–1 before it vs weeks 2–3 after it" in out
     assert "weeks 2–3 before it vs weeks 4–5 after it" in out
     assert "the online A/B test of the drafts" in out and "now: " in out
+    assert "what the loop changed: " in out, "what was promoted or retired, or plainly nothing"
+    assert out.count(" done in ") == 6, "each replayed week says how long it took"
 
     with psycopg.connect(database_url) as conn:
 

@@ -210,7 +210,7 @@ def sandbox(
 def demo(
     ctx: typer.Context,
     tickets: int = typer.Option(
-        240, min=1, help="Sample tickets to stream, spread over the weeks (the stream has 300)."
+        200, min=1, help="Sample tickets to stream, spread over the weeks (the stream has 300)."
     ),
     agents: int = typer.Option(4, min=1, max=8, help="Simulated agents clicking."),
     noise: float = typer.Option(0.2, min=0, max=1, help="Share of relevance marks flipped."),
@@ -278,6 +278,7 @@ def _print_demo(report, seconds: float | None) -> None:
         _print_cycle(outcome)
     if not report.cycles:
         console.print("no cycle ran (fewer than two weeks of tickets)")
+    console.print(_changed(report))
     console.print(
         "the online A/B test of the drafts (Prefer clicks, ties half, both bad left out):"
     )
@@ -289,6 +290,36 @@ def _print_demo(report, seconds: float | None) -> None:
         f"digest of the week of {digest.get('week')}: sent to {', '.join(digest.get('sent', []))}"
         + (f"; skipped {digest['skipped']}" if digest.get("skipped") else "")
     )
+
+
+def _changed(report) -> str:
+    """What the loop changed in the models, in one line, or plainly that it changed nothing."""
+    changes = [
+        f"the cycle after week {c.after_week} promoted the {kind} ({d.get('metric') or 'gate'}"
+        f" {_gain(c.run, kind, d.get('metric'))})"
+        for c in report.cycles
+        for kind, d in (c.run.get("decisions") or {}).items()
+        if d.get("promoted")
+    ]
+    changes += [
+        line.split(". ", 1)[0].removeprefix("Online A/B test: ") for line in report.duel_decisions
+    ]
+    if not changes:
+        return (
+            "what the loop changed: nothing was promoted or retired; no trained model beat the"
+            " live one on the held-out tickets (each cycle's reasons above) and the online test"
+            " has not decided yet"
+        )
+    return "what the loop changed: " + "; ".join(changes)
+
+
+def _gain(run, kind: str, metric: str | None) -> str:
+    figures = (run.get("metrics") or {}).get(kind) or {}
+    before = (figures.get("champion") or {}).get(metric)
+    after = (figures.get("challenger") or {}).get(metric)
+    if not isinstance(before, int | float) or not isinstance(after, int | float):
+        return ""
+    return f"{before:.4f} → {after:.4f}"
 
 
 def _print_cycle(outcome) -> None:
