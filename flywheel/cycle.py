@@ -402,20 +402,12 @@ class Flywheel:
     def _keep_untrained_in_test(self) -> None:
         """While the untrained LLM is the challenger, it gets a registry row before the new
         adapter does, so its A/B test runs on to a decision and the adapter waits its turn."""
+        from flywheel.online import register_untrained_llm
         from flywheel.serving import served
 
-        if not served(self.settings, self.registry.list()).llm_challenger:
-            return
-        with self.db.connection() as conn:
-            if store.model(conn, "generator", factory.SHIPPED_LLM) is None:
-                store.add_model(
-                    conn,
-                    kind="generator",
-                    version=factory.SHIPPED_LLM,
-                    path=str(factory.llm_model_path(self.settings)),
-                    status="challenger",
-                    decision="the untrained LLM, in the online A/B test",
-                )
+        if served(self.settings, self.registry.list()).llm_challenger:
+            reason = "the untrained LLM, in the online A/B test"
+            register_untrained_llm(self.settings, self.db, "challenger", reason)
 
     def _check_generator(
         self, data: Datasets, live: Path | None, trained: Path

@@ -243,18 +243,22 @@ class OnlineDecision:
                 )
 
     def _register_shipped_llm(self, status: str, reason: str) -> None:
-        """The untrained LLM has no registry row until the test decides on it or a cycle's
-        adapter queues behind it; a row it has already is updated."""
-        with self.db.connection() as conn:
-            if store.model(conn, "generator", factory.SHIPPED_LLM) is None:
-                store.add_model(
-                    conn,
-                    kind="generator",
-                    version=factory.SHIPPED_LLM,
-                    path=str(factory.llm_model_path(self.settings)),
-                    status=status,
-                    decision=reason,
-                )
+        register_untrained_llm(self.settings, self.db, status, reason)
+
+
+def register_untrained_llm(settings: Settings, db: Database, status: str, reason: str) -> None:
+    """The untrained LLM has no registry row until the test decides on it or a cycle's adapter
+    queues behind it (``llm-base``); one it has already is left as it is."""
+    with db.connection() as conn:
+        if store.model(conn, "generator", factory.SHIPPED_LLM) is None:
+            store.add_model(
+                conn,
+                kind="generator",
+                version=factory.SHIPPED_LLM,
+                path=str(factory.llm_model_path(settings)),
+                status=status,
+                decision=reason,
+            )
 
 
 def summary(duel: Duel) -> dict:

@@ -217,7 +217,7 @@ def demo(
     careless: float = typer.Option(0.1, min=0, max=1, help="Share of cards clicked unread."),
     port: int = typer.Option(8090, min=0, max=65535, help="The Slack sandbox page's port."),
     llm_share: float = typer.Option(
-        0.25,
+        0.35,
         min=0,
         max=1,
         help="Share of tickets drafted extractive vs LLM (the rest: two styles).",
@@ -328,6 +328,11 @@ def _print_cycle(outcome) -> None:
     table = Table(
         title=f"the cycle after week {outcome.after_week} ({outcome.ran_at:%a %d %b %H:%M} UTC):"
         f" {run.get('status')}, {run.get('seconds')} s"
+        + (
+            f"; models judged on {run['held_out']} held-out tickets"
+            if run.get("held_out") is not None
+            else ""
+        )
     )
     for column in ("model", "metric", "before (champion)", "after (challenger)", "decision"):
         table.add_column(column)
