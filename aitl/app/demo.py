@@ -3,9 +3,12 @@
 Sample tickets arrive in the Zendesk sandbox week by simulated week; its signed webhooks reach
 our web app, the worker drafts and posts each ticket's thread to the Slack sandbox; simulated
 agents click through the sandbox page's endpoint (signed requests to ``/slack/events``, the same
-path a person's clicks take); one flywheel cycle retrains and gates the models before the last
-week; the digest is posted to the managers. Web runs here; the worker and the scheduler run as
-`aitl worker` / `aitl scheduler` child processes of the same process group.
+path a person's clicks take) and send the draft they used as their reply in Zendesk. Each week
+is then moved to the past calendar week it stands for (``demo_time``); the weekly cycle runs
+after some weeks, the online A/B test is checked after each, and the report compares what
+agents saw before and after each cycle with intervals (``demo_report``). The digest of the last
+week goes to the managers. Web runs here; the worker and the scheduler run as `aitl worker` /
+`aitl scheduler` child processes of the same process group.
 """
 
 from __future__ import annotations
