@@ -170,6 +170,11 @@ class OnlineDecision:
         self.registry = registry
         self.policy = policy_of(settings)
 
+    @classmethod
+    def reading(cls, settings: Settings, db: Database) -> OnlineDecision:
+        """One that reads the test, for App Home and the digest (a registry of its own)."""
+        return cls(settings, db, Registry(db, factory.embedding_versions(settings, db)))
+
     def pair(self) -> tuple[str, str] | None:
         """The champion and challenger drafts are made with now (None: no challenger)."""
         from flywheel.serving import names

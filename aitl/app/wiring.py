@@ -33,11 +33,10 @@ from flywheel.digest.metrics import Window, last_full_week, week_of
 from flywheel.digest.render import render_chart
 from flywheel.digest.report import Digest
 from flywheel.online import OnlineDecision
-from flywheel.registry import KINDS, Registry
+from flywheel.registry import KINDS
 from flywheel.replies import record_sent_reply
 from flywheel.services import FlywheelServices
 from flywheel.serving import LivePipeline
-from rag import factory
 from rag.exceptions import RagError
 
 log = logging.getLogger(__name__)
@@ -187,8 +186,7 @@ def registry_entries(db: Database) -> list[ModelEntry]:
 
 def duel_panel(settings: Settings, db: Database) -> DuelPanel | None:
     """The generators' online A/B test as App Home shows it (None: no challenger drafts)."""
-    registry = Registry(db, factory.embedding_versions(settings, db))
-    duel = OnlineDecision(settings, db, registry).state()
+    duel = OnlineDecision.reading(settings, db).state()
     if duel is None:
         return None
     preference, adoption = duel.preference, duel.adoption

@@ -108,11 +108,8 @@ def digest_of(settings, db, window: Window, *, sent_adoption: SentAdoption | Non
 def running_duel(settings, db, end: datetime) -> dict[str, Any] | None:
     """The live pair's online A/B test on the clicks before ``end``."""
     from flywheel.online import OnlineDecision, summary
-    from flywheel.registry import Registry
-    from rag import factory
 
-    registry = Registry(db, factory.embedding_versions(settings, db))
-    duel = OnlineDecision(settings, db, registry).state(until=end)
+    duel = OnlineDecision.reading(settings, db).state(until=end)
     return summary(duel) if duel else None
 
 
