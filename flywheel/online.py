@@ -26,6 +26,7 @@ being drafted; the next adapter a cycle trains becomes the challenger.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from flywheel import store
 from flywheel.feedback import SENT_REPLY
 from flywheel.registry import Registry
 from flywheel.sequential import SequentialPolicy, SequentialState, test_duels
-from flywheel.serving import served
+from flywheel.serving import names, served
 from rag import factory
 from rag import store as rag_store
 
@@ -177,8 +178,6 @@ class OnlineDecision:
 
     def pair(self) -> tuple[str, str] | None:
         """The champion and challenger drafts are made with now (None: no challenger)."""
-        from flywheel.serving import names
-
         choice = served(self.settings, self.registry.list())
         champion, challenger = names(choice)
         return (champion, challenger) if challenger else None
@@ -195,9 +194,7 @@ class OnlineDecision:
             answers = store.duel_answers(conn, [s.draft_set_id for s in sets], until)
             decided = store.duel_decision(conn, champion, challenger)
         duel = judge(champion, challenger, outcomes(sets, answers), self.policy)
-        if decided is not None:
-            return Duel(**{**duel.__dict__, "decided": decided})
-        return duel
+        return dataclasses.replace(duel, decided=decided) if decided else duel
 
     def check(self) -> Duel | None:
         """Act on the live pair's duel if its test has decided; returns the duel when it
