@@ -80,7 +80,7 @@ class Flywheel:
         self.registry = Registry(db, self.versions)
         self.judge = judge or default_judge(settings)
         self.progress = progress or (lambda step: log.info("flywheel: %s", step))
-        self.policy = GatePolicy(settings.gate_margin, settings.gate_tolerance)
+        self.policy = GatePolicy.from_settings(settings)
 
     def run(self, trigger: str = "cli") -> CycleReport:
         lock = Leadership(self.db.url, RUN_LOCK)
@@ -136,7 +136,7 @@ class Flywheel:
                 "margin": s.gate_margin,
                 "tolerance": s.gate_tolerance,
                 # the metrics that decide, first to last (one at its ceiling passes to the next)
-                **{kind: list(GatePolicy.from_settings(s).order(kind)) for kind in GATED},
+                **{kind: list(self.policy.order(kind)) for kind in GATED},
             },
             "retriever": {"epochs": s.retriever_epochs, "batch_size": s.retriever_batch_size},
             "reranker": {
@@ -246,7 +246,7 @@ class Flywheel:
         trained = train_retriever(base, data.retriever, out, config)
         self.progress("evaluating the retriever: champion vs challenger")
         before, after = evaluator.evaluate(base), evaluator.evaluate(trained.path)
-        decision = decide(before, after, GatePolicy.from_settings(self.settings), kind="retriever")
+        decision = decide(before, after, self.policy, kind="retriever")
         known = evaluator.known_vectors(trained.path)
         self._settle(
             report, "retriever", version, trained, before, after, decision, accepted, known
@@ -281,7 +281,7 @@ class Flywheel:
             retriever, reranker_path=champion.path if champion else None, **ranking
         )
         after = evaluator.evaluate(retriever, reranker_path=trained.path, **ranking)
-        decision = decide(before, after, GatePolicy.from_settings(s), kind="reranker")
+        decision = decide(before, after, self.policy, kind="reranker")
         self._settle(report, "reranker", version, trained, before, after, decision, accepted)
 
     def _generator(self, report: CycleReport, data: Datasets, accepted) -> None:
@@ -395,8 +395,9 @@ class Flywheel:
         from flywheel.serving import adapter_of, challengers
 
         rows = self.registry.list()
+        champion = next((r for r in rows if r.kind == "generator" and r.status == "champion"), None)
         waiting = challengers(rows)
-        row = self.registry.champion("generator") or (waiting[-1] if waiting else None)
+        row = champion or (waiting[-1] if waiting else None)
         return adapter_of(row) if row else self.settings.hf_adapter_path
 
     def _keep_untrained_in_test(self) -> None:

@@ -41,7 +41,7 @@ from flywheel import store
 from flywheel.feedback import SENT_REPLY
 from flywheel.registry import Registry
 from flywheel.sequential import SequentialPolicy, SequentialState, test_duels
-from flywheel.serving import names, served
+from flywheel.serving import challengers, names, served
 from rag import factory
 from rag import store as rag_store
 
@@ -203,10 +203,12 @@ class OnlineDecision:
         if duel is None or duel.action == "running" or duel.decided:
             return None
         reason = f"online A/B: {duel.reason}"
+        if duel.challenger == factory.SHIPPED_LLM:  # the registry acts on rows only
+            register_untrained_llm(self.settings, self.db, "challenger", reason)
         if duel.action == "promote":
-            self._promote(duel.challenger, reason)
+            self.registry.promote("generator", duel.challenger, reason)
         else:
-            self._retire(duel.challenger, reason)
+            self.registry.retire("generator", duel.challenger, reason)
         self._next_in_line()
         with self.db.connection() as conn:
             store.record_duel_decision(
@@ -222,20 +224,8 @@ class OnlineDecision:
         log.info("online decision: %s %s", duel.action, reason)
         return duel
 
-    def _promote(self, challenger: str, reason: str) -> None:
-        if challenger == factory.SHIPPED_LLM:
-            self._register_shipped_llm("challenger", reason)
-        self.registry.promote("generator", challenger, reason)
-
-    def _retire(self, challenger: str, reason: str) -> None:
-        if challenger == factory.SHIPPED_LLM:
-            self._register_shipped_llm("challenger", reason)
-        self.registry.retire("generator", challenger, reason)
-
     def _next_in_line(self) -> None:
         """The newest adapter waiting becomes the challenger; older ones waiting retire."""
-        from flywheel.serving import challengers
-
         waiting = challengers(self.registry.list())
         if len(waiting) > 1:
             newest = waiting[-1].version
@@ -243,9 +233,6 @@ class OnlineDecision:
                 store.retire_older_challengers(
                     conn, "generator", newest, f"superseded by {newest} while waiting"
                 )
-
-    def _register_shipped_llm(self, status: str, reason: str) -> None:
-        register_untrained_llm(self.settings, self.db, status, reason)
 
 
 def register_untrained_llm(settings: Settings, db: Database, status: str, reason: str) -> None:

@@ -48,7 +48,8 @@ def served(settings: Settings, rows: list[store.ModelRow]) -> Served:
     if "reranker" in live:
         update["reranker_model"] = live["reranker"].path
     backend = factory.llm_backend(settings)
-    in_test = min(challengers(rows), key=lambda r: r.id, default=None) if backend else None
+    waiting = challengers(rows) if backend else []
+    in_test = waiting[0] if waiting else None
     champion = live.get("generator") if backend else None
     # the untrained LLM stays out once the online test has decided on it
     decided = any(r.kind == "generator" and r.version == factory.SHIPPED_LLM for r in rows)
