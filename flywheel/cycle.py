@@ -24,9 +24,9 @@ from flywheel import datasets, reliability, store
 from flywheel.datasets import Datasets
 from flywheel.evaluation import CONTEXT_K, RETRIEVE_K, EvalQuery, EvalResult, RetrieverEvaluator
 from flywheel.examples import RerankExample
-from flywheel.exceptions import CycleFailed, NotEnoughData, RunInProgress
+from flywheel.exceptions import CycleFailed, FlywheelError, NotEnoughData, RunInProgress
 from flywheel.generator_eval import decide_generator, describe
-from flywheel.judge import Judge, JudgeContext, NoJudge, RuleJudge, RuleSettings
+from flywheel.judge import RULES, Judge, JudgeContext, NoJudge, RuleJudge, RuleSettings
 from flywheel.mining import mined_negatives
 from flywheel.registry import Decision, GatePolicy, Registry, decide
 from rag import exceptions as rag_exceptions
@@ -650,10 +650,28 @@ def filtered_shares(events, kept_ids: set[int]) -> dict[str, dict[str, float]]:
     return shares
 
 
-def default_judge(settings: Settings) -> Judge:
+def rule_settings(settings: Settings, skipped: Sequence[str] = ()) -> RuleSettings:
+    """The rule judge as configured, without ``skipped`` rules as well (ones a cycle found
+    dropping an unusual share); an unknown rule name is a configuration error."""
+    disabled = frozenset(settings.judge_disabled_rules) | frozenset(skipped)
+    unknown = sorted(disabled - RULES.keys())
+    if unknown:
+        raise FlywheelError(
+            f"AITL_JUDGE_DISABLED_RULES names no such rule: {', '.join(unknown)}"
+            f" (the rules: {', '.join(RULES)})"
+        )
+    return RuleSettings(
+        min_read_s=settings.judge_min_read_s,
+        semantic_quantile=settings.judge_semantic_quantile,
+        semantic_min_agreed=settings.judge_semantic_min_agreed,
+        disabled=disabled,
+    )
+
+
+def default_judge(settings: Settings, skipped: Sequence[str] = ()) -> Judge:
     if settings.judge == "off":
         return NoJudge()
-    rules = RuleJudge(RuleSettings(min_read_s=settings.judge_min_read_s))
+    rules = RuleJudge(rule_settings(settings, skipped))
     if settings.judge != "llm":
         return rules
     from flywheel.judge import LLMJudge

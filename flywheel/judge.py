@@ -98,12 +98,33 @@ STOPWORDS = frozenset(
 )
 
 
+# Every rule the rule judge runs, by the name verdicts, runs and reports use, with what it doubts.
+RULES: dict[str, str] = {
+    "too_fast": "clicked before the drafts (or the passage) could have been read",
+    "preference_vs_sent": "preferred one draft, or said both were bad, then sent a draft as it was",
+    "reply_sent_disagrees": "an adoption click that the reply sent in Zendesk contradicts",
+    "unused_for_lack": "marked relevant on a card the same agent left unused for lack of knowledge",
+    "not_relevant_yet_sent": "marked not relevant every source of a draft then sent as it was",
+    "off_topic": "marked relevant a passage ranked far below the card's others for the ticket",
+    "no_shared_words": "marked relevant a passage sharing no content word with the ticket",
+    "already_shown": "named as missing a passage that was cited on the card",
+}
+LLM_RULE = "llm"  # the LLM judge's own verdicts, beside the rules'
+
+
 @dataclass(frozen=True)
 class Verdict:
     event_id: int
     keep: bool
     reason: str
     judge: str
+    # every rule that doubted the event, in RULES order; ``reason`` is the first one's
+    rules: tuple[str, ...] = ()
+
+    @property
+    def rule(self) -> str | None:
+        """The rule the event is counted under: the first that doubted it."""
+        return self.rules[0] if self.rules else None
 
 
 @dataclass(frozen=True)
@@ -119,6 +140,12 @@ class RuleSettings:
     min_read_s: float = 3.0  # preference and adoption need the drafts read
     min_glance_s: float = 0.8  # a relevance check needs the passage glanced at
     min_overlap: int = 1  # content words a "relevant" passage shares with the ticket
+    # off_topic: a "relevant" mark whose passage stands lower among the card's passages than
+    # this share of the marks agents agreed on is doubted; with fewer agreed marks than
+    # ``semantic_min_agreed`` the rule abstains (there is nothing to calibrate on)
+    semantic_quantile: float = 0.05
+    semantic_min_agreed: int = 20
+    disabled: frozenset[str] = frozenset()  # rules not run (e.g. one that drops too much)
 
 
 class Judge(Protocol):
@@ -134,24 +161,57 @@ def content_words(text: str) -> set[str]:
     return {w for w in WORD.findall(text.lower()) if w not in STOPWORDS}
 
 
+Doubts = dict[int, str]  # event id → why a rule doubts it
+
+
 @dataclass
 class RuleJudge:
+    """Runs every rule on every event (so each rule's share can be measured on its own); an
+    event any rule doubts is dropped, with the first rule's reason."""
+
     settings: RuleSettings = field(default_factory=RuleSettings)
     name: str = "rules"
     weighs_agents: ClassVar[bool] = True
 
     def judge(self, events: Sequence[StoredFeedback], context: JudgeContext) -> list[Verdict]:
-        contradictions = _contradictions(events, context)
-        return [self._one(e, context, contradictions) for e in events]
+        doubts = self.doubts(events, context)
+        verdicts = []
+        for e in events:
+            fired = tuple(rule for rule in RULES if e.id in doubts.get(rule, {}))
+            reason = doubts[fired[0]][e.id] if fired else "consistent"
+            verdicts.append(Verdict(e.id, not fired, reason, self.name, fired))
+        return verdicts
 
-    def _one(self, event: StoredFeedback, context: JudgeContext, contradictions) -> Verdict:
-        reason = (
-            contradictions.get(event.id)
-            or self._too_fast(event)
-            or self._no_overlap(event, context)
-            or _already_shown(event, context)
-        )
-        return Verdict(event.id, reason is None, reason or "consistent", self.name)
+    def doubts(self, events: Sequence[StoredFeedback], context: JudgeContext) -> dict[str, Doubts]:
+        """Each enabled rule's doubts, by rule name."""
+        s = self.settings
+        found: dict[str, Doubts] = {rule: {} for rule in RULES if rule not in s.disabled}
+        for rule, event_id, why in _contradictions(events, context):
+            if rule in found:
+                found[rule].setdefault(event_id, why)
+        floor = self.floor(events, context) if "off_topic" in found else None
+        for e in events:
+            checks = {
+                "too_fast": lambda e=e: self._too_fast(e),
+                "off_topic": lambda e=e: _off_topic(e, context, floor),
+                "no_shared_words": lambda e=e: self._no_shared_words(e, context),
+                "already_shown": lambda e=e: _already_shown(e, context),
+            }
+            for rule, check in checks.items():
+                if rule in found and (why := check()) is not None:
+                    found[rule][e.id] = why
+        return found
+
+    def floor(
+        self, events: Sequence[StoredFeedback], context: JudgeContext
+    ) -> SemanticFloor | None:
+        """The off_topic rule's threshold, calibrated on the window's agreed "relevant" marks."""
+        standing = [_standing(e, context) for e in agreed_relevant(events, context)]
+        standing = sorted(z for z in standing if z is not None)
+        if len(standing) < self.settings.semantic_min_agreed:
+            return None
+        at = min(len(standing) - 1, int(self.settings.semantic_quantile * len(standing)))
+        return SemanticFloor(standing[at], self.settings.semantic_quantile, len(standing))
 
     def _too_fast(self, event: StoredFeedback) -> str | None:
         seconds = (event.clicked_at - event.shown_at).total_seconds()
@@ -162,20 +222,96 @@ class RuleJudge:
             return f"clicked {seconds:.1f} s after the drafts were shown (< {needed:.1f} s)"
         return None
 
-    def _no_overlap(self, event: StoredFeedback, context: JudgeContext) -> str | None:
-        if event.kind != "relevance" or event.value != "relevant" or not event.chunk_ids:
+    def _no_shared_words(self, event: StoredFeedback, context: JudgeContext) -> str | None:
+        """Lexical, title included: a question-titled article shares the ticket's words in its
+        title, an entity-titled passage its name; sharing nothing at all is what is doubted."""
+        found = _marked_relevant(event, context)
+        if found is None:
             return None
-        chunk = context.chunks.get(event.chunk_ids[0])
-        info = context.sets.get(event.draft_set_id)
-        if chunk is None or info is None:
-            return None
-        # the title names the product or place; sharing only that says nothing
-        shared = (content_words(info.query) & content_words(chunk.text)) - content_words(
-            chunk.title
-        )
+        info, chunk = found
+        shared = content_words(info.query) & content_words(f"{chunk.title} {chunk.text}")
         if len(shared) < self.settings.min_overlap:
             return "marked relevant but shares no content word with the ticket"
         return None
+
+
+@dataclass(frozen=True)
+class SemanticFloor:
+    """The lowest standing a "relevant" passage may have among its card's passages: the
+    ``quantile`` of the standings of ``agreed`` marks agents agreed on."""
+
+    standing: float
+    quantile: float
+    agreed: int
+
+
+def standing(similarity: dict[int, float], chunk_id: int) -> float | None:
+    """How far the passage's similarity to the ticket stands above the card's other passages,
+    in standard deviations (a z-score over every passage the retriever found for the card).
+    Relative to its card, so a short query's low cosines and a retrained retriever's scale
+    compare alike; None when the passage was not retrieved or the card has too few."""
+    if chunk_id not in similarity or len(similarity) < 3:
+        return None
+    values = list(similarity.values())
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+    return (similarity[chunk_id] - mean) / sd if sd > 1e-9 else None
+
+
+def _standing(event: StoredFeedback, context: JudgeContext) -> float | None:
+    info = context.sets.get(event.draft_set_id)
+    if info is None or not event.chunk_ids:
+        return None
+    return standing(info.similarity, event.chunk_ids[0])
+
+
+def agreed_relevant(
+    events: Sequence[StoredFeedback], context: JudgeContext
+) -> list[StoredFeedback]:
+    """The "relevant" marks another answer backs: a source of the draft the same agent used
+    (sent as it was or edited), or a passage a second agent also marked relevant on the card."""
+    used: dict[tuple[int, str], set[int]] = {}
+    for e in events:
+        if e.kind == "adoption" and e.value in USED:
+            info = context.sets.get(e.draft_set_id)
+            draft = info.drafts.get(e.rationale.get("label")) if info else None
+            if draft is not None:
+                used.setdefault((e.draft_set_id, e.agent_id), set()).update(draft.citations)
+    marks = [e for e in events if e.kind == "relevance" and e.value == "relevant" and e.chunk_ids]
+    markers: dict[tuple[int, int], set[str]] = {}
+    for e in marks:
+        markers.setdefault((e.draft_set_id, e.chunk_ids[0]), set()).add(e.agent_id)
+    return [
+        e
+        for e in marks
+        if e.chunk_ids[0] in used.get((e.draft_set_id, e.agent_id), ())
+        or len(markers[(e.draft_set_id, e.chunk_ids[0])]) > 1
+    ]
+
+
+def _marked_relevant(
+    event: StoredFeedback, context: JudgeContext
+) -> tuple[DraftSetInfo, ChunkRef] | None:
+    if event.kind != "relevance" or event.value != "relevant" or not event.chunk_ids:
+        return None
+    chunk = context.chunks.get(event.chunk_ids[0])
+    info = context.sets.get(event.draft_set_id)
+    return None if chunk is None or info is None else (info, chunk)
+
+
+def _off_topic(
+    event: StoredFeedback, context: JudgeContext, floor: SemanticFloor | None
+) -> str | None:
+    if floor is None or _marked_relevant(event, context) is None:
+        return None
+    z = _standing(event, context)
+    if z is None or z >= floor.standing:
+        return None
+    return (
+        f"marked relevant, but it stood {z:+.2f} s.d. among the card's passages for the ticket,"
+        f" below {floor.standing:+.2f} (the lowest {floor.quantile:.0%} of {floor.agreed}"
+        " marks agents agreed on)"
+    )
 
 
 UNUSED_FOR_LACK = (
@@ -183,8 +319,11 @@ UNUSED_FOR_LACK = (
 )
 
 
-def _contradictions(events: Sequence[StoredFeedback], context: JudgeContext) -> dict[int, str]:
-    """An agent's answers on one card that cannot all be true; the suspect ones, with why.
+def _contradictions(
+    events: Sequence[StoredFeedback], context: JudgeContext
+) -> list[tuple[str, int, str]]:
+    """An agent's answers on one card that cannot all be true; the suspect ones, as (rule,
+    event id, why).
 
     Preferred one draft but sent the other as it was: both answers are suspect. Said the drafts
     went unused because the knowledge was missing: a passage the same agent marked relevant on
@@ -194,24 +333,31 @@ def _contradictions(events: Sequence[StoredFeedback], context: JudgeContext) -> 
     passage it cites not relevant: the answer came from somewhere, so those marks are doubtful
     too, and a doubtful "not relevant" must not teach the retriever to push a passage away.
     """
-    found: dict[int, str] = {}
+    found: list[tuple[str, int, str]] = []
     for (set_id, _), answers in _by_card_and_agent(events).items():
         adopt = answers.get("adoption", [None])[-1]
         if adopt is not None and _unused_for_lack(adopt):
-            found.update((e.id, UNUSED_FOR_LACK) for e in answers.get("relevant", ()))
+            found.extend(
+                ("unused_for_lack", e.id, UNUSED_FOR_LACK) for e in answers.get("relevant", ())
+            )
         if adopt is not None and adopt.value == "as_is":
-            found.update(_sent_yet_not_relevant(adopt, answers, context.sets.get(set_id)))
+            sent = _sent_yet_not_relevant(adopt, answers, context.sets.get(set_id))
+            found.extend(("not_relevant_yet_sent", event_id, why) for event_id, why in sent.items())
         pref = answers.get("preference", [None])[-1]
         if pref is None or adopt is None or adopt.value != "as_is":
             continue
-        sent = adopt.rationale.get("label")
-        if pref.value in ("A", "B") and sent in ("A", "B") and sent != pref.value:
-            why = f"preferred {pref.value} but sent {sent} as it was"
-            found[pref.id] = found[adopt.id] = why
+        sent_label = adopt.rationale.get("label")
+        why = None
+        if pref.value in ("A", "B") and sent_label in ("A", "B") and sent_label != pref.value:
+            why = f"preferred {pref.value} but sent {sent_label} as it was"
         elif pref.value == "both_bad":
-            found[pref.id] = found[adopt.id] = "said both drafts were bad, then sent one as it was"
-    for event_id, why in _against_the_reply_sent(events).items():
-        found.setdefault(event_id, why)
+            why = "said both drafts were bad, then sent one as it was"
+        if why:
+            found.extend(("preference_vs_sent", event_id, why) for event_id in (pref.id, adopt.id))
+    found.extend(
+        ("reply_sent_disagrees", event_id, why)
+        for event_id, why in _against_the_reply_sent(events).items()
+    )
     return found
 
 
@@ -347,7 +493,8 @@ class LLMJudge:
             answer = _parse(self.chat(system, user))
         except ValueError:
             return None  # an unreadable answer leaves the rules' verdict
-        return Verdict(event.id, answer["keep"], answer["reason"][:300], self.name)
+        doubted = () if answer["keep"] else (LLM_RULE,)
+        return Verdict(event.id, answer["keep"], answer["reason"][:300], self.name, doubted)
 
 
 def _question(event: StoredFeedback, context: JudgeContext) -> dict[str, str] | None:

@@ -402,10 +402,10 @@ def runs(conn: psycopg.Connection, limit: int = 10) -> list[Run]:
 
 def save_verdicts(conn: psycopg.Connection, run_id: int, verdicts) -> None:
     with conn.cursor().copy(
-        "COPY judge_verdicts (run_id, event_id, judge, keep, reason) FROM STDIN"
+        "COPY judge_verdicts (run_id, event_id, judge, keep, reason, rules) FROM STDIN"
     ) as copy:
         for v in verdicts:
-            copy.write_row((run_id, v.event_id, v.judge, v.keep, v.reason))
+            copy.write_row((run_id, v.event_id, v.judge, v.keep, v.reason, list(v.rules)))
 
 
 def filtered_event_ids(conn: psycopg.Connection, run_id: int) -> set[int]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -419,11 +420,15 @@ class DraftSetInfo:
     context: list[int]
     created_at: datetime
     drafts: dict[str, StoredDraft]
+    # chunk id → its similarity to the query when the card was drafted, for every passage the
+    # retriever found (the judge reads a passage's place among the card's others from it)
+    similarity: dict[int, float] = field(default_factory=dict)
 
 
 def draft_set_infos(conn: psycopg.Connection, set_ids: Sequence[int]) -> dict[int, DraftSetInfo]:
     rows = conn.execute(
-        "SELECT id, ticket_ref, query, context, created_at FROM rag_draft_sets WHERE id = ANY(%s)",
+        "SELECT id, ticket_ref, query, context, created_at, retrieved FROM rag_draft_sets"
+        " WHERE id = ANY(%s)",
         (list(set_ids),),
     ).fetchall()
     drafts: dict[int, dict[str, StoredDraft]] = {}
@@ -433,7 +438,18 @@ def draft_set_infos(conn: psycopg.Connection, set_ids: Sequence[int]) -> dict[in
         (list(set_ids),),
     ).fetchall():
         drafts.setdefault(row[1], {})[row[2]] = StoredDraft(*row)
-    return {r[0]: DraftSetInfo(*r, drafts=drafts.get(r[0], {})) for r in rows}
+    return {
+        r[0]: DraftSetInfo(*r[:5], drafts=drafts.get(r[0], {}), similarity=_similarities(r[5]))
+        for r in rows
+    }
+
+
+def _similarities(retrieved: list[dict[str, Any]]) -> dict[int, float]:
+    return {
+        int(c["chunk_id"]): float(c["similarity"])
+        for c in retrieved or ()
+        if c.get("similarity") is not None
+    }
 
 
 @dataclass(frozen=True)

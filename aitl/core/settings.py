@@ -258,6 +258,36 @@ class Settings(BaseSettings):
         default="rules", description="llm: the chat model at AITL_OPENAI_BASE_URL also judges."
     )
     judge_min_read_s: float = Field(default=3.0, ge=0)
+    judge_semantic_quantile: float = Field(
+        default=0.05,
+        gt=0,
+        lt=0.5,
+        description='The off_topic rule doubts a "relevant" mark whose passage stood lower among '
+        "its card's passages than this share of the marks agents agreed on.",
+    )
+    judge_semantic_min_agreed: int = Field(
+        default=20, ge=3, description="Agreed marks the off_topic rule needs to calibrate on."
+    )
+    judge_disabled_rules: list[str] = Field(
+        default_factory=list, description="Judge rules never run (names as in flywheel.judge)."
+    )
+    judge_rule_ceiling: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Share of one kind of events a single judge rule may drop in a cycle before "
+        "it is unusual.",
+    )
+    judge_rule_surge: float = Field(
+        default=3.0,
+        gt=1,
+        description="A rule dropping this many times its median share of the previous cycles "
+        "(and 10 points more) is unusual too.",
+    )
+    judge_unusual_rule: Literal["warn", "skip"] = Field(
+        default="skip",
+        description="An unusual rule: warn the admins, or warn and judge the cycle without it.",
+    )
     flywheel_admin_notes: Literal["all", "changes", "failures", "none"] = Field(
         default="all",
         description="Which cycles every admin hears of by direct message: all; changes (a model "

@@ -63,6 +63,7 @@ def context(n_sets=1) -> JudgeContext:
         100: chunk(100, "Hold reset for ten seconds after a router change."),
         101: chunk(101, "Bulbs come in warm and cool white."),
         102: chunk(102, "Wifi setup: join the new router network."),
+        103: ChunkRef(103, 103, "Billing", None, "doc-103", "Invoices go out monthly."),
     }
     return JudgeContext(sets, chunks)
 
@@ -80,18 +81,21 @@ def test_rules_drop_contradictions_fast_clicks_unrelated_relevance_and_shown_mis
         event(1, "preference", "A"),
         event(2, "adoption", "as_is", label="B"),
         event(3, "preference", "B", agent="U2", after_s=1.0),
-        event(4, "relevance", "relevant", chunk=101),
+        event(4, "relevance", "relevant", chunk=103),
         event(5, "relevance", "relevant", chunk=100),
         event(6, "missing_knowledge", "article", chunk=100),
         event(7, "missing_knowledge", "article", chunk=102),
-        event(8, "relevance", "not_relevant", chunk=101, after_s=1.5),
+        event(8, "relevance", "not_relevant", chunk=102, after_s=1.5),
     ]
     found = verdicts(events)
     assert "preferred A but sent B" in found[1].reason and not found[1].keep
     assert not found[2].keep
     assert not found[3].keep and "1.0 s" in found[3].reason
     assert not found[4].keep and "no content word" in found[4].reason
-    assert found[5].keep
+    assert found[4].rules == ("no_shared_words",)
+    assert found[1].rules == found[2].rules == ("preference_vs_sent",)
+    assert found[3].rules == ("too_fast",) and found[6].rules == ("already_shown",)
+    assert found[5].keep and found[5].rules == ()
     assert not found[6].keep and "among the ones shown" in found[6].reason
     assert found[7].keep and found[8].keep
 
