@@ -13,6 +13,7 @@ NOT_AN_AGENT = (
 )
 NOT_AN_ADMIN = "Only AITL admins can change this. Nothing was changed."
 NOT_A_MANAGER = "The full digest is for AITL managers and admins. Ask an AITL admin for access."
+NOT_A_REVIEWER = "Only AITL admins and managers review the judge. Nothing was recorded."
 
 
 class Access:

@@ -7,7 +7,7 @@ import logging
 from slack_bolt import App, BoltResponse
 from slack_bolt.error import BoltUnhandledRequestError
 
-from bot import ask, home, installation, modals, threads
+from bot import ask, home, installation, judge_review, modals, threads
 from bot.digest import actions as digest_actions
 from bot.services import BotServices
 
@@ -29,7 +29,7 @@ def create_bolt_app(services: BotServices) -> App:
         logger=log,
     )
     installation.register(app, services)  # its middleware runs before every listener
-    for surface in (threads, modals, home, ask, digest_actions):
+    for surface in (threads, modals, home, judge_review, ask, digest_actions):
         surface.register(app, services)
     app.error(on_error)
     return app

@@ -33,14 +33,16 @@ def admins_only(services: Any) -> Callable[..., BoltResponse | None]:
     return guard
 
 
-def managers_only(services: Any) -> Callable[..., BoltResponse | None]:
-    """The digest's full report: managers and admins (it names agents)."""
+def managers_only(
+    services: Any, refusal: str = NOT_A_MANAGER
+) -> Callable[..., BoltResponse | None]:
+    """Managers and admins: the digest's full report (it names agents), reviews of the judge."""
 
     def allowed(user: str) -> bool:
         return services.access.is_manager(user) or services.access.is_admin(user)
 
     def guard(body: dict, respond, next) -> BoltResponse | None:
-        return _guard(services, body, respond, next, allowed, lambda: NOT_A_MANAGER)
+        return _guard(services, body, respond, next, allowed, lambda: refusal)
 
     return guard
 

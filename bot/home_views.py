@@ -28,8 +28,10 @@ from slack_sdk.models.views import View
 
 from bot import actions
 from bot.card_views import escape, escape_keeping_mentions
+from bot.judge_review_views import ReviewPanel, review_blocks
 from bot.ports import ModelChange, PendingChange
 from bot.store import Installation
+from flywheel.digest.report import judge_lines
 from flywheel.events import AgentStats
 
 # settings.flywheel_admin_notes, as an admin chooses it
@@ -99,6 +101,7 @@ class AdminPanel:
     model_history: Sequence[ModelChange] = ()  # newest first
     installation: Installation | None = None  # what Slack told us about the app
     duel: DuelPanel | None = None  # the generators' online A/B test, when one runs
+    judge: dict[str, Any] | None = None  # the last cycle's judge, per rule, with its history
 
 
 @dataclass(frozen=True)
@@ -107,11 +110,14 @@ class HomeContent:
     is_agent: bool
     stats: AgentStats
     admin: AdminPanel | None = None
+    review: ReviewPanel | None = None  # the judge's review queue: admins and managers
 
 
 def home_view(content: HomeContent) -> View:
     blocks: list[Any] = [HeaderBlock(text="AITL: drafts that learn from you")]
     blocks.extend(_agent_section(content))
+    if content.review is not None:
+        blocks.extend(review_blocks(content.review))
     if content.admin is not None:
         blocks.extend(_admin_sections(content.admin))
     blocks.append(
@@ -166,6 +172,9 @@ def _admin_sections(panel: AdminPanel) -> list[Any]:
     blocks.extend(_registry_blocks(panel.registry, panel.pending_models, panel.model_history))
     if panel.duel is not None:
         blocks.append(_text(duel_lines(panel.duel)))
+    if panel.judge is not None:
+        lines = [f"• {escape(line)}" for line in judge_lines(panel.judge)]
+        blocks.append(_text("*The judge* (what it left out of training)\n" + "\n".join(lines)))
     return blocks
 
 

@@ -28,6 +28,7 @@ from bot.exceptions import (
     RequestRejected,
     UnsupportedContentType,
 )
+from bot.judge_review_views import AGREE, DISAGREE, ReviewValue
 from bot.modals_views import ModalContext
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,9 @@ def _check_our_button(action: dict[str, Any]) -> None:
     """Our buttons carry a draft set (and for relevance a chunk) in their value; a value we
     did not write is refused here rather than failing inside the listener."""
     action_id = action["action_id"]
+    if action_id in (AGREE, DISAGREE):  # App Home's review of the judge: a run and an event
+        ReviewValue.decode(action.get("value"))
+        return
     if not any(p.match(action_id) for p in BUTTONS) and action_id != actions.MISSING:
         return
     button = actions.ButtonValue.decode(action.get("value"))

@@ -2,7 +2,8 @@
 
 The bot records and reads feedback through ``flywheel.events``; everything else it shows or
 asks of the Zendesk connector and the flywheel (writing a reply back, the connector's status,
-the model registry, queued model changes, the weekly digest, Help Center drafts) arrives
+the model registry, queued model changes, the weekly digest, Help Center drafts, the judge's
+review queue) arrives
 through these ports, built in ``aitl.app.wiring``. The values they hand over are described
 here by shape, so the flywheel's own dataclasses satisfy them without the bot importing them.
 """
@@ -14,6 +15,7 @@ from datetime import date, datetime
 from typing import Any, Protocol
 
 from aitl.core.settings import Settings
+from bot.judge_review_views import ReviewPanel
 from flywheel.digest.report import Digest
 
 
@@ -121,4 +123,24 @@ class HelpCenterDrafts(Protocol):
     def draft_article(self, title: str, body_html: str) -> tuple[int, str]:
         """(article id, URL) of a new unpublished draft; HelpCenterUnavailable to retry,
         HelpCenterRefused when retrying will not help."""
+        ...
+
+
+class JudgeReviews(Protocol):
+    """App Home's review queue of the virtual judge: a sample of the latest cycle's verdicts
+    for a reviewer, and their answers stored."""
+
+    def panel(self, reviewer: str) -> ReviewPanel:
+        """The reviewer's queue: verdicts they have not answered, and the judge's agreement."""
+        ...
+
+    def verdict(self, run_id: int, event_id: int) -> bool | None:
+        """Whether run ``run_id`` kept the event; None when it holds no verdict on it."""
+        ...
+
+    def record(
+        self, conn: Any, run_id: int, event_id: int, reviewer: str, agrees: bool, at: datetime
+    ) -> bool:
+        """Store the answer in ``conn``'s transaction, replacing the reviewer's earlier one on
+        that event; False (nothing stored) when the run holds no verdict on the event."""
         ...

@@ -32,10 +32,12 @@ from bot.digest.service import DigestService
 from bot.directory import Directory
 from bot.home_views import AdminPanel, DuelPanel, HomeContent, ModelEntry
 from bot.installation import InstallationState
+from bot.judge_review_views import ReviewPanel
 from bot.ports import (
     ConnectorPanel,
     DigestContent,
     HelpCenterDrafts,
+    JudgeReviews,
     ModelChanges,
     ModelControl,
     NoConnector,
@@ -68,6 +70,8 @@ class BotServices:
         help_center: HelpCenterDrafts | None = None,
         model_changes: Callable[[], ModelChanges] | None = None,
         duel: Callable[[], DuelPanel | None] | None = None,
+        judge: Callable[[], dict[str, Any] | None] | None = None,
+        judge_reviews: JudgeReviews | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -79,6 +83,8 @@ class BotServices:
         self.models = models
         self.model_changes = model_changes or (lambda: ((), ()))
         self.duel = duel or (lambda: None)
+        self.judge = judge or (lambda: None)  # the last cycle's judge watch (judge_watch.latest)
+        self.judge_reviews = judge_reviews
         self.help_center = help_center
         self.digest_content = digest_content
         self.ready = ready or _already_ready()
@@ -161,7 +167,28 @@ class BotServices:
         with self.db.connection() as conn:
             stats = events.agent_stats(conn, user_id, since)
         admin = self.admin_panel() if self.access.is_admin(user_id) else None
-        return HomeContent(user_id, self.access.is_agent(user_id), stats, admin)
+        reviewer = admin is not None or self.access.is_manager(user_id)
+        review = self._review(user_id) if reviewer else None
+        return HomeContent(user_id, self.access.is_agent(user_id), stats, admin, review)
+
+    def _review(self, user_id: str) -> ReviewPanel | None:
+        """The judge's review queue of an admin or manager; App Home still draws without it
+        if it cannot be read."""
+        if self.judge_reviews is None:
+            return None
+        try:
+            return self.judge_reviews.panel(user_id)
+        except Exception:
+            log.exception("could not read the judge's review queue for App Home")
+            return None
+
+    def _judge(self) -> dict[str, Any] | None:
+        """The last cycle's judge, per rule; App Home still draws without it if unreadable."""
+        try:
+            return self.judge()
+        except Exception:
+            log.exception("could not read the judge's figures for App Home")
+            return None
 
     def _duel(self) -> DuelPanel | None:
         """The live A/B test; App Home still draws without it if it cannot be read."""
@@ -199,6 +226,7 @@ class BotServices:
             pending_models=pending,
             model_history=history,
             duel=self._duel(),
+            judge=self._judge(),
             installation=self.installation.status(),
             cards=counts,
             undelivered=[(c.ticket_ref, c.last_error or "") for c in refused],

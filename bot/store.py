@@ -248,3 +248,12 @@ def claim_request(conn: psycopg.Connection, key: str, kind: str, user_id: str) -
         (key, kind, user_id),
     ).fetchone()
     return row is not None
+
+
+def sets_with_cards(conn: psycopg.Connection, draft_set_ids: Sequence[int]) -> set[int]:
+    """Those of ``draft_set_ids`` a card shows (the judge's review queue shows clicks on them)."""
+    rows = conn.execute(
+        "SELECT draft_set_id FROM slack_cards WHERE draft_set_id = ANY(%s)",
+        (list(draft_set_ids),),
+    )
+    return {set_id for (set_id,) in rows}

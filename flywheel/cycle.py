@@ -20,13 +20,23 @@ from typing import Any
 from aitl.core.db import Database
 from aitl.core.leader import Leadership
 from aitl.core.settings import Settings
-from flywheel import datasets, reliability, store
+from flywheel import datasets, judge_watch, reliability, store
 from flywheel.datasets import Datasets
 from flywheel.evaluation import CONTEXT_K, RETRIEVE_K, EvalQuery, EvalResult, RetrieverEvaluator
 from flywheel.examples import RerankExample
 from flywheel.exceptions import CycleFailed, FlywheelError, NotEnoughData, RunInProgress
 from flywheel.generator_eval import decide_generator, describe
-from flywheel.judge import RULES, Judge, JudgeContext, NoJudge, RuleJudge, RuleSettings
+from flywheel.judge import (
+    LLM_RULE,
+    RULES,
+    Judge,
+    JudgeContext,
+    LLMJudge,
+    NoJudge,
+    RuleJudge,
+    RuleSettings,
+)
+from flywheel.judge_watch import JudgeWatch
 from flywheel.mining import mined_negatives
 from flywheel.registry import Decision, GatePolicy, Registry, decide
 from rag import exceptions as rag_exceptions
@@ -63,6 +73,7 @@ class CycleReport:
     artefacts: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # told to the admins with the outcome
 
 
 class Flywheel:
@@ -156,7 +167,7 @@ class Flywheel:
 
     def _cycle(self, report: CycleReport, cutoff: datetime) -> None:
         self.progress("reading and judging the clicks")
-        prepared = prepare(self.settings, self.db, self.judge, cutoff)
+        prepared, watch = self._judged(report, cutoff)
         with self.db.connection() as conn:
             store.save_verdicts(conn, report.run_id, prepared.verdicts)
             store.save_reliability(conn, report.run_id, prepared.agents.values())
@@ -164,6 +175,8 @@ class Flywheel:
         report.counts = {
             "events": len(prepared.events),
             "judge": filtered_shares(prepared.events, prepared.kept_ids),
+            "judge_rules": watch.as_counts(),
+            "gate_evidence": prepared.evidence,
             "agents": {a.agent_id: a.weight for a in prepared.agents.values()},
             **data.counts(),
             "over_cap": left,
@@ -174,7 +187,7 @@ class Flywheel:
                 f"{self.settings.flywheel_max_examples:,}, the oldest are left: "
                 + ", ".join(f"{n:,} {name.replace('_', ' ')}" for name, n in left.items())
             )
-        self._check_enough(data)
+        self._check_enough(data, prepared.evidence)
         # deep enough for recall@75 (reported) and recall@AITL_RETRIEVE_K (gating)
         depth = max(100, self.settings.retrieve_k)
         live = self.versions.live_or_bootstrap()
@@ -205,12 +218,41 @@ class Flywheel:
             self.progress(f"promoting the {item.kind}: {item.reason}")
             self.registry.promote(item.kind, item.version, item.reason, known=item.known)
 
-    def _check_enough(self, data: Datasets) -> None:
+    def _judged(self, report: CycleReport, cutoff: datetime) -> tuple[Prepared, JudgeWatch]:
+        """The clicks judged, and each rule's share against its history; a rule dropping an
+        unusual share is reported to the admins and, with AITL_JUDGE_UNUSUAL_RULE=skip, the
+        clicks are judged again without it (the watch keeps what the rule would have done)."""
+        s = self.settings
+        prepared = prepare(s, self.db, self.judge, cutoff)
+        ran = self.judge.ran(prepared.events, prepared.context)
+        watch = judge_watch.measure(prepared.events, prepared.verdicts, ran)
+        with self.db.connection() as conn:
+            earlier = store.earlier_counts(conn, report.run_id, judge_watch.WATCHED_RUNS)
+        history = [w for w in map(JudgeWatch.from_counts, earlier) if w is not None]
+        watch.unusual = judge_watch.find_unusual(
+            watch, history, ceiling=s.judge_rule_ceiling, surge=s.judge_rule_surge
+        )
+        if not watch.unusual:
+            return prepared, watch
+        if s.judge_unusual_rule == "skip":
+            watch.skipped = sorted({u.rule for u in watch.unusual})
+            self.progress(f"judging again without {', '.join(watch.skipped)}")
+            prepared = prepare(s, self.db, without(self.judge, watch.skipped), cutoff)
+        report.warnings.append(judge_watch.warning(watch.unusual, watch.skipped))
+        return prepared, watch
+
+    def _check_enough(self, data: Datasets, evidence: dict[str, int] | None = None) -> None:
         s = self.settings
         if len(data.eval_queries) < s.flywheel_min_eval_queries:
+            judged = ""
+            if evidence and evidence["tickets_before"] >= s.flywheel_min_eval_queries:
+                judged = (
+                    f" (the judge left them of {evidence['tickets_before']} before judging:"
+                    " see `aitl flywheel judge`)"
+                )
             raise NotEnoughData(
-                f"{len(data.eval_queries)} held-out tickets with a relevant article; a fair"
-                f" comparison needs {s.flywheel_min_eval_queries}"
+                f"{len(data.eval_queries)} held-out tickets with a relevant article{judged};"
+                f" a fair comparison needs {s.flywheel_min_eval_queries}"
             )
         if max(len(data.retriever), len(data.reranker), len(data.generator)) < (
             s.flywheel_min_examples
@@ -471,9 +513,12 @@ class Flywheel:
         return outcome, decision, scores
 
     def _judge_generator(self, data: Datasets, champion: Path | None, challenger: Path):
-        """The challenger's win rate on held-out tickets, when an LLM judge is configured."""
+        """The challenger's win rate on held-out tickets, when an LLM judge is configured with
+        an endpoint: the pairwise comparison needs AITL_OPENAI_BASE_URL. The local LLM judges
+        clicks only: it is the very model under test (and the shipped one, 135M, cannot tell
+        replies apart), so without an endpoint the generator is compared online."""
         s = self.settings
-        if s.judge != "llm" or not data.eval_requests:
+        if s.judge != "llm" or not s.openai_base_url or not data.eval_requests:
             return None
         from flywheel.generator_eval import win_rate
         from flywheel.llm import chat_function
@@ -535,6 +580,8 @@ class Prepared:
     agents: dict
     kept_ids: set[int]
     data: Datasets
+    # the held-out tickets and relevant marks the gate decides on, before and after judging
+    evidence: dict[str, int] = field(default_factory=dict)
 
 
 def prepare(settings: Settings, db: Database, judge: Judge, cutoff: datetime) -> Prepared:
@@ -551,7 +598,29 @@ def prepare(settings: Settings, db: Database, judge: Judge, cutoff: datetime) ->
     weights = {a.agent_id: a.weight for a in agents.values()} if judge.weighs_agents else {}
     prompts = PromptLibrary(settings.prompts_dir)
     data = datasets.build(kept, context, weights, prompts, holdout=settings.flywheel_holdout)
-    return Prepared(events, context, verdicts, agents, kept_ids, data)
+    unjudged = datasets.held_out_queries(events, context, holdout=settings.flywheel_holdout)
+    evidence = {
+        "tickets_before": len(unjudged),
+        "marks_before": sum(len(q.relevant) for q in unjudged),
+        "tickets_after": len(data.eval_queries),
+        "marks_after": sum(len(q.relevant) for q in data.eval_queries),
+        "needed": settings.flywheel_min_eval_queries,
+    }
+    return Prepared(events, context, verdicts, agents, kept_ids, data, evidence)
+
+
+def without(judge: Judge, rules: Sequence[str]) -> Judge:
+    """The same judge with ``rules`` left out (the LLM judge's own verdicts are "llm")."""
+    if isinstance(judge, RuleJudge):
+        disabled = judge.settings.disabled | frozenset(rules)
+        return dataclasses.replace(
+            judge, settings=dataclasses.replace(judge.settings, disabled=disabled)
+        )
+    if isinstance(judge, LLMJudge):
+        if LLM_RULE in rules:
+            return without(judge.rules, [r for r in rules if r != LLM_RULE])
+        return dataclasses.replace(judge, rules=without(judge.rules, rules))
+    return judge
 
 
 def load_context(db: Database, events) -> JudgeContext:
@@ -650,10 +719,9 @@ def filtered_shares(events, kept_ids: set[int]) -> dict[str, dict[str, float]]:
     return shares
 
 
-def rule_settings(settings: Settings, skipped: Sequence[str] = ()) -> RuleSettings:
-    """The rule judge as configured, without ``skipped`` rules as well (ones a cycle found
-    dropping an unusual share); an unknown rule name is a configuration error."""
-    disabled = frozenset(settings.judge_disabled_rules) | frozenset(skipped)
+def rule_settings(settings: Settings) -> RuleSettings:
+    """The rule judge as configured; an unknown rule name is a configuration error."""
+    disabled = frozenset(settings.judge_disabled_rules)
     unknown = sorted(disabled - RULES.keys())
     if unknown:
         raise FlywheelError(
@@ -668,14 +736,16 @@ def rule_settings(settings: Settings, skipped: Sequence[str] = ()) -> RuleSettin
     )
 
 
-def default_judge(settings: Settings, skipped: Sequence[str] = ()) -> Judge:
+def default_judge(settings: Settings) -> Judge:
     if settings.judge == "off":
         return NoJudge()
-    rules = RuleJudge(rule_settings(settings, skipped))
+    rules = RuleJudge(rule_settings(settings))
     if settings.judge != "llm":
         return rules
     from flywheel.judge import LLMJudge
-    from flywheel.llm import chat_function
+    from flywheel.llm import judge_chat
 
+    # the endpoint at AITL_OPENAI_BASE_URL when set, else the local LLM ("local:<folder>")
+    chat, model = judge_chat(settings)
     prompts = PromptLibrary(settings.prompts_dir)
-    return LLMJudge(chat_function(settings), prompts.text, settings.openai_model, rules)
+    return LLMJudge(chat, prompts.text, model, rules)

@@ -198,10 +198,29 @@ def _training(data, info: DraftSetInfo, own, context, weights, prompts) -> None:
     data.generator.extend(_pairs(info, own, context, prompts, weights))
 
 
-def _held_out(data, info: DraftSetInfo, own, context, prompts) -> None:
+def held_out_queries(
+    events: Sequence[StoredFeedback], context: JudgeContext, *, holdout: float
+) -> list[EvalQuery]:
+    """The gate's held-out tickets from ``events`` as they stand, split as ``build`` splits:
+    what the gate would decide on without a judge (a cycle reports it beside the judged)."""
+    _, held = split_by_time(events, holdout)
+    by_set: dict[int, list[StoredFeedback]] = {}
+    for e in events:
+        if e.ticket_ref in held:
+            by_set.setdefault(e.draft_set_id, []).append(e)
+    found = (_eval_query(context.sets[s], own) for s, own in by_set.items() if s in context.sets)
+    return [query for query in found if query is not None]
+
+
+def _eval_query(info: DraftSetInfo, own) -> EvalQuery | None:
     positive, _ = _labels(own)
-    if positive:
-        data.eval_queries.append(EvalQuery(f"set:{info.id}", info.query, frozenset(positive)))
+    return EvalQuery(f"set:{info.id}", info.query, frozenset(positive)) if positive else None
+
+
+def _held_out(data, info: DraftSetInfo, own, context, prompts) -> None:
+    query = _eval_query(info, own)
+    if query is not None:
+        data.eval_queries.append(query)
     data.eval_pairs.extend(_pairs(info, own, context, prompts, {}))
     if info.drafts:
         data.eval_requests.append(draft_input(info, context))

@@ -70,6 +70,7 @@ def _cycle(
             )
         raise
     promoted = any(decision.get("promoted") for decision in report.decisions.values())
+    outcome = "promoted" if promoted else "unchanged"
     services.tell_cycle_end(
         note(
             run_id=report.run_id,
@@ -77,8 +78,11 @@ def _cycle(
             seconds=report.seconds,
             decisions=report.decisions,
             error=report.error,
+            warnings=report.warnings,
         ),
-        outcome="promoted" if promoted else "unchanged",
+        # a warning (a judge rule dropping an unusual share) reaches every admin who hears of
+        # anything at all, whatever else happened
+        outcome="warning" if report.warnings else outcome,
         asked_by=by,
     )
 

@@ -3,10 +3,13 @@
 Without an LLM, rules catch what a careful reviewer would: an agent contradicting themselves
 (preferred A but sent B; "relevant" on a card whose drafts went unused for lack of knowledge;
 "not relevant" on every passage of the draft they then sent as it was), an adoption click the
-reply actually sent in Zendesk contradicts,
-clicks too fast to have read anything, "relevant" on a passage that shares nothing with the
-ticket, "missing" knowledge that was in fact shown. With a chat model configured, an LLM judge
-reads each relevance and preference event through ``prompts/judge_*.txt`` and answers in JSON.
+reply actually sent in Zendesk contradicts, clicks too fast to have read anything, "relevant"
+on a passage that stood far below the card's other passages for the ticket (calibrated on the
+marks other answers back) or that shares no word with it, "missing" knowledge that was in fact
+shown. Every rule runs on every event, so each one's share can be watched on its own
+(``flywheel.judge_watch``). With ``AITL_JUDGE=llm`` a chat model (an endpoint, or the local
+LLM) also reads each relevance and preference event through ``prompts/judge_*.txt`` and
+answers "keep" or "drop" with a reason.
 """
 
 from __future__ import annotations
@@ -156,6 +159,11 @@ class Judge(Protocol):
 
     def judge(self, events: Sequence[StoredFeedback], context: JudgeContext) -> list[Verdict]: ...
 
+    def ran(self, events: Sequence[StoredFeedback], context: JudgeContext) -> list[str]:
+        """The rules that could judge these events (enabled, and calibrated where they need
+        it): a rule that did not run has no share to compare with its history."""
+        ...
+
 
 def content_words(text: str) -> set[str]:
     return {w for w in WORD.findall(text.lower()) if w not in STOPWORDS}
@@ -200,6 +208,12 @@ class RuleJudge:
             for rule, check in checks.items():
                 if rule in found and (why := check()) is not None:
                     found[rule][e.id] = why
+        return found
+
+    def ran(self, events: Sequence[StoredFeedback], context: JudgeContext) -> list[str]:
+        found = [rule for rule in RULES if rule not in self.settings.disabled]
+        if "off_topic" in found and self.floor(events, context) is None:
+            found.remove("off_topic")
         return found
 
     def floor(
@@ -451,6 +465,9 @@ class NoJudge:
     def judge(self, events: Sequence[StoredFeedback], context: JudgeContext) -> list[Verdict]:
         return [Verdict(e.id, True, "not judged", self.name) for e in events]
 
+    def ran(self, events: Sequence[StoredFeedback], context: JudgeContext) -> list[str]:
+        return []
+
 
 # --- the LLM judge ------------------------------------------------------------------------
 
@@ -474,6 +491,9 @@ class LLMJudge:
     def name(self) -> str:
         return f"llm:{self.model}"
 
+    def ran(self, events: Sequence[StoredFeedback], context: JudgeContext) -> list[str]:
+        return [*self.rules.ran(events, context), LLM_RULE]
+
     def judge(self, events: Sequence[StoredFeedback], context: JudgeContext) -> list[Verdict]:
         verdicts = []
         for event, ruled in zip(events, self.rules.judge(events, context), strict=True):
@@ -489,10 +509,14 @@ class LLMJudge:
             return None
         system = self.prompts("judge_system.txt")
         user = self.prompts(f"judge_{event.kind}.txt").format(**question)
+        from rag.exceptions import GenerationError
+
         try:
             answer = _parse(self.chat(system, user))
         except ValueError:
             return None  # an unreadable answer leaves the rules' verdict
+        except GenerationError:
+            return None  # so does a question longer than a local model's context
         doubted = () if answer["keep"] else (LLM_RULE,)
         return Verdict(event.id, answer["keep"], answer["reason"][:300], self.name, doubted)
 
@@ -518,12 +542,39 @@ def _question(event: StoredFeedback, context: JudgeContext) -> dict[str, str] | 
     return None
 
 
+# the verdict word opening an answer, after markup or an "Answer:" a model may put before it
+_VERDICT = re.compile(
+    r"""[\s*_"'`#>-]*(?:(?:answer|verdict|decision)\s*[:-]\s*[\s*_"'`]*)?(keep|drop)\b(.*)""",
+    re.IGNORECASE | re.DOTALL,
+)
+_ECHO = re.compile(r"""[\s*_"'`,]*(?:/|or\b)""", re.IGNORECASE)  # "keep or drop": the question
+
+
 def _parse(text: str) -> dict:
-    """The first JSON object in the answer, with a boolean 'keep' and a 'reason'."""
+    """The judge's verdict: the answer's first word, keep or drop, then a short reason (what a
+    small local model can write); or a JSON object with a boolean 'keep' and a 'reason' (what
+    an endpoint may write). Anything else, "keep or drop" echoed from the question included,
+    is unreadable (ValueError), and the rules' verdict stands."""
+    match = _VERDICT.match(text)
+    if match is None or _ECHO.match(match[2]):
+        found = _json_verdict(text)
+        if found is None:
+            raise ValueError("the judge's answer opens with neither keep nor drop, nor has JSON")
+        return found
+    lines = [line.strip(" \t-\u2013\u2014:.,;*_\"'`") for line in match[2].splitlines()]
+    reason = next((line for line in lines if line), "no reason given")
+    return {"keep": match[1].lower() == "keep", "reason": reason}
+
+
+def _json_verdict(text: str) -> dict | None:
+    """The first JSON object in the answer, when it holds a boolean 'keep'."""
     start, end = text.find("{"), text.rfind("}")
     if start < 0 or end <= start:
-        raise ValueError("no JSON object in the judge's answer")
-    data = json.loads(text[start : end + 1])
-    if not isinstance(data.get("keep"), bool):
-        raise ValueError("the judge's answer has no boolean 'keep'")
+        return None
+    try:
+        data = json.loads(text[start : end + 1])
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("keep"), bool):
+        return None
     return {"keep": data["keep"], "reason": str(data.get("reason") or "llm judge")}

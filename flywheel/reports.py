@@ -3,7 +3,7 @@ the CLI, the note admins get after each cycle) and a model change (the digest, A
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flywheel.registry import KINDS
@@ -49,6 +49,42 @@ def decided_by(decision: Mapping[str, Any]) -> str:
     return f" on {metric} ({', '.join(ceiling)} at {their} ceiling)"
 
 
+def judge_summary(counts: Mapping[str, Any]) -> str:
+    """A run's judge in a few words (``aitl flywheel runs``): the share of clicks it dropped,
+    the rule that dropped most, and any rule found unusual or skipped."""
+    groups = counts.get("judge") or {}
+    events = sum(g.get("events", 0) for g in groups.values())
+    if not events:
+        return ""
+    dropped = sum(g.get("filtered", 0) for g in groups.values())
+    text = f"{dropped / events:.0%} of {events:,}"
+    rules = counts.get("judge_rules") or {}
+    totals = {rule: sum(kinds.values()) for rule, kinds in (rules.get("dropped") or {}).items()}
+    if totals:
+        top = max(totals, key=totals.__getitem__)
+        text += f", most by {top}"
+    unusual = sorted({u["rule"] for u in rules.get("unusual", [])})
+    if unusual:
+        skipped = set(rules.get("skipped") or ())
+        named = (f"{rule} (skipped)" if rule in skipped else rule for rule in unusual)
+        text += f"; unusual: {', '.join(named)}"
+    return text
+
+
+def evidence_line(evidence: Mapping[str, Any]) -> str:
+    """'12 (31 marks) → 9 (22 marks)': the held-out tickets the gate decided on, before and
+    after judging, and a plain warning when judging left fewer than it needs."""
+    if not evidence:
+        return "—"
+    before = f"{evidence['tickets_before']:,} ({evidence['marks_before']:,} marks)"
+    after = f"{evidence['tickets_after']:,} ({evidence['marks_after']:,} marks)"
+    text = f"{before} → {after}"
+    needed = evidence.get("needed", 0)
+    if evidence["tickets_after"] < needed <= evidence["tickets_before"]:
+        text += f", fewer than the {needed} the gate needs: the judge left too few"
+    return text
+
+
 def first_line(error: str, limit: int = 300) -> str:
     """What went wrong, for a direct message rather than a log: a database error's text goes
     on with the statement it failed in."""
@@ -64,9 +100,15 @@ def cycle_note(
     decisions: Mapping[str, Mapping[str, Any]] | None = None,
     error: str | None = None,
     by: str | None = None,
+    warnings: Sequence[str] = (),
 ) -> str:
-    """What admins read when a cycle ends: how it ended, what goes live, and for a failure
-    that nothing live changed."""
+    """What admins read when a cycle ends: how it ended, what goes live, for a failure that
+    nothing live changed, and any warning (after the outcome, whatever it was)."""
+    text = _outcome(run_id, trigger, status, seconds, decisions, error, by)
+    return "\n\n".join([text, *warnings])
+
+
+def _outcome(run_id, trigger, status, seconds, decisions, error, by) -> str:
     if error:
         error = first_line(error)
     what = TRIGGERS.get(trigger, "The retrain")

@@ -25,13 +25,13 @@ log = logging.getLogger(__name__)
 # tells a person (a Slack user id) something, e.g. how the model change they asked for ended
 Tell = Callable[[str, str], None]
 # how a cycle ended, for whom to tell: a model went live, nothing did (trained nothing, kept the
-# champions, did not start), or it failed
-CycleOutcome = Literal["promoted", "unchanged", "failed"]
+# champions, did not start), it failed, or it ran but has a warning (the judge's watch)
+CycleOutcome = Literal["promoted", "unchanged", "failed", "warning"]
 # settings.flywheel_admin_notes → the outcomes every admin hears of
 ADMIN_NOTES: dict[str, frozenset[str]] = {
-    "all": frozenset({"promoted", "unchanged", "failed"}),
-    "changes": frozenset({"promoted", "failed"}),
-    "failures": frozenset({"failed"}),
+    "all": frozenset({"promoted", "unchanged", "failed", "warning"}),
+    "changes": frozenset({"promoted", "failed", "warning"}),
+    "failures": frozenset({"failed", "warning"}),
     "none": frozenset(),
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg.rows import class_row
@@ -393,10 +394,14 @@ def fail_abandoned_runs(conn: psycopg.Connection) -> int:
     ).rowcount
 
 
-def runs(conn: psycopg.Connection, limit: int = 10) -> list[Run]:
+def runs(conn: psycopg.Connection, limit: int = 10, before: datetime | None = None) -> list[Run]:
+    """The newest runs first; with ``before``, those started before it (a past week's)."""
     cur = conn.cursor(row_factory=class_row(Run))
     return cur.execute(
-        f"SELECT {RUN_COLUMNS} FROM flywheel_runs ORDER BY id DESC LIMIT %s", (limit,)
+        f"SELECT {RUN_COLUMNS} FROM flywheel_runs"
+        " WHERE %(before)s::timestamptz IS NULL OR started_at < %(before)s"
+        " ORDER BY id DESC LIMIT %(limit)s",
+        {"before": before, "limit": limit},
     ).fetchall()
 
 
@@ -406,6 +411,17 @@ def save_verdicts(conn: psycopg.Connection, run_id: int, verdicts) -> None:
     ) as copy:
         for v in verdicts:
             copy.write_row((run_id, v.event_id, v.judge, v.keep, v.reason, list(v.rules)))
+
+
+def earlier_counts(conn: psycopg.Connection, run_id: int, limit: int) -> list[dict[str, Any]]:
+    """The counts of the ``limit`` runs before ``run_id`` that judged clicks, oldest first
+    (the judge's history as ``flywheel.judge_watch`` reads it)."""
+    rows = conn.execute(
+        "SELECT counts FROM flywheel_runs WHERE id < %s AND counts ? 'judge_rules'"
+        " ORDER BY id DESC LIMIT %s",
+        (run_id, limit),
+    ).fetchall()
+    return [counts for (counts,) in reversed(rows)]
 
 
 def filtered_event_ids(conn: psycopg.Connection, run_id: int) -> set[int]:
@@ -423,6 +439,144 @@ def save_reliability(conn: psycopg.Connection, run_id: int, agents) -> None:
             " peer_agreement, weight) VALUES (%s, %s, %s, %s, %s, %s)",
             (run_id, a.agent_id, a.events, a.judge_agreement, a.peer_agreement, a.weight),
         )
+
+
+# reviews of the judge (App Home's review queue, flywheel.judge_review): one standing answer
+# per reviewer and event
+
+REVIEWED_KINDS = ("relevance", "missing_knowledge", "preference", "adoption")
+
+
+def latest_succeeded_run(conn: psycopg.Connection) -> int | None:
+    """The latest cycle that succeeded: reviewers are shown its verdicts."""
+    row = conn.execute(
+        "SELECT id FROM flywheel_runs WHERE status = 'succeeded' ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    return row[0] if row else None
+
+
+@dataclass(frozen=True)
+class ReviewCandidate:
+    """A verdict a reviewer may be shown, with the click it is about."""
+
+    run_id: int
+    event_id: int
+    keep: bool
+    reason: str
+    bucket: str  # 'drop:<the first rule that doubted it>' or 'keep:<kind>'
+    sample_key: str  # the seeded order: the same for every reviewer and every look
+    kind: str
+    value: str
+    draft_set_id: int
+    draft_id: int | None
+    chunk_ids: list[int]
+    agent_id: str
+    rationale: dict
+    clicked_at: datetime
+
+
+def review_candidates(
+    conn: psycopg.Connection, run_id: int, reviewer: str, *, seed: int, per_bucket: int
+) -> list[ReviewCandidate]:
+    """The first ``per_bucket`` verdicts of each bucket of run ``run_id`` in the seeded order,
+    leaving out what ``reviewer`` already reviewed: agents' clicks of the four kinds (not the
+    adoptions read from the replies sent in the helpdesk)."""
+    cur = conn.cursor(row_factory=class_row(ReviewCandidate))
+    return cur.execute(
+        """
+        SELECT run_id, event_id, keep, reason, bucket, sample_key, kind, value, draft_set_id,
+               draft_id, chunk_ids, agent_id, rationale, clicked_at
+        FROM (
+            SELECT *, row_number() OVER (PARTITION BY bucket ORDER BY sample_key, event_id)
+                   AS place
+            FROM (
+                SELECT v.run_id, v.event_id, v.keep, v.reason,
+                       CASE WHEN v.keep THEN 'keep:' || e.kind
+                            ELSE 'drop:' || coalesce(v.rules[1], v.judge) END AS bucket,
+                       md5(%(seed)s::text || ':' || v.event_id) AS sample_key,
+                       e.kind, e.value, e.draft_set_id, e.draft_id, e.chunk_ids, e.agent_id,
+                       e.rationale, e.clicked_at
+                FROM judge_verdicts v JOIN feedback_events e ON e.id = v.event_id
+                WHERE v.run_id = %(run)s AND e.kind = ANY(%(kinds)s) AND e.source <> 'zendesk'
+                  AND NOT EXISTS (
+                      SELECT 1 FROM judge_reviews r
+                      WHERE r.event_id = v.event_id AND r.reviewer_id = %(reviewer)s)
+            ) verdicts
+        ) ranked
+        WHERE place <= %(per_bucket)s
+        ORDER BY sample_key, event_id
+        """,
+        {
+            "run": run_id,
+            "reviewer": reviewer,
+            "seed": seed,
+            "per_bucket": per_bucket,
+            "kinds": list(REVIEWED_KINDS),
+        },
+    ).fetchall()
+
+
+def verdict_kept(conn: psycopg.Connection, run_id: int, event_id: int) -> bool | None:
+    """Whether run ``run_id`` kept the event; None when it holds no verdict on it."""
+    row = conn.execute(
+        "SELECT keep FROM judge_verdicts WHERE run_id = %s AND event_id = %s", (run_id, event_id)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def save_review(
+    conn: psycopg.Connection,
+    run_id: int,
+    event_id: int,
+    reviewer: str,
+    agrees: bool,
+    reviewed_at: datetime,
+) -> bool:
+    """Store ``reviewer``'s answer on run ``run_id``'s verdict on the event, replacing their
+    earlier answer on that event (one clicked before the standing answer changes nothing);
+    False, and nothing stored, when the run holds no verdict on the event."""
+    if verdict_kept(conn, run_id, event_id) is None:
+        return False
+    conn.execute(
+        """
+        INSERT INTO judge_reviews (run_id, event_id, reviewer_id, agrees, reviewed_at)
+        VALUES (%s, %s, %s, %s, %s)
+        ON CONFLICT (event_id, reviewer_id) DO UPDATE
+        SET run_id = excluded.run_id, agrees = excluded.agrees,
+            reviewed_at = excluded.reviewed_at
+        WHERE judge_reviews.reviewed_at <= excluded.reviewed_at
+        """,
+        (run_id, event_id, reviewer, agrees, reviewed_at),
+    )
+    return True
+
+
+@dataclass(frozen=True)
+class Review:
+    run_id: int
+    event_id: int
+    reviewer_id: str
+    agrees: bool
+    reviewed_at: datetime
+    keep: bool  # the judge's verdict the reviewer answered
+
+
+def reviews(
+    conn: psycopg.Connection,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[Review]:
+    """The standing reviews made in ``[since, until)``, with the verdicts they answer."""
+    cur = conn.cursor(row_factory=class_row(Review))
+    return cur.execute(
+        "SELECT r.run_id, r.event_id, r.reviewer_id, r.agrees, r.reviewed_at, v.keep"
+        " FROM judge_reviews r JOIN judge_verdicts v USING (run_id, event_id)"
+        " WHERE (%(since)s::timestamptz IS NULL OR r.reviewed_at >= %(since)s)"
+        " AND (%(until)s::timestamptz IS NULL OR r.reviewed_at < %(until)s)"
+        " ORDER BY r.reviewed_at, r.id",
+        {"since": since, "until": until},
+    ).fetchall()
 
 
 # --- the model registry ------------------------------------------------------------------

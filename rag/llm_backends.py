@@ -93,6 +93,41 @@ class OpenAIDrafter(Runnable[DraftInput, GeneratedDraft]):
         )
 
 
+def load_local_lm(model_path: Path, adapter_path: Path | None = None) -> tuple[Any, Any]:
+    """A local causal LM (plus an optional PEFT LoRA adapter) and its tokenizer, in eval mode,
+    from local files only: the drafter, the local chat model and nothing else load one."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(model_path, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise exceptions.ModelNotFound(
+            f"AITL_HF_MODEL_PATH={model_path}: not a loadable model ({exc})"
+        ) from exc
+    if adapter_path is not None:
+        try:
+            from peft import PeftModel
+        except ImportError as exc:
+            raise exceptions.GeneratorMisconfigured(
+                "AITL_HF_ADAPTER_PATH needs peft: install the 'train' extra"
+            ) from exc
+        try:
+            model = PeftModel.from_pretrained(model, adapter_path, local_files_only=True)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise exceptions.GeneratorMisconfigured(
+                f"adapter {adapter_path} does not load on {model_path}: {exc}"
+            ) from exc
+    model.eval()
+    return model, tokenizer
+
+
+def context_limit(model: Any) -> int | None:
+    """The model's context length in tokens, where its config says it."""
+    config = model.config
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+
 @dataclass(frozen=True)
 class LocalDecoding:
     """How a local LM decodes: short, near the sources, no loops (measured in prompts/README.md).
@@ -145,29 +180,9 @@ class HuggingFaceDrafter(Runnable[DraftInput, GeneratedDraft]):
     @cached_property
     def _llm(self):
         from langchain_huggingface import HuggingFacePipeline
-        from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+        from transformers import pipeline
 
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(self.model_path, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise exceptions.ModelNotFound(
-                f"AITL_HF_MODEL_PATH={self.model_path}: not a loadable model ({exc})"
-            ) from exc
-        if self.adapter_path is not None:
-            try:
-                from peft import PeftModel
-            except ImportError as exc:
-                raise exceptions.GeneratorMisconfigured(
-                    "AITL_HF_ADAPTER_PATH needs peft: install the 'train' extra"
-                ) from exc
-            try:
-                model = PeftModel.from_pretrained(model, self.adapter_path, local_files_only=True)
-            except (OSError, ValueError, RuntimeError) as exc:
-                raise exceptions.GeneratorMisconfigured(
-                    f"adapter {self.adapter_path} does not load on {self.model_path}: {exc}"
-                ) from exc
-        model.eval()
+        model, tokenizer = load_local_lm(self.model_path, self.adapter_path)
         generator = pipeline(
             "text-generation",
             model=model,
@@ -176,11 +191,7 @@ class HuggingFaceDrafter(Runnable[DraftInput, GeneratedDraft]):
             max_new_tokens=self.max_new_tokens,
             return_full_text=False,
         )
-        config = model.config
-        limit = getattr(config, "max_position_embeddings", None) or getattr(
-            config, "n_positions", None
-        )
-        return HuggingFacePipeline(pipeline=generator), tokenizer, limit
+        return HuggingFacePipeline(pipeline=generator), tokenizer, context_limit(model)
 
     def warm(self) -> None:
         """Load the model now rather than on the first ticket."""
@@ -243,3 +254,49 @@ class HuggingFaceDrafter(Runnable[DraftInput, GeneratedDraft]):
                 "temperature": temperature,
             },
         )
+
+
+class LocalChat:
+    """A local causal LM as a chat function, ``(system, user) -> answer``: the chat template
+    drafting uses (``chat_prompt``), greedy, at most ``max_new_tokens`` new tokens. Loaded on
+    the first question, once; ``threads`` sets torch's CPU threads while it answers (None:
+    torch's own setting). A prompt longer than the model's context is a GenerationError."""
+
+    def __init__(self, model_path: Path, *, max_new_tokens: int, threads: int | None = None):
+        self.model_path = local_model_dir(model_path, "AITL_HF_MODEL_PATH")
+        self.max_new_tokens = max_new_tokens
+        self.threads = threads
+
+    @cached_property
+    def _loaded(self) -> tuple[Any, Any, int | None]:
+        model, tokenizer = load_local_lm(self.model_path)
+        return model, tokenizer, context_limit(model)
+
+    def __call__(self, system: str, user: str) -> str:
+        import torch
+
+        model, tokenizer, limit = self._loaded
+        prompt = chat_prompt(tokenizer, system, user)
+        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        size = inputs["input_ids"].shape[1]
+        if limit and size + self.max_new_tokens > limit:
+            raise exceptions.GenerationError(
+                f"the prompt ({size} tokens) plus {self.max_new_tokens} new tokens exceeds the "
+                f"{limit}-token context of {self.model_path}"
+            )
+        pad = tokenizer.pad_token_id
+        before = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                output = model.generate(
+                    **inputs,
+                    max_new_tokens=self.max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.eos_token_id if pad is None else pad,
+                )
+        finally:
+            if self.threads:
+                torch.set_num_threads(before)
+        return tokenizer.decode(output[0, size:], skip_special_tokens=True).strip()

@@ -43,6 +43,7 @@ from flywheel import store as feedback_store
 from flywheel.cycle import Flywheel
 from flywheel.digest.report import duel_line
 from flywheel.online import summary
+from flywheel.reports import evidence_line, judge_summary
 from flywheel.serving import CHECK_EVERY_S
 from rag import factory
 from rag import store as rag_store
@@ -459,6 +460,14 @@ class Demo:
         report = Flywheel(settings, self.db, progress=lambda step: self.say(f"  {step}")).run(
             "demo"
         )
+        if "judge_rules" in report.counts:
+            evidence = evidence_line(report.counts.get("gate_evidence") or {})
+            self.say(
+                f"  the judge dropped {judge_summary(report.counts) or 'nothing'}; held-out"
+                f" tickets (marks) before → after judging: {evidence}"
+            )
+        for warning in report.warnings:
+            self.say(f"  {warning}")
         run = {
             "status": report.status,
             "seconds": report.seconds,

@@ -9,8 +9,8 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import procrastinate
@@ -19,15 +19,17 @@ import psycopg
 from aitl.core.db import Database
 from aitl.core.settings import Settings
 from bot import home
+from bot import store as bot_store
 from bot.exceptions import HelpCenterRefused, HelpCenterUnavailable
 from bot.handoff import SlackHandoff
 from bot.home_views import DuelPanel, ModelEntry
+from bot.judge_review_views import ReviewItem, ReviewPanel
 from bot.services import BotServices
 from connectors import exceptions as zendesk_errors
 from connectors import routing, setup
 from connectors import store as zendesk_store
 from connectors.services import ZendeskServices
-from flywheel import jobs, store
+from flywheel import jobs, judge_review, judge_watch, store
 from flywheel.digest.content import digest_of
 from flywheel.digest.metrics import Window, last_full_week, week_of
 from flywheel.digest.render import render_chart
@@ -73,6 +75,8 @@ def build_services(settings: Settings, db: Database, queue: procrastinate.App) -
         help_center=ZendeskHelpCenter(zendesk),
         model_changes=lambda: model_changes(db),
         duel=lambda: duel_panel(settings, db),
+        judge_reviews=JudgeReviewQueue(settings, db),
+        judge=lambda: judge_panel(db),
     )
     zendesk.handoff = SlackHandoff(slack)
     return Services(zendesk, slack, ready)
@@ -202,6 +206,50 @@ def duel_panel(settings: Settings, db: Database) -> DuelPanel | None:
         adoption_rate=adoption.win_rate,
         decided=duel.decided,
     )
+
+
+def judge_panel(db: Database) -> dict[str, Any] | None:
+    """The last cycle's judge against the cycles before, as App Home shows it."""
+    with db.connection() as conn:
+        return judge_watch.latest(store.runs(conn, judge_watch.WATCHED_RUNS + 1))
+
+
+class JudgeReviewQueue:
+    """App Home's review queue of the judge: the flywheel samples the latest cycle's verdicts
+    on clicks whose card the bot still has, and stores the answers."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+
+    def panel(self, reviewer: str) -> ReviewPanel:
+        since = datetime.now(UTC) - timedelta(days=7)  # bot.judge_review_views.PERIOD
+        with self.db.connection() as conn:
+            run_id, items = judge_review.review_queue(
+                conn,
+                reviewer,
+                size=self.settings.judge_review_sample,
+                seed=self.settings.flywheel_seed,
+                shown=lambda set_ids: bot_store.sets_with_cards(conn, sorted(set_ids)),
+            )
+            agreement = judge_review.agreement_summary(conn, since)
+        # the flywheel's items, field for field (tests/flywheel/test_judge_review.py checks)
+        return ReviewPanel(run_id, [ReviewItem(**asdict(i)) for i in items], agreement)
+
+    def verdict(self, run_id: int, event_id: int) -> bool | None:
+        with self.db.connection() as conn:
+            return store.verdict_kept(conn, run_id, event_id)
+
+    def record(
+        self,
+        conn: psycopg.Connection,
+        run_id: int,
+        event_id: int,
+        reviewer: str,
+        agrees: bool,
+        at: datetime,
+    ) -> bool:
+        return store.save_review(conn, run_id, event_id, reviewer, agrees, at)
 
 
 def model_changes(

@@ -255,7 +255,15 @@ class Settings(BaseSettings):
         "against the replies agents wrote or sent (and by the LLM judge with AITL_JUDGE=llm).",
     )
     judge: Literal["rules", "llm", "off"] = Field(
-        default="rules", description="llm: the chat model at AITL_OPENAI_BASE_URL also judges."
+        default="rules",
+        description="llm: a chat model also judges relevance and preference clicks: the one at "
+        "AITL_OPENAI_BASE_URL when set, else the local LLM (AITL_HF_MODEL_PATH or the shipped "
+        "SmolLM2) on this machine.",
+    )
+    judge_llm_max_new_tokens: int = Field(
+        default=16,
+        ge=1,
+        description="The local LLM judge's answer budget: a verdict word and a short reason.",
     )
     judge_min_read_s: float = Field(default=3.0, ge=0)
     judge_semantic_quantile: float = Field(
@@ -270,6 +278,13 @@ class Settings(BaseSettings):
     )
     judge_disabled_rules: list[str] = Field(
         default_factory=list, description="Judge rules never run (names as in flywheel.judge)."
+    )
+    judge_review_sample: int = Field(
+        default=5,
+        ge=1,
+        le=20,
+        description="Verdicts of the latest cycle an admin or manager is shown at a time in App "
+        "Home's review queue, half drops and half keeps where possible.",
     )
     judge_rule_ceiling: float = Field(
         default=0.5,

@@ -22,7 +22,15 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.card_views import escape, escape_keeping_mentions
-from flywheel.digest.report import Digest, Gap, duel_decision_line, duel_line, model_change_line
+from flywheel.digest.report import (
+    Digest,
+    Gap,
+    duel_decision_line,
+    duel_line,
+    judge_agreement_line,
+    judge_lines,
+    model_change_line,
+)
 
 OPEN_REPORT = "aitl.digest.open"
 DRAFT_ARTICLE = "aitl.digest.draft_article"
@@ -71,6 +79,10 @@ def digest_blocks(digest: Digest) -> list[Block]:
         )
     if digest.duel:
         context += f"\nLive A/B test: {escape(duel_line(digest.duel))}"
+    if digest.judge_agreement is not None:  # digests stored before reviews: none
+        context += f"\n{escape(judge_agreement_line(digest.judge_agreement))}"
+    if digest.judge and digest.judge.get("unusual"):  # a rule dropping an unusual share
+        context += "\n:warning: The judge: " + escape("; ".join(digest.judge["unusual"]))
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_cut(context, 2000))]))
     if digest.gaps:
         lines = [f"*Knowledge gaps* ({len(digest.gaps)})"]
@@ -109,6 +121,11 @@ def report_modal(digest: Digest, *, can_draft: bool, drafted: dict[str, str] | N
     blocks.append(_section(_answers(digest)))
     blocks.append(DividerBlock())
     blocks.append(_section("*Last retrain*\n" + _retrain_line(digest, full=True)))
+    if digest.judge is not None:
+        judged = "\n".join(f"• {escape(line)}" for line in judge_lines(digest.judge))
+        blocks.append(_section(_cut("*The judge*\n" + judged, MAX_SECTION)))
+    if digest.judge_agreement is not None:
+        blocks.append(_section(escape(judge_agreement_line(digest.judge_agreement))))
     blocks.append(_section(_model_changes(digest)))
     blocks.append(_section(_cut(_duel(digest), 3000)))
     blocks.append(_section(_agents(digest)))

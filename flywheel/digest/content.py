@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from flywheel import judge_watch
 from flywheel.digest.gaps import GapCluster, gap_report
 from flywheel.digest.metrics import (
     FatigueRules,
@@ -27,8 +28,9 @@ from flywheel.digest.metrics import (
     weekly_trend,
 )
 from flywheel.digest.report import Digest, Figure, Gap
+from flywheel.judge_review import agreement_summary
 from flywheel.reports import decision_lines
-from flywheel.store import DuelDecision, ModelChange, duel_decisions, model_changes
+from flywheel.store import DuelDecision, ModelChange, duel_decisions, model_changes, runs
 
 Encode = Callable[[list[str]], np.ndarray]
 TREND_WEEKS = 4
@@ -89,6 +91,8 @@ def build_digest(
         model_changes=[_model_change(c) for c in reversed(changes)],
         duel=duel,
         duel_decisions=[_duel_decision(d) for d in reversed(decided)],
+        judge_agreement=agreement_summary(conn, window.start, window.end),
+        judge=judge_watch.latest(runs(conn, judge_watch.WATCHED_RUNS + 1, before=window.end)),
     )
 
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 import io
 import textwrap
 
-from flywheel.digest.report import Digest, duel_decision_line, duel_line, model_change_line
+from flywheel.digest.report import (
+    Digest,
+    duel_decision_line,
+    duel_line,
+    judge_agreement_line,
+    judge_lines,
+    model_change_line,
+)
 
 CHART_SIZE = (1200, 560)  # pixels: wide enough for Slack's preview, legible on a phone
 DPI = 100
@@ -127,6 +134,12 @@ def render_markdown(digest: Digest, *, chart_name: str | None = "digest.png") ->
     lines.append(f"- Coverage of the {digest.draft_sets:,} draft sets: {coverage or 'n/a'}")
     lines += ["", "## Last retrain", ""]
     lines += _retrain_lines(digest)
+    if digest.judge is not None:
+        lines += ["", "## The judge", ""]
+        lines += [f"- {line}" for line in judge_lines(digest.judge)]
+    if digest.judge_agreement is not None:  # digests stored before reviews: none
+        lines += ["", "## The judge, reviewed", ""]
+        lines.append(f"- {judge_agreement_line(digest.judge_agreement)}")
     lines += ["", "## Model changes this week", ""]
     lines += [f"- {model_change_line(c)}" for c in digest.model_changes] or [
         "No model was promoted or rolled back."

@@ -103,6 +103,11 @@ class Digest:
     duel: dict[str, Any] | None = None
     # what the online test decided in the week, oldest first
     duel_decisions: list[dict[str, Any]] = field(default_factory=list)
+    # the judge of the last cycle against the cycles before (flywheel.judge_watch.latest)
+    judge: dict[str, Any] | None = None
+    # the judge against its reviewers: {"period": the week's reviews, "all_time": every review
+    # before the week's end}, each {"n", "agreed", "kappa"} (digests stored before: None)
+    judge_agreement: dict[str, Any] | None = None
 
     @property
     def empty(self) -> bool:
@@ -178,3 +183,49 @@ def duel_decision_line(decision: dict[str, Any]) -> str:
         f"generator {decision['challenger']} {decision['action']} by the online A/B test"
         f" against {decision['champion']} ({at:%a %d %b %H:%M} UTC): {decision['reason']}"
     )
+
+
+def judge_agreement_line(agreement: dict[str, Any] | None, period: str | None = None) -> str:
+    """'Judge vs reviewers: κ 0.62 (n = 24; agreed on 20), all time κ 0.58 (n = 61)': Cohen's
+    kappa of the judge's keep / drop against reviewers' in the period and over every review;
+    'n/a' with the share agreed when every label was the same (kappa is then 0 / 0).
+    ``period`` names the first span where it is not the digest's week ('in the last 7 days')."""
+    head = "Judge vs reviewers:"
+    if not agreement or not agreement.get("all_time", {}).get("n"):
+        return f"{head} no reviews yet" + (
+            "" if period else " (admins and managers review in App Home)"
+        )
+    now, ever = agreement.get("period") or {}, agreement["all_time"]
+    where = f" {period}" if period else ""
+    if not now.get("n"):
+        first = f"no reviews{where or ' this week'}"
+    else:
+        first = f"{_kappa(now)} (n = {now['n']:,}; agreed on {now['agreed']:,}"
+        first += f"{_share(now)}){where}"
+    every = f"all time {_kappa(ever)} (n = {ever['n']:,}{_share(ever)})"
+    return f"{head} {first}, {every}"
+
+
+def _kappa(figures: dict[str, Any]) -> str:
+    kappa = figures.get("kappa")
+    return "κ n/a" if kappa is None else f"κ {kappa:.2f}"
+
+
+def _share(figures: dict[str, Any]) -> str:
+    """The share agreed, where kappa cannot say it: every label was the same."""
+    if figures.get("kappa") is not None or not figures.get("n"):
+        return ""
+    return f", {figures['agreed'] / figures['n']:.0%} agreed: one label throughout"
+
+
+def judge_lines(judge: dict[str, Any]) -> list[str]:
+    """The last cycle's judge in a few lines: what it dropped, the gate's evidence, what was
+    unusual (and whether the cycle ran without it), and each rule against its cycles before."""
+    found = [f"Run {judge['run_id']}: dropped {judge['summary'] or 'nothing'}."]
+    if judge.get("evidence"):
+        found.append(f"Held-out tickets (marks) before → after judging: {judge['evidence']}.")
+    found += [f"⚠ {why}" for why in judge.get("unusual", [])]
+    if judge.get("skipped"):
+        found.append(f"The cycle judged without {', '.join(judge['skipped'])}.")
+    found += judge.get("rules", [])
+    return found

@@ -405,3 +405,43 @@ def test_the_judge_weights_examples_by_reliability_and_no_judge_does_not(annotat
     )
     assert raw.agents, "reliability is still reported without a judge"
     assert {e.weight for e in raw.data.retriever + raw.data.reranker} == {1.0}
+
+
+def test_a_rule_far_above_its_history_is_said_and_the_clicks_judged_without_it(annotated):
+    """A fifth of the cards are clicked through unread, so too_fast drops about a fifth of the
+    preferences; against three cycles where it dropped 1%, that is unusual: with skip (the
+    default) the cycle judges again without it and says so, with warn it only says so."""
+    from datetime import UTC, datetime
+
+    from flywheel.cycle import CycleReport
+
+    settings, kb_db, _ = annotated
+    now = datetime.now(UTC)
+    quiet = {
+        "kinds": {"preference": 100, "adoption": 100, "relevance": 100},
+        "dropped": {"too_fast": {"preference": 1, "adoption": 1, "relevance": 1}},
+    }
+    with kb_db.connection() as conn:
+        for _ in range(3):
+            run_id = flywheel_store.start_run(conn, "test", now, {})
+            counts = {"judge_rules": quiet}
+            flywheel_store.finish_run(conn, run_id, "succeeded", counts=counts)
+        runs = [flywheel_store.start_run(conn, "test", now, {}) for _ in range(2)]
+
+    report = CycleReport(runs[0], "running")
+    prepared, watch = Flywheel(settings, kb_db)._judged(report, now)
+    assert "too_fast" in watch.skipped and {u.rule for u in watch.unusual} == {"too_fast"}
+    assert watch.dropped["too_fast"]["preference"] > 0, "the figure is the rule's own measure"
+    assert not any("too_fast" in v.rules for v in prepared.verdicts)
+    [said] = report.warnings
+    assert "too_fast dropped" in said and "against a median of 1%" in said
+    assert "judged the clicks without too_fast" in said
+    evidence = prepared.evidence
+    assert evidence["tickets_before"] >= evidence["tickets_after"] > 0
+    assert evidence["marks_before"] >= evidence["marks_after"] and evidence["needed"] == 3
+
+    warn = Flywheel(settings.model_copy(update={"judge_unusual_rule": "warn"}), kb_db)
+    report = CycleReport(runs[1], "running")
+    prepared, watch = warn._judged(report, now)
+    assert watch.skipped == [] and watch.unusual and "still used it" in report.warnings[0]
+    assert any("too_fast" in v.rules and not v.keep for v in prepared.verdicts)

@@ -12,7 +12,8 @@ from rich.table import Table
 
 from flywheel import store
 from flywheel.export import export_datasets
-from flywheel.reports import decision_lines, decision_summary
+from flywheel.judge_watch import JudgeWatch, kind_name
+from flywheel.reports import decision_lines, decision_summary, evidence_line, judge_summary
 from flywheel.services import FlywheelServices
 
 app = typer.Typer(help="The retraining loop.", no_args_is_help=True)
@@ -50,6 +51,11 @@ def print_report(report) -> None:
             f"judge filtered {share['filtered']} of {share['events']} {name} events"
             f" ({share['share']:.0%})"
         )
+    evidence = report.counts.get("gate_evidence")
+    if evidence:
+        console.print(f"the gate's evidence: {evidence_line(evidence)}")
+    for warning in report.warnings:
+        console.print(f"[yellow]{warning}[/]")
     table = Table("model", "metric", "champion", "challenger")
     for kind, metrics in report.metrics.items():
         if isinstance(metrics, dict) and "champion" in metrics:
@@ -68,14 +74,50 @@ def runs(ctx: typer.Context, limit: int = typer.Option(10, min=1)) -> None:
 
     with ctx.obj.db.connection() as conn:
         found = store.runs(conn, limit)
-    table = Table("run", "status", "trigger", "started", "seconds", "decisions / error")
+    table = Table("run", "status", "trigger", "started", "seconds", "decisions / error; judge")
     for r in found:
         summary = r.error or decision_summary(r.decisions)
+        judged = judge_summary(r.counts)
+        if judged:
+            summary += f"\njudge dropped {judged}"
         seconds = r.artefacts.get("seconds", "")
         table.add_row(
             str(r.id), r.status, r.trigger, f"{r.started_at:%Y-%m-%d %H:%M}", str(seconds), summary
         )
     console.print(table)
+
+
+@app.command()
+def judge(ctx: typer.Context, limit: int = typer.Option(6, min=1, help="Cycles to show")) -> None:
+    """What each judge rule dropped, per kind of click, over the last cycles (oldest first),
+    and the held-out tickets the gate decided on before and after judging."""
+    with ctx.obj.db.connection() as conn:
+        found = [r for r in reversed(store.runs(conn, limit)) if "judge_rules" in r.counts]
+    if not found:
+        console.print("No cycle has judged any clicks yet.")
+        return
+    watches = [JudgeWatch.from_counts(r.counts) for r in found]
+    table = Table("rule", "clicks", *(f"run {r.id}\n{r.started_at:%Y-%m-%d}" for r in found))
+    for rule, kind in sorted({(s.rule, s.kind) for w in watches if w for s in w.shares()}):
+        table.add_row(rule, kind_name(kind), *(_share_cell(w, rule, kind) for w in watches))
+    table.add_row(
+        "gate evidence",
+        "held-out tickets (marks), before → after judging",
+        *(evidence_line(r.counts.get("gate_evidence") or {}) for r in found),
+    )
+    console.print(table)
+
+
+def _share_cell(watch: JudgeWatch | None, rule: str, kind: str) -> str:
+    if watch is None or not watch.kinds.get(kind):
+        return "—"
+    share = next((s for s in watch.shares() if (s.rule, s.kind) == (rule, kind)), None)
+    text = f"{share.share:.0%} of {share.events:,}" if share else "0%"
+    if any((u.rule, u.kind) == (rule, kind) for u in watch.unusual):
+        text = f"[yellow]{text} ⚠[/]"
+    if rule in watch.skipped:
+        text += " (skipped)"
+    return text
 
 
 @app.command()
