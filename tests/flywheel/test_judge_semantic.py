@@ -106,3 +106,20 @@ def test_standing_is_relative_to_the_card():
     assert standing({1: 0.9, 2: 0.5}, 1) is None, "too few passages to stand among"
     assert standing({1: 0.5, 2: 0.5, 3: 0.5}, 1) is None
     assert standing({1: 0.9, 2: 0.5, 3: 0.1}, 7) is None
+
+
+def test_the_product_runs_off_topic_only_when_asked_and_refuses_unknown_rules(tmp_path):
+    import pytest
+
+    from flywheel.cycle import default_judge
+    from flywheel.exceptions import FlywheelError
+    from tests.conftest import make_settings
+
+    settings = make_settings("postgresql://unused/aitl", tmp_path)
+    ctx, events, _ = team_window(cards=25)
+    assert "off_topic" not in default_judge(settings).ran(events, ctx), "off by default"
+    every = settings.model_copy(update={"judge_disabled_rules": []})
+    assert "off_topic" in default_judge(every).ran(events, ctx)
+    wrong = settings.model_copy(update={"judge_disabled_rules": ["off_topics"]})
+    with pytest.raises(FlywheelError, match="names no such rule: off_topics"):
+        default_judge(wrong)
