@@ -26,6 +26,7 @@ KIND_NAMES = {
 }
 SURGE_MARGIN = 0.10  # a surge is also this many points above the rule's median share
 HISTORY_NEEDED = 3  # cycles of history before a share can be called a surge
+MIN_EVENTS = 20  # clicks of a kind before a rule's share of them can be unusual at all
 WATCHED_RUNS = 8  # the cycles a rule's share is compared with
 
 
@@ -132,9 +133,12 @@ def find_unusual(
     current: JudgeWatch, earlier: Sequence[JudgeWatch], *, ceiling: float, surge: float
 ) -> list[Unusual]:
     """Shares above ``ceiling``, or ``surge`` times the rule's median share of the earlier
-    cycles (with at least HISTORY_NEEDED of them) and SURGE_MARGIN above it."""
+    cycles (with at least HISTORY_NEEDED of them) and SURGE_MARGIN above it; of a kind with
+    at least MIN_EVENTS clicks."""
     found = []
     for share in current.shares():
+        if share.events < MIN_EVENTS:  # 2 of 3 clicks is no pattern
+            continue
         value = share.share
         what = f"{share.rule} dropped {value:.0%} of {share.events:,} {kind_name(share.kind)}"
         if value > ceiling:

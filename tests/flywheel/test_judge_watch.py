@@ -49,6 +49,8 @@ def test_a_share_above_the_ceiling_is_unusual_from_the_first_cycle():
     [found] = find_unusual(now, [], ceiling=0.5, surge=3.0)
     assert (found.rule, found.kind) == ("off_topic", "relevance")
     assert "61% of 100 relevance marks, above the ceiling of 50%" in found.why
+    few = watch({"too_fast": {"adoption": 12}}, {"adoption": 19})
+    assert find_unusual(few, [], ceiling=0.5, surge=3.0) == [], "19 clicks are too few to tell"
 
 
 def test_a_surge_needs_history_and_both_a_multiple_and_a_margin():
