@@ -355,7 +355,7 @@ def _contradictions(
                 ("unused_for_lack", e.id, UNUSED_FOR_LACK) for e in answers.get("relevant", ())
             )
         if adopt is not None and adopt.value == "as_is":
-            sent = _sent_yet_not_relevant(adopt, answers, context.sets.get(set_id))
+            sent = _sent_yet_not_relevant(adopt, answers, context.sets.get(set_id), context.chunks)
             found.extend(("not_relevant_yet_sent", event_id, why) for event_id, why in sent.items())
         pref = answers.get("preference", [None])[-1]
         if pref is None or adopt is None or adopt.value != "as_is":
@@ -408,10 +408,15 @@ def _contradicted(click: StoredFeedback, reply: StoredFeedback) -> str | None:
 
 
 def _sent_yet_not_relevant(
-    adopt: StoredFeedback, answers: dict[str, list[StoredFeedback]], info: DraftSetInfo | None
+    adopt: StoredFeedback,
+    answers: dict[str, list[StoredFeedback]],
+    info: DraftSetInfo | None,
+    chunks: dict[int, ChunkRef],
 ) -> dict[int, str]:
-    """The "not relevant" marks on the sources of a draft sent as it was, when they are all
-    the agent said about those sources: every one of them cannot be right."""
+    """The "not relevant" mark on the source a draft sent as it was came from, when the agent
+    called every source of that draft not relevant: they cannot all be right, and the one the
+    draft's words came from (the most content words shared with it; all of them on a tie) is
+    the doubtful one, the others' marks may well be right."""
     label = adopt.rationale.get("label")
     draft = info.drafts.get(label) if info is not None and label else None
     if draft is None or not draft.citations:
@@ -421,8 +426,14 @@ def _sent_yet_not_relevant(
     marked_relevant = {e.chunk_ids[0] for e in answers.get("relevant", ()) if e.chunk_ids}
     if sources & marked_relevant or not sources <= marks.keys():
         return {}
-    why = f"marked not relevant, yet sent draft {label}, which cites only such passages, as it was"
-    return {marks[c].id: why for c in sources}
+    said = content_words(draft.text)
+    shared = {c: len(said & content_words(chunks[c].text)) if c in chunks else 0 for c in sources}
+    most = max(shared.values())
+    why = (
+        f"marked not relevant, yet sent draft {label} as it was, whose words came from this"
+        " passage (every passage it cites was marked not relevant)"
+    )
+    return {marks[c].id: why for c in sources if shared[c] == most}
 
 
 def _by_card_and_agent(

@@ -149,7 +149,23 @@ def test_not_relevant_on_every_source_of_a_draft_sent_as_it_was_is_doubted():
     assert found[3].keep, "the considered answer is kept"
     assert found[4].keep and found[5].keep
     assert found[6].keep and found[7].keep, "102 may have held the answer"
-    assert not found[9].keep and not found[10].keep and found[11].keep
+    assert not found[9].keep and not found[10].keep and found[11].keep, "a tie: both doubted"
+
+
+def test_of_a_sent_drafts_sources_all_called_not_relevant_the_one_it_came_from_is_doubted():
+    ctx = context(n_sets=1)
+    ctx.sets[1].drafts["A"] = StoredDraft(
+        11, 1, "A", "Hold the reset button for ten seconds after a router change.", [100, 102], {}
+    )
+    events = [
+        event(1, "relevance", "not_relevant", chunk=100),
+        event(2, "relevance", "not_relevant", chunk=102),
+        event(3, "adoption", "as_is", label="A", reason="accurate"),
+    ]
+    found = verdicts(events, ctx)
+    assert not found[1].keep and found[1].rules == ("not_relevant_yet_sent",)
+    assert "whose words came from this passage" in found[1].reason
+    assert found[2].keep, "the draft's words are not 102's: that mark may be right"
 
 
 def test_without_a_judge_everything_is_kept_and_the_llm_judge_reads_json():
