@@ -742,7 +742,6 @@ def default_judge(settings: Settings) -> Judge:
     rules = RuleJudge(rule_settings(settings))
     if settings.judge != "llm":
         return rules
-    from flywheel.judge import LLMJudge
     from flywheel.llm import judge_chat
 
     # the endpoint at AITL_OPENAI_BASE_URL when set, else the local LLM ("local:<folder>")
