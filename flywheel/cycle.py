@@ -598,7 +598,9 @@ def prepare(settings: Settings, db: Database, judge: Judge, cutoff: datetime) ->
     weights = {a.agent_id: a.weight for a in agents.values()} if judge.weighs_agents else {}
     prompts = PromptLibrary(settings.prompts_dir)
     data = datasets.build(kept, context, weights, prompts, holdout=settings.flywheel_holdout)
-    unjudged = datasets.held_out_queries(events, context, holdout=settings.flywheel_holdout)
+    # the same held-out tickets, with every click: what judging took from the gate's evidence
+    _, held = datasets.split_by_time(kept, settings.flywheel_holdout)
+    unjudged = datasets.held_out_queries(events, context, held)
     evidence = {
         "tickets_before": len(unjudged),
         "marks_before": sum(len(q.relevant) for q in unjudged),

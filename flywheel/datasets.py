@@ -199,11 +199,11 @@ def _training(data, info: DraftSetInfo, own, context, weights, prompts) -> None:
 
 
 def held_out_queries(
-    events: Sequence[StoredFeedback], context: JudgeContext, *, holdout: float
+    events: Sequence[StoredFeedback], context: JudgeContext, held: set[str]
 ) -> list[EvalQuery]:
-    """The gate's held-out tickets from ``events`` as they stand, split as ``build`` splits:
-    what the gate would decide on without a judge (a cycle reports it beside the judged)."""
-    _, held = split_by_time(events, holdout)
+    """The queries of the ``held`` tickets from ``events`` as they stand: given the gate's
+    held-out tickets and every click, what those tickets held before judging (a cycle reports
+    it beside what the gate decided on)."""
     by_set: dict[int, list[StoredFeedback]] = {}
     for e in events:
         if e.ticket_ref in held:
