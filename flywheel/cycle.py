@@ -27,7 +27,6 @@ from flywheel.examples import RerankExample
 from flywheel.exceptions import CycleFailed, FlywheelError, NotEnoughData, RunInProgress
 from flywheel.generator_eval import decide_generator, describe
 from flywheel.judge import (
-    LLM_RULE,
     RULES,
     Judge,
     JudgeContext,
@@ -237,7 +236,7 @@ class Flywheel:
         if s.judge_unusual_rule == "skip":
             watch.skipped = sorted({u.rule for u in watch.unusual})
             self.progress(f"judging again without {', '.join(watch.skipped)}")
-            prepared = prepare(s, self.db, without(self.judge, watch.skipped), cutoff)
+            prepared = prepare(s, self.db, self.judge.without(watch.skipped), cutoff)
         report.warnings.append(judge_watch.warning(watch.unusual, watch.skipped))
         return prepared, watch
 
@@ -609,20 +608,6 @@ def prepare(settings: Settings, db: Database, judge: Judge, cutoff: datetime) ->
         "needed": settings.flywheel_min_eval_queries,
     }
     return Prepared(events, context, verdicts, agents, kept_ids, data, evidence)
-
-
-def without(judge: Judge, rules: Sequence[str]) -> Judge:
-    """The same judge with ``rules`` left out (the LLM judge's own verdicts are "llm")."""
-    if isinstance(judge, RuleJudge):
-        disabled = judge.settings.disabled | frozenset(rules)
-        return dataclasses.replace(
-            judge, settings=dataclasses.replace(judge.settings, disabled=disabled)
-        )
-    if isinstance(judge, LLMJudge):
-        if LLM_RULE in rules:
-            return without(judge.rules, [r for r in rules if r != LLM_RULE])
-        return dataclasses.replace(judge, rules=without(judge.rules, rules))
-    return judge
 
 
 def load_context(db: Database, events) -> JudgeContext:

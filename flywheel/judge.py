@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Protocol
 
 from flywheel.events import StoredFeedback
@@ -164,6 +164,10 @@ class Judge(Protocol):
         it): a rule that did not run has no share to compare with its history."""
         ...
 
+    def without(self, rules: Sequence[str]) -> Judge:
+        """The same judge with ``rules`` left out (the LLM judge's own verdicts are "llm")."""
+        ...
+
 
 def content_words(text: str) -> set[str]:
     return {w for w in WORD.findall(text.lower()) if w not in STOPWORDS}
@@ -209,6 +213,10 @@ class RuleJudge:
                 if rule in found and (why := check()) is not None:
                     found[rule][e.id] = why
         return found
+
+    def without(self, rules: Sequence[str]) -> RuleJudge:
+        disabled = self.settings.disabled | frozenset(rules)
+        return replace(self, settings=replace(self.settings, disabled=disabled))
 
     def ran(self, events: Sequence[StoredFeedback], context: JudgeContext) -> list[str]:
         found = [rule for rule in RULES if rule not in self.settings.disabled]
@@ -479,6 +487,9 @@ class NoJudge:
     def ran(self, events: Sequence[StoredFeedback], context: JudgeContext) -> list[str]:
         return []
 
+    def without(self, rules: Sequence[str]) -> NoJudge:
+        return self
+
 
 # --- the LLM judge ------------------------------------------------------------------------
 
@@ -504,6 +515,11 @@ class LLMJudge:
 
     def ran(self, events: Sequence[StoredFeedback], context: JudgeContext) -> list[str]:
         return [*self.rules.ran(events, context), LLM_RULE]
+
+    def without(self, rules: Sequence[str]) -> Judge:
+        if LLM_RULE in rules:
+            return self.rules.without([r for r in rules if r != LLM_RULE])
+        return replace(self, rules=self.rules.without(rules))
 
     def judge(self, events: Sequence[StoredFeedback], context: JudgeContext) -> list[Verdict]:
         verdicts = []

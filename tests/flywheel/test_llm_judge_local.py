@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from flywheel.cycle import default_judge, without
+from flywheel.cycle import default_judge
 from flywheel.judge import LLM_RULE, LLMJudge, RuleJudge, _parse, _question
 from rag.exceptions import GenerationError, ModelNotFound
 from rag.llm_backends import LocalChat
@@ -93,7 +93,7 @@ def test_without_an_endpoint_the_judge_asks_the_local_model_and_garbage_leaves_t
     assert [v.keep for v in judged] == [True, True, True, False, True]
     assert {v.judge for v in judged} == {"rules"}
     loaded = judge.chat._loaded
-    assert without(judge, ["too_fast"]).chat._loaded is loaded, "loaded once per judge"
+    assert judge.without(["too_fast"]).chat._loaded is loaded, "loaded once per judge"
 
 
 def test_a_readable_local_answer_is_the_verdict(monkeypatch, tmp_path, says_drop):
