@@ -32,9 +32,11 @@ class Chunker:
 
 def content_hash(document: SourceDocument) -> str:
     """What decides whether a document changed: everything that reaches chunks or citations."""
-    payload = json.dumps(
-        [document.title, document.body, document.url, document.locale], ensure_ascii=False
-    )
+    fields: list[str | None] = [document.title, document.body, document.url, document.locale]
+    if document.audience != "public" or document.brand is not None:
+        # only when set, so documents synced before audiences and brands keep their hash
+        fields += [document.audience, document.brand]
+    payload = json.dumps(fields, ensure_ascii=False)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -26,6 +26,22 @@ class SourceDocument:
     url: str | None = None
     locale: str = "en"
     metadata: dict[str, Any] = field(default_factory=dict)
+    # who may read it: "public" may be quoted to customers; "internal" is for agents only
+    audience: Literal["public", "internal"] = "public"
+    # the brand whose Help Center holds it; None: every brand's knowledge
+    brand: str | None = None
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file attached to a ticket's comment, as the helpdesk listed it (never its bytes)."""
+
+    file_name: str
+    content_type: str | None = None
+    size_bytes: int | None = None
+    url: str | None = None
+    inline: bool = False
+    author: Literal["customer", "agent"] = "customer"
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,12 @@ class Ticket:
     body: str
     thread: tuple[Message, ...] = ()
     external_id: str | None = None
+    # the ticket's brand (knowledge is restricted to it) and the requester's locale (preferred)
+    brand: str | None = None
+    locale: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    # what a macro's placeholders render to for this ticket: "ticket.requester.name" → "Ana"
+    placeholders: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     def query_text(self, max_thread_messages: int = 2) -> str:
         """The text to retrieve with: subject, body and the latest public customer turns.
@@ -69,6 +91,9 @@ class RetrievedChunk:
     external_id: str
     similarity: float
     rerank_score: float | None = None
+    # "internal": for the agent's eyes only, never pasted into a customer-facing draft
+    audience: str = "public"
+    locale: str | None = None
 
     @property
     def score(self) -> float:
@@ -132,6 +157,12 @@ class TicketHeader:
     status: str | None
     url: str
     assignee_email: str | None
+    channel: str | None = None  # via.channel: email, web, api, ...
+    form_id: int | None = None
+    ticket_type: str | None = None  # question, incident, problem, task
+    locale: str | None = None  # the requester's
+    brand: str | None = None
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -72,12 +72,14 @@ def upsert_document(conn: psycopg.Connection, doc: SourceDocument, content_hash:
     row = conn.execute(
         """
         INSERT INTO kb_documents
-            (source, external_id, title, body, url, locale, metadata, content_hash, updated_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+            (source, external_id, title, body, url, locale, metadata, content_hash, updated_at,
+             audience, brand)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (source, external_id) DO UPDATE SET
             title = excluded.title, body = excluded.body, url = excluded.url,
             locale = excluded.locale, metadata = excluded.metadata,
             content_hash = excluded.content_hash, updated_at = excluded.updated_at,
+            audience = excluded.audience, brand = excluded.brand,
             ingested_at = now(), deleted_at = NULL
         RETURNING id
         """,
@@ -91,6 +93,8 @@ def upsert_document(conn: psycopg.Connection, doc: SourceDocument, content_hash:
             Jsonb(doc.metadata),
             content_hash,
             doc.updated_at,
+            doc.audience,
+            doc.brand,
         ),
     ).fetchone()
     return int(row[0])
@@ -301,7 +305,8 @@ def search(
         conn.execute("SET LOCAL enable_indexscan = off")
     query_sql = sql.SQL(
         """
-        SELECT c.id, d.id, d.title, c.text, d.url, d.source, d.external_id, 1 - hit.distance
+        SELECT c.id, d.id, d.title, c.text, d.url, d.source, d.external_id, 1 - hit.distance,
+               d.audience, d.locale
         FROM (
             SELECT chunk_id, (embedding::vector({dim})) <=> %(q)s::vector({dim}) AS distance
             FROM kb_chunk_embeddings WHERE version = {version}
@@ -314,7 +319,9 @@ def search(
     rows = conn.execute(query_sql, {"q": query, "k": k}).fetchall()
     if exact:
         conn.execute("RESET enable_indexscan")
-    return [RetrievedChunk(*r[:7], similarity=float(r[7])) for r in rows]
+    return [
+        RetrievedChunk(*r[:7], similarity=float(r[7]), audience=r[8], locale=r[9]) for r in rows
+    ]
 
 
 def explain_search(conn: psycopg.Connection, version: EmbeddingVersion, query: np.ndarray) -> str:
@@ -399,11 +406,12 @@ class ChunkRef:
     url: str | None
     external_id: str
     text: str
+    audience: str = "public"  # "internal": shown to agents, never quoted to customers
 
 
 def chunk_refs(conn: psycopg.Connection, chunk_ids: Sequence[int]) -> dict[int, ChunkRef]:
     rows = conn.execute(
-        "SELECT c.id, d.id, d.title, d.url, d.external_id, c.text FROM kb_chunks c"
+        "SELECT c.id, d.id, d.title, d.url, d.external_id, c.text, d.audience FROM kb_chunks c"
         " JOIN kb_documents d ON d.id = c.document_id WHERE c.id = ANY(%s)",
         (list(chunk_ids),),
     ).fetchall()
