@@ -22,11 +22,15 @@ from slack_sdk.models.blocks import (
 from bot import actions
 from bot.actions import ButtonValue
 from flywheel.events import StoredFeedback
+from rag import attachments as attached
+from rag import links
+from rag.models import Attachment
 from rag.store import ChunkRef, StoredDraft
 
 PREVIEW_CHARS = 700
 SECTION_CHARS = 3000
 SNIPPET_CHARS = 160
+SNIPPET_MAX = 1000  # rendered, links' URLs included
 MAX_SOURCES = 8
 MAX_BLOCKS = 50
 PREFER_LABELS = {"A": "Prefer A", "B": "Prefer B", "tie": "Tie", "both_bad": "Both bad"}
@@ -97,6 +101,55 @@ def fold_escaped(text: str, limit: int, max_escaped: int) -> tuple[str, bool]:
         limit //= 2
 
 
+def mrkdwn(text: str) -> str:
+    """Text as Slack mrkdwn: escaped, its Markdown links (http(s), mailto) as ``<url|text>``."""
+    out, position = [], 0
+    for found in links.find(text):
+        out += [escape(text[position : found.start]), _slack_link(found)]
+        position = found.end
+    out.append(escape(text[position:]))
+    return "".join(out)
+
+
+def _slack_link(found: links.Link) -> str:
+    url = escape(found.url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E"))
+    return f"<{url}|{escape(found.text.replace('|', '/')) or url}>"
+
+
+def fold_mrkdwn(text: str, limit: int, max_chars: int) -> tuple[str, bool]:
+    """``fold_escaped`` for text that may hold links: a link counts as one character of the
+    fold and is kept whole or left out, never cut; rendered by ``mrkdwn``."""
+    protected, visible = links.protect(text), limit
+    while True:
+        cut, folded = fold(protected.text, visible)
+        rendered = mrkdwn(protected.restore(cut))
+        if len(rendered) <= max_chars:
+            return rendered, folded
+        if visible <= 20:  # links too long for the room: their texts only
+            return fold_escaped(links.as_text(text), limit, max_chars)
+        visible //= 2
+
+
+def mrkdwn_parts(text: str, size: int) -> list[str]:
+    """``text`` rendered by ``mrkdwn`` in parts of at most ``size`` characters, never cutting
+    an ``&amp;``-style entity or a link (a link longer than a part gives its text only)."""
+    atoms: list[str] = []
+    position = 0
+    for found in links.find(text):
+        atoms += [escape(c) for c in text[position : found.start]]
+        rendered = _slack_link(found)
+        atoms += [rendered] if len(rendered) <= size else [escape(c) for c in found.text]
+        position = found.end
+    atoms += [escape(c) for c in text[position:]]
+    parts, current = [], ""
+    for atom in atoms:
+        if current and len(current) + len(atom) > size:
+            parts.append(current)
+            current = ""
+        current += atom
+    return [*parts, current] if current else parts
+
+
 def link(url: str | None, title: str) -> str:
     title = escape(title.replace("|", "/"))
     return f"<{url}|{title}>" if url and url.startswith(("http://", "https://")) else title
@@ -112,12 +165,65 @@ def ticket_parent(header: dict[str, Any]) -> tuple[list[Block], str]:
         f"*Priority:* {escape(header.get('priority') or 'none')}",
         f"*Status:* {escape(header.get('status') or 'unknown')}",
         f"*Assignee:* {_assignee(header)}",
+        *_context_facts(header),
     ]
     blocks: list[Block] = [
         SectionBlock(block_id="aitl.ticket", text=MarkdownTextObject(text=f"*{heading}*")),
         ContextBlock(elements=[MarkdownTextObject(text=" · ".join(facts))]),
     ]
+    files = _attachments_line(header)
+    if files:
+        blocks.append(
+            ContextBlock(block_id="aitl.attachments", elements=[MarkdownTextObject(text=files)])
+        )
     return blocks, f"Ticket {title}: two draft replies are in the thread"
+
+
+# the ticket's context as the header carries it, shown only when known
+CONTEXT_FACTS = (
+    ("channel", "Channel"),
+    ("ticket_type", "Type"),
+    ("locale", "Locale"),
+    ("form_id", "Form"),
+    ("brand", "Brand"),
+)
+MAX_ATTACHMENTS = 5
+
+
+def _context_facts(header: dict[str, Any]) -> list[str]:
+    return [
+        f"*{label}:* {escape(str(header[key]))}"
+        for key, label in CONTEXT_FACTS
+        if header.get(key) not in (None, "")
+    ]
+
+
+def _attachments_line(header: dict[str, Any]) -> str | None:
+    """The line "Customer attached: screenshot.png (image, 240 KB) · …" with a link to the
+    ticket, where the files are (their own URLs are not posted: customers' files stay in
+    Zendesk, whose links may open them without signing in)."""
+    files = attached.listed(_header_attachments(header.get("attachments")))
+    if not files:
+        return None
+    text = f"*Customer attached:* {escape(attached.summary(files, MAX_ATTACHMENTS))}"
+    url = header.get("url")
+    return f"{text} · {link(url, 'open in Zendesk')}" if url else text
+
+
+def _header_attachments(raw: Any) -> list[Attachment]:
+    if not isinstance(raw, list):
+        return []
+    return [
+        Attachment(
+            file_name=str(a["file_name"]),
+            content_type=a.get("content_type"),
+            size_bytes=a.get("size_bytes") if isinstance(a.get("size_bytes"), int) else None,
+            url=a.get("url"),
+            inline=bool(a.get("inline")),
+        )
+        for a in raw
+        if isinstance(a, dict) and a.get("file_name")
+    ]
 
 
 def _assignee(header: dict[str, Any]) -> str:
@@ -155,7 +261,7 @@ def _subject(content: CardContent) -> str:
 
 
 def _draft_blocks(draft: StoredDraft, draft_set_id: int) -> list[Block]:
-    preview, folded = fold_escaped(draft.text, PREVIEW_CHARS, SECTION_CHARS - 100)
+    preview, folded = fold_mrkdwn(draft.text, PREVIEW_CHARS, SECTION_CHARS - 100)
     style = str(draft.producer.get("variant") or "").lower()
     title = f"*Draft {draft.label}*" + (f" · {escape(style)}" if style else "")
     section = SectionBlock(
@@ -168,7 +274,22 @@ def _draft_blocks(draft: StoredDraft, draft_set_id: int) -> list[Block]:
             action_id=f"{actions.SHOW_FULL}.{draft.label}",
             value=ButtonValue(draft_set_id, draft.label).encode(),
         )
-    return [section]
+    note = _placeholder_note(draft.producer.get("placeholders") or {})
+    return [section, note] if note else [section]
+
+
+def _placeholder_note(done: dict[str, list[str]]) -> ContextBlock | None:
+    """What the draft's placeholders lost (rag/placeholders.py): the sentences left out, and
+    the gaps the agent must fill before it can be posted."""
+    parts = []
+    if removed := done.get("removed"):
+        needed = ", ".join(f"`{escape(r)}`" for r in removed)
+        parts.append(f"Left out a sentence that needed {needed}")
+    if gaps := done.get("gaps"):
+        parts.append(f"Fill in {', '.join(escape(g) for g in gaps)} before sending")
+    if not parts:
+        return None
+    return ContextBlock(elements=[MarkdownTextObject(text=":pencil2: " + ". ".join(parts) + ".")])
 
 
 def _answers(content: CardContent, kind: str, subject: str = "") -> list[StoredFeedback]:
@@ -237,11 +358,11 @@ def _source_blocks(content: CardContent) -> list[Block]:
     ]
     for number, ref in enumerate(content.sources[:MAX_SOURCES], start=1):
         subject = f"chunk:{ref.chunk_id}"
-        snippet, _ = fold(" ".join(ref.text.split()), SNIPPET_CHARS)
+        snippet, _ = fold_mrkdwn(" ".join(ref.text.split()), SNIPPET_CHARS, SNIPPET_MAX)
         who = ", ".join(
             f"<@{a.agent_id}>: {_word(a)}" for a in _answers(content, "relevance", subject)
         )
-        line = f"[{number}] {link(ref.url, ref.title)}\n_{escape(snippet)}_"
+        line = f"[{number}] {_internal_mark(ref)}{link(ref.url, ref.title)}\n_{snippet}_"
         blocks.append(SectionBlock(text=MarkdownTextObject(text=f"{line}\n{who}" if who else line)))
         value = ButtonValue(content.draft_set_id, str(ref.chunk_id)).encode()
         chosen = _chosen(content, "relevance", subject)
@@ -257,6 +378,14 @@ def _source_blocks(content: CardContent) -> list[Block]:
     return blocks
 
 
+INTERNAL_MARK = ":lock: *Internal (agents only)* — not quoted in the drafts · "
+
+
+def _internal_mark(ref: ChunkRef) -> str:
+    """An agent-only article is shown for the agent's eyes, plainly marked as such."""
+    return INTERNAL_MARK if ref.audience == "internal" else ""
+
+
 def _missing_button(content: CardContent, value: str) -> ButtonElement:
     count = len(_answers_of_kind(content.answers, "missing_knowledge"))
     text = "Add missing knowledge" + (f" ({count} noted)" if count else "")
@@ -269,8 +398,12 @@ def _answers_of_kind(answers: Iterable[StoredFeedback], kind: str) -> list[Store
 
 def _footer(content: CardContent) -> ContextBlock:
     """Which model wrote which draft stays hidden: the preference is a blind A/B test."""
-    shown = len(content.sources)
-    text = f"{shown} source{'s' if shown != 1 else ''} cited. Your clicks train next week's drafts."
+    shown = sum(ref.audience != "internal" for ref in content.sources)
+    internal = len(content.sources) - shown
+    cited = f"{shown} source{'s' if shown != 1 else ''} cited"
+    if internal:
+        cited += f", {internal} internal (agents only) not quoted"
+    text = f"{cited}. Your clicks train next week's drafts."
     return ContextBlock(elements=[MarkdownTextObject(text=text)])
 
 

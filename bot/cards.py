@@ -53,9 +53,12 @@ class CardService:
             drafts = rag_store.drafts_of_set(conn, card.draft_set_id)
             cited = [cid for d in drafts for cid in d.citations]
             refs = rag_store.chunk_refs(conn, cited)
+            context = rag_store.context_refs(conn, card.draft_set_id)
             answers = events.current(conn, card.draft_set_id)
         order = list(dict.fromkeys(cited))
         sources = [refs[cid] for cid in order if cid in refs]
+        # agent-only articles are never quoted, so never cited: the card lists them anyway
+        sources += [r for r in context if r.audience == "internal" and r.chunk_id not in refs]
         return CardContent(card.draft_set_id, card.kind, card.header, drafts, sources, answers)
 
     def drafts(self, draft_set_id: int) -> list[StoredDraft]:

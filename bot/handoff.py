@@ -59,4 +59,20 @@ def ticket_header(ready: ReadyDrafts) -> dict[str, Any]:
         "url": t.url,
         "assignee": t.assignee_email,
         "assignee_email": t.assignee_email,
+        "channel": t.channel,
+        "form_id": t.form_id,
+        "ticket_type": t.ticket_type,
+        "locale": t.locale,
+        "brand": t.brand,
+        # plain JSON: the card's header is stored with it
+        "attachments": [
+            {
+                "file_name": a.file_name,
+                "content_type": a.content_type,
+                "size_bytes": a.size_bytes,
+                "url": a.url,
+                "inline": a.inline,
+            }
+            for a in t.attachments
+        ],
     }

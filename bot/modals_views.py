@@ -25,7 +25,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot import actions
-from bot.card_views import SECTION_CHARS, escape, fold
+from bot.card_views import SECTION_CHARS, escape, fold, mrkdwn_parts
 from bot.exceptions import MalformedPayload
 
 INPUT_CHARS = 3000
@@ -222,27 +222,14 @@ def kb_option(chunk_id: int, title: str, snippet: str) -> Option:
 
 
 def full_draft_modal(label: str, text: str, ticket: str) -> View:
-    """A long draft in full: escaped, in sections of up to 3,000 characters."""
+    """A long draft in full: escaped, links as Slack links, in sections of up to 3,000
+    characters."""
     blocks: list[Any] = [
         SectionBlock(text=MarkdownTextObject(text=part, verbatim=True))
-        for part in split_escaped(escape(text), SECTION_CHARS)[:90]
+        for part in mrkdwn_parts(text, SECTION_CHARS)[:90]
     ]
     if ticket:
         blocks.insert(0, ContextBlock(elements=[MarkdownTextObject(text=escape(ticket))]))
     return View(
         type="modal", callback_id=actions.FULL_DRAFT_VIEW, title=f"Draft {label}", blocks=blocks
     )
-
-
-def split_escaped(text: str, size: int) -> list[str]:
-    """Parts of at most ``size`` characters, never cutting through an &amp;-style entity."""
-    parts = []
-    while text:
-        cut = size
-        if len(text) > size:
-            amp = text.rfind("&", max(0, size - 6), size)
-            if amp != -1 and ";" not in text[amp:size]:
-                cut = amp
-        parts.append(text[:cut])
-        text = text[cut:]
-    return parts

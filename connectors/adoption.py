@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
+from rag import links
+
 
 @dataclass(frozen=True)
 class DerivedAdoption:
@@ -20,8 +22,9 @@ def normalise(text: str) -> str:
 
 
 def similarity(sent: str, draft: str) -> float:
-    """1 - normalised edit distance, approximated by difflib's ratio on words."""
-    a, b = normalise(sent).split(), normalise(draft).split()
+    """1 - normalised edit distance, approximated by difflib's ratio on words; links count by
+    their text, since Zendesk's plain_body of a sent reply drops the URLs a draft holds."""
+    a, b = normalise(links.plain(sent)).split(), normalise(links.plain(draft)).split()
     if not a and not b:
         return 1.0
     return SequenceMatcher(None, a, b, autojunk=False).ratio()

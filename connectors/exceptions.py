@@ -9,15 +9,18 @@ ConnectorError
 │   ├── UnsupportedContentType   415
 │   └── MalformedPayload         400
 ├── NotConnected
+├── InternalSourceQuoted         (a public reply would quote an agent-only article)
+├── UnfilledPlaceholder          (a reply still holds a {{placeholder}} or a gap to fill)
 └── ZendeskError
     ├── ZendeskAuthFailed
     ├── ZendeskNotFound
+    ├── ZendeskRefused           (400/422: Zendesk's own reason; retrying will not help)
     └── ZendeskUnavailable       (timeouts, 5xx, rate limits past their budget: retried)
 """
 
 from __future__ import annotations
 
-from aitl.core.exceptions import AitlError
+from aitl.core.exceptions import AitlError, NotRetryable
 
 
 class ConnectorError(AitlError):
@@ -71,6 +74,15 @@ class NotConnected(ConnectorError):
     AITL_ZENDESK_EMAIL and AITL_ZENDESK_API_TOKEN, or run `aitl zendesk connect`."""
 
 
+class InternalSourceQuoted(ConnectorError):
+    """A public reply quotes an article meant for agents only; an internal note may."""
+
+
+class UnfilledPlaceholder(ConnectorError):
+    """A reply still holds a placeholder the ticket cannot fill, a tag, or a gap marker;
+    the agent replaces it before posting (never posted raw, public or internal)."""
+
+
 class ZendeskError(ConnectorError):
     """The Zendesk API refused or failed a call."""
 
@@ -81,6 +93,10 @@ class ZendeskAuthFailed(ZendeskError):
 
 class ZendeskNotFound(ZendeskError):
     """Zendesk has no such object."""
+
+
+class ZendeskRefused(ZendeskError, NotRetryable):
+    """Zendesk refused the request as invalid; the message carries Zendesk's own reason."""
 
 
 class ZendeskUnavailable(ZendeskError):

@@ -12,6 +12,7 @@ from aitl.core.db import Database
 from aitl.core.secrets import SecretStore, secret_store
 from aitl.core.settings import Settings
 from connectors import exceptions, helpcenter, store
+from connectors.attachments import AttachmentFiles
 from connectors.client import ZendeskClient, ZendeskConfig
 from connectors.drafting import Drafter
 from connectors.handoff import DraftHandoff, RecordOnly
@@ -76,6 +77,7 @@ class ZendeskServices:
             retries=s.zendesk_retries,
             retry_after_max_s=s.zendesk_retry_after_max_s,
             retry_backoff_s=s.zendesk_retry_backoff_s,
+            page_size=s.zendesk_page_size,
         )
         return ZendeskClient(config)
 
@@ -87,6 +89,7 @@ class ZendeskServices:
             s.slack_default_channel,
             s.adoption_as_is_threshold,
             s.adoption_edited_threshold,
+            attachment_files=AttachmentFiles.configured(s),
         )
         return TicketSync(self.db, self.client, self.queue, policy, self.sent_replies)
 
@@ -127,10 +130,13 @@ class ZendeskServices:
     def poll(self):
         return self.poller.poll()
 
-    def sync_kb(self):
+    def sync_kb(self) -> helpcenter.KbSyncReports:
+        """Sync the knowledge base; a brand whose Help Center could not be read stays the
+        help_center sync's last error (``aitl zendesk status``) until a sync reads it."""
         options = helpcenter.KbSyncOptions(
             macros=self.settings.zendesk_sync_macros,
             solved_tickets=self.settings.zendesk_sync_solved_tickets,
+            customer_segments=tuple(self.settings.zendesk_customer_segments),
         )
         try:
             reports = helpcenter.sync_knowledge(
@@ -143,12 +149,20 @@ class ZendeskServices:
         with self.db.connection() as conn:
             seen = sum(r.seen for r in reports.values())
             store.save_cursor(conn, "help_center", None, seen)
+            if unreadable := reports.help_center.unreadable_brands:
+                store.note_sync_error(conn, "help_center", "; ".join(unreadable))
         return reports
 
     def draft_article(self, title: str, body_html: str) -> tuple[int, str]:
         """A Help Center draft (never published) from a digest's knowledge gap."""
+        s = self.settings
         return helpcenter.draft_article(
-            self.client, title, body_html, self.settings.zendesk_drafts_section_id
+            self.client,
+            title,
+            body_html,
+            s.zendesk_drafts_section_id,
+            permission_group_id=s.zendesk_drafts_permission_group_id,
+            user_segment_id=s.zendesk_drafts_user_segment_id,
         )
 
 

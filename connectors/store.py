@@ -35,6 +35,27 @@ class StoredTicket:
     created_at: datetime | None
     updated_at: datetime | None
     url: str | None
+    via_channel: str | None = None
+    ticket_form_id: int | None = None
+    ticket_type: str | None = None
+    requester_locale: str | None = None
+    assignee_name: str | None = None  # what {{ticket.assignee.name}} renders to
+
+
+@dataclass(frozen=True)
+class StoredAttachment:
+    """A comment's attachment as Zendesk listed it (migration 0017); ``stored_path`` is set
+    only when the file was downloaded (AITL_ZENDESK_STORE_ATTACHMENTS)."""
+
+    attachment_id: int
+    comment_id: int
+    ticket_id: int
+    file_name: str
+    content_type: str | None
+    size_bytes: int | None
+    url: str | None
+    inline: bool
+    stored_path: str | None
 
 
 @dataclass(frozen=True)
@@ -154,6 +175,42 @@ def upsert_comments(conn: psycopg.Connection, ticket_id: int, comments: list[dic
         if row:
             new.append(row[0])
     return new
+
+
+_ATTACHMENT_LISTING = ("file_name", "content_type", "size_bytes", "url", "inline")
+
+
+def upsert_attachments(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> None:
+    """Store comments' attachments; a listing Zendesk changed since (a redacted file) is
+    updated, a downloaded file's path is kept."""
+    columns = ("attachment_id", "comment_id", "ticket_id", *_ATTACHMENT_LISTING)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _ATTACHMENT_LISTING)
+    for row in rows:
+        conn.execute(
+            f"INSERT INTO zendesk_attachments ({', '.join(columns)})"
+            f" VALUES ({', '.join(f'%({c})s' for c in columns)})"
+            f" ON CONFLICT (attachment_id) DO UPDATE SET {updates}",
+            row,
+        )
+
+
+def attachments(conn: psycopg.Connection, ticket_id: int) -> list[StoredAttachment]:
+    """The ticket's attachments in the order their comments were written."""
+    columns = ", ".join(f"a.{c}" for c in StoredAttachment.__dataclass_fields__)
+    with conn.cursor(row_factory=class_row(StoredAttachment)) as cur:
+        return cur.execute(
+            f"SELECT {columns} FROM zendesk_attachments a"
+            " JOIN zendesk_comments c ON c.comment_id = a.comment_id"
+            " WHERE a.ticket_id = %s ORDER BY c.created_at, c.comment_id, a.attachment_id",
+            (ticket_id,),
+        ).fetchall()
+
+
+def set_attachment_path(conn: psycopg.Connection, attachment_id: int, path: str) -> None:
+    conn.execute(
+        "UPDATE zendesk_attachments SET stored_path = %s WHERE attachment_id = %s",
+        (path, attachment_id),
+    )
 
 
 def ticket(conn: psycopg.Connection, ticket_id: int) -> StoredTicket | None:
@@ -348,6 +405,14 @@ def mark_posted(conn: psycopg.Connection, writeback_id: int, comment_id: int) ->
 def note_writeback_error(conn: psycopg.Connection, writeback_id: int, error: str) -> None:
     conn.execute(
         "UPDATE zendesk_writebacks SET last_error = %s WHERE id = %s", (error[:2000], writeback_id)
+    )
+
+
+def mark_writeback_refused(conn: psycopg.Connection, writeback_id: int, reason: str) -> None:
+    """Never to be posted (it would quote an agent-only article): failed, with the reason."""
+    conn.execute(
+        "UPDATE zendesk_writebacks SET status = 'failed', last_error = %s WHERE id = %s",
+        (reason[:2000], writeback_id),
     )
 
 

@@ -17,6 +17,7 @@ from aitl.core import overrides
 from aitl.core.db import Database
 from aitl.core.pii import redact
 from connectors import adoption, jobs, routing, store
+from connectors.attachments import AttachmentFiles, attachment_rows
 from connectors.client import ZendeskClient
 from rag import store as rag_store
 from rag.models import SentReply, TicketRef
@@ -30,6 +31,8 @@ class SyncPolicy:
     default_channel: str | None
     as_is_threshold: float
     edited_threshold: float
+    # set (AITL_ZENDESK_STORE_ATTACHMENTS): comments' attachment files are downloaded there
+    attachment_files: AttachmentFiles | None = None
 
 
 @dataclass
@@ -55,9 +58,16 @@ def parse_time(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
+def _str(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
 def ticket_row(raw: dict[str, Any], users: dict[int, dict[str, Any]], url: str) -> dict[str, Any]:
+    """The ticket as stored, with the context routing and drafting use: the channel it came
+    in by (``via.channel``), its form and type, and the requester's locale."""
     requester = users.get(_int(raw.get("requester_id")) or 0, {})
     assignee = users.get(_int(raw.get("assignee_id")) or 0, {})
+    via = raw.get("via") if isinstance(raw.get("via"), dict) else {}
     return {
         "ticket_id": int(raw["id"]),
         "subject": raw.get("subject") or "",
@@ -69,12 +79,17 @@ def ticket_row(raw: dict[str, Any], users: dict[int, dict[str, Any]], url: str) 
         "requester_name": requester.get("name"),
         "assignee_id": _int(raw.get("assignee_id")),
         "assignee_email": assignee.get("email"),
+        "assignee_name": assignee.get("name"),
         "group_id": _int(raw.get("group_id")),
         "brand_id": _int(raw.get("brand_id")),
         "tags": list(raw.get("tags") or []),
         "created_at": parse_time(raw.get("created_at")),
         "updated_at": parse_time(raw.get("updated_at")),
         "url": url,
+        "via_channel": _str(via.get("channel")),
+        "ticket_form_id": _int(raw.get("ticket_form_id")),
+        "ticket_type": _str(raw.get("type")),
+        "requester_locale": _str(requester.get("locale")),
     }
 
 
@@ -126,10 +141,13 @@ class TicketSync:
         with self.db.connection() as conn:
             store.upsert_ticket(conn, row)
             new_ids = store.upsert_comments(conn, ticket_id, comments)
+            store.upsert_attachments(conn, attachment_rows(raw_comments, ticket_id))
             self._derive_adoptions(
                 conn, ticket_id, [c for c in comments if c["comment_id"] in new_ids]
             )
             request_id = self._request_draft(conn, ticket_id, comments, via)
+        if self.policy.attachment_files is not None:
+            self.policy.attachment_files.fetch_missing(self.db, self.client, ticket_id)
         return SyncResult(ticket_id, len(new_ids), request_id)
 
     def _routing(self, conn) -> tuple[list[dict[str, str]], str | None]:

@@ -22,6 +22,7 @@ from flywheel.judge import JudgeContext
 from rag.chunking import embedding_text
 from rag.generation import CONCISE, DraftInput, llm_messages
 from rag.models import RetrievedChunk, Ticket
+from rag.pipeline import quotable
 from rag.prompts import PromptLibrary
 from rag.store import ChunkRef, DraftSetInfo
 
@@ -285,11 +286,24 @@ def _preferred(e, drafts: dict) -> tuple[str, str] | None:
 
 
 def draft_input(info: DraftSetInfo, context: JudgeContext) -> DraftInput:
-    """The ticket with the context the generator retrieved for it, as the generator reads it."""
-    passages = tuple(
-        RetrievedChunk(c.chunk_id, c.document_id, c.title, c.text, c.url, "", c.external_id, 0.0)
-        for c in (context.chunks.get(cid) for cid in info.context)
-        if c is not None
+    """The ticket with the context the generator retrieved for it, as the generator reads it:
+    public passages only (``rag.pipeline.quotable``), so training sees what serving gave."""
+    passages = quotable(
+        tuple(
+            RetrievedChunk(
+                c.chunk_id,
+                c.document_id,
+                c.title,
+                c.text,
+                c.url,
+                "",
+                c.external_id,
+                0.0,
+                audience=c.audience,
+            )
+            for c in (context.chunks.get(cid) for cid in info.context)
+            if c is not None
+        )
     )
     return DraftInput(Ticket(subject="", body=info.query), passages, CONCISE)
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from rag import attachments as attached
+from rag import links
 from rag.generation import DraftInput, GeneratedDraft, greeting
 from rag.models import RetrievedChunk
 from rag.prompts import PromptLibrary
@@ -91,14 +93,14 @@ def readable_lines(text: str) -> list[str]:
     the sentence fragment a chunk may start with (chunk overlap) are left out."""
     units: list[str] = []
     for raw in text.splitlines():
-        line = _EMPHASIS.sub(lambda m: m.group(1) or m.group(2), raw.strip())
+        line = _without_emphasis(raw.strip())
         if not line or line.startswith("#") or set(line) <= set("-|: "):
             continue
         if is_item(line):
             units.append(line)
             continue
         units.extend(sentences(line))
-    if units and not re.match(r"^[A-Z0-9\"'(]", units[0]) and not is_item(units[0]):
+    if units and not re.match(r"^[A-Z0-9\"'(\[]", units[0]) and not is_item(units[0]):
         units = units[1:]
     return units
 
@@ -107,9 +109,10 @@ _ABBREVIATION = re.compile(r"\b(a\.m|p\.m|e\.g|i\.e|etc|approx|no|vs|Mr|Ms|Dr)\.
 
 
 def sentences(line: str) -> list[str]:
-    """Sentence split that does not break after "2 p.m." or "e.g."."""
+    """Sentence split that does not break after "2 p.m." or "e.g.", nor inside a link."""
+    protected = links.protect(line)
     merged: list[str] = []
-    for piece in (p.strip() for p in _SENTENCE_END.split(line)):
+    for piece in (protected.restore(p).strip() for p in _SENTENCE_END.split(protected.text)):
         if merged and _ABBREVIATION.search(merged[-1]):
             merged[-1] = f"{merged[-1]} {piece}"
         elif piece:
@@ -118,6 +121,12 @@ def sentences(line: str) -> list[str]:
 
 
 _EMPHASIS = re.compile(r"\*\*(.+?)\*\*|__(.+?)__")
+
+
+def _without_emphasis(line: str) -> str:
+    """Bold markers dropped, links untouched (a URL may hold ``__``)."""
+    protected = links.protect(line)
+    return protected.restore(_EMPHASIS.sub(lambda m: m.group(1) or m.group(2), protected.text))
 
 
 class ExtractiveDrafter(Runnable[DraftInput, GeneratedDraft]):
@@ -132,7 +141,9 @@ class ExtractiveDrafter(Runnable[DraftInput, GeneratedDraft]):
         variant = input.variant
         query_words = _words(input.ticket.query_text())
         passages = input.passages[: variant.max_passages]
-        picked = self._pick(passages, query_words, variant.max_sentences)
+        # no sentence asks for a file the customer already attached
+        sent = attached.sent_kinds(attached.listed(input.ticket.attachments))
+        picked = self._pick(passages, query_words, variant.max_sentences, already_sent=sent)
         used = tuple(p for p in passages if picked.get(p.chunk_id))
         parts = [greeting(self.prompts, input.ticket.subject)]
         if used:
@@ -152,8 +163,11 @@ class ExtractiveDrafter(Runnable[DraftInput, GeneratedDraft]):
         return GeneratedDraft(text="\n\n".join(parts), cited=used, producer=producer)
 
     @staticmethod
-    def _pick(passages, query_words: set[str], budget: int) -> dict[int, list[str]]:
-        """Best units across passages by word overlap, each passage keeping its own order."""
+    def _pick(
+        passages, query_words: set[str], budget: int, already_sent: frozenset[str] = frozenset()
+    ) -> dict[int, list[str]]:
+        """Best units across passages by word overlap, each passage keeping its own order;
+        units asking for a kind of file in ``already_sent`` are left out."""
         scored = []
         seen: set[str] = set()
         for rank, passage in enumerate(passages):
@@ -161,6 +175,8 @@ class ExtractiveDrafter(Runnable[DraftInput, GeneratedDraft]):
                 if unit in seen:
                     continue  # overlapping chunks of one article repeat lines
                 seen.add(unit)
+                if attached.asks_for_sent(unit, already_sent):
+                    continue
                 overlap = len(_words(unit) & query_words)
                 # earlier passages and earlier lines break ties: they are usually the answer
                 scored.append((overlap, -rank, -position, passage.chunk_id, unit))

@@ -172,7 +172,10 @@ def pipeline(
             DraftMaker(challenger, first, "challenger", challenger_name),
         )
     retriever = Retriever(
-        db, versions or embedding_versions(settings, db), ef_search=settings.hnsw_ef_search
+        db,
+        versions or embedding_versions(settings, db),
+        ef_search=settings.hnsw_ef_search,
+        share_across_brands=settings.kb_share_across_brands,
     )
     return DraftPipeline(
         retriever,

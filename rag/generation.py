@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from rag import attachments as attached
+from rag import links
 from rag.models import RetrievedChunk, Ticket
 from rag.prompts import PromptLibrary
 
@@ -59,7 +61,7 @@ def llm_messages(prompts: PromptLibrary, request: DraftInput) -> dict[str, str]:
     ticket = request.ticket
     earlier = "\n".join(f"- {m.author}: {m.body.strip()}" for m in ticket.thread if m.public)
     passages = "\n\n".join(
-        f"{p.title}\n" + "\n".join(readable_lines(p.text))[:PASSAGE_CHARS]
+        f"{p.title}\n" + links.cut("\n".join(readable_lines(p.text)), PASSAGE_CHARS)
         for p in request.passages[: request.variant.max_passages]
     )
     user = prompts.render(
@@ -68,10 +70,20 @@ def llm_messages(prompts: PromptLibrary, request: DraftInput) -> dict[str, str]:
         subject=ticket.subject.strip(),
         body=ticket.body.strip(),
         thread=f"Earlier messages:\n{earlier}\n\n" if earlier else "",
+        attachments=attachments_note(prompts, ticket),
         passages=passages or "(no article found)",
         style=prompts.text(request.variant.style_prompt),
     )
     return {"system": prompts.text("draft_system.txt"), "user": user}
+
+
+def attachments_note(prompts: PromptLibrary, ticket: Ticket) -> str:
+    """What the customer attached (``draft_attachments.txt``), so the reply does not ask for
+    it again; empty without attachments, which leaves the prompt as it was before them."""
+    files = attached.listed(ticket.attachments)
+    if not files:
+        return ""
+    return prompts.render("draft_attachments.txt", files=attached.summary(files, sep=", ")) + "\n\n"
 
 
 def greeting(prompts: PromptLibrary, subject: str) -> str:
@@ -106,7 +118,7 @@ def chat_prompt(tokenizer: Any, system: str, user: str) -> str:
     return f"{system}\n\n{user}\n\nReply:\n"
 
 
-_CITATION = re.compile(r"\[(\d{1,3})\]")
+_CITATION = re.compile(r"\[(\d{1,3})\](?!\()")  # not a link whose text is a number
 
 
 def cited_passages(text: str, passages: tuple[RetrievedChunk, ...]) -> tuple[RetrievedChunk, ...]:

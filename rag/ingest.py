@@ -25,6 +25,7 @@ class IngestReport:
     updated: int = 0
     unchanged: int = 0
     deleted: int = 0
+    relabelled: int = 0  # unchanged text, new audience / brand / metadata: no re-embedding
     chunks: int = 0
     failures: list[loaders.LoadFailure] = field(default_factory=list)
     prune_skipped: bool = False
@@ -126,6 +127,7 @@ class Ingestor:
         iterator = iter(documents)
         while batch := list(islice(iterator, self.batch_documents)):
             prepared = self._prepare(batch, known, report, force)
+            self._relabel(batch, prepared, report)
             texts = [embedding_text(p.document.title, c) for p in prepared for c in p.chunks]
             vectors = embedder.encode(texts)
             offset = 0
@@ -137,6 +139,15 @@ class Ingestor:
                 report.added += item.is_new
                 report.updated += not item.is_new
         return report
+
+    def _relabel(
+        self, batch: list[SourceDocument], prepared: list[_Prepared], report: IngestReport
+    ) -> None:
+        rewritten = {p.document.external_id for p in prepared}
+        unchanged = [d for d in batch if d.external_id not in rewritten]
+        if unchanged:
+            with self.db.connection() as conn:
+                report.relabelled += store.relabel_documents(conn, unchanged)
 
     def _prepare(
         self, batch: list[SourceDocument], known: dict[str, str], report: IngestReport, force: bool

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import lxml.html
+import lxml.html.defs
 
-from rag import exceptions
+from rag import exceptions, links
 from rag.models import SourceDocument
 
 MARKDOWN = {".md", ".markdown"}
@@ -115,7 +117,14 @@ def _titled_text(text: str, *, fallback: str, markdown: bool) -> tuple[str, str]
     return _humanise(fallback), text.strip()
 
 
-def html_to_text(text: str, *, fallback: str) -> tuple[str, str]:
+def html_to_text(text: str, *, fallback: str, base_url: str | None = None) -> tuple[str, str]:
+    """Title and text of an HTML page, one line per block, links kept as ``[text](url)``.
+
+    Links are made absolute against ``base_url`` (a Help Center article's own URL, so an
+    in-page ``#anchor`` points into that article). Without a base (a file on disk) a
+    relative link has nowhere a customer could open it, so only its text is kept; so are the
+    texts of links to anything but http(s) and mailto.
+    """
     if not text.strip():
         return _humanise(fallback), ""
     try:
@@ -129,9 +138,65 @@ def html_to_text(text: str, *, fallback: str) -> tuple[str, str]:
         if h1.text_content().strip() == heading.strip():
             h1.drop_tree()
     body_el = tree.find("body")
-    blocks = body_el.itertext() if body_el is not None else tree.itertext()
-    lines = [" ".join(line.split()) for line in "".join(blocks).splitlines()]
+    root = body_el if body_el is not None else tree
+    _links_as_markdown(root, base_url)
+    _blocks_on_lines(root)
+    lines = [" ".join(line.split()) for line in "".join(root.itertext()).splitlines()]
     return heading.strip(), "\n".join(line for line in lines if line)
+
+
+_CELLS = frozenset({"td", "th"})
+_SECTIONS = {
+    "article",
+    "aside",
+    "figcaption",
+    "figure",
+    "footer",
+    "header",
+    "main",
+    "nav",
+    "section",
+}
+_BLOCKS = (lxml.html.defs.block_tags - _CELLS - {"del", "ins"}) | _SECTIONS
+
+
+def _links_as_markdown(root: lxml.html.HtmlElement, base_url: str | None) -> None:
+    """Each ``<a href>`` becomes the text ``[text](url)`` on one line, or its bare text when
+    the URL is unsafe or cannot be made absolute."""
+    for anchor in list(root.iter("a")):
+        href = anchor.get("href")
+        if href is None:
+            continue
+        url = links.safe_url(href.strip(), base_url)
+        text = " ".join(anchor.text_content().split())
+        if not text:
+            text = next((img.get("alt", "") for img in anchor.iter("img")), "").strip()
+        tail = anchor.tail
+        anchor.clear()
+        anchor.text = links.markdown(text, url) if url else text
+        anchor.tail = tail
+
+
+def _blocks_on_lines(root: lxml.html.HtmlElement) -> None:
+    """Line breaks where a browser breaks lines (blocks, ``<br>``), spaces between table
+    cells, and the source's own line wrapping folded into spaces (but in ``<pre>``)."""
+    for el in root.iter():
+        if not isinstance(el.tag, str):
+            continue
+        if not any(a.tag == "pre" for a in el.iterancestors()) and el.tag != "pre":
+            el.text = _spaces(el.text)
+        if not any(a.tag == "pre" for a in el.iterancestors()):
+            el.tail = _spaces(el.tail)
+        if el.tag in _BLOCKS or el.tag == "br":
+            el.tail = "\n" + (el.tail or "")
+        if el.tag in _BLOCKS:
+            el.text = "\n" + (el.text or "")
+        elif el.tag in _CELLS:
+            el.tail = " " + (el.tail or "")
+
+
+def _spaces(text: str | None) -> str | None:
+    return re.sub(r"\s+", " ", text) if text else text
 
 
 def _jsonl(text: str, *, location: str, source: str, max_bytes: int):

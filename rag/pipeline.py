@@ -10,9 +10,9 @@ from typing import Literal
 
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel
 
-from rag import exceptions
+from rag import exceptions, placeholders
 from rag.generation import DraftInput, DraftVariant, GeneratedDraft
-from rag.models import Draft, DraftSet, Ticket
+from rag.models import Draft, DraftSet, RetrievedChunk, Ticket
 from rag.rerank import Reranker
 from rag.retrieve import Retriever
 
@@ -72,21 +72,24 @@ class DraftPipeline:
         timings: dict[str, float] = {}
         started = time.perf_counter()
         query = ticket.query_text()
-        retrieved = self.retriever.search(query, self.retrieve_k)
+        retrieved = self.retriever.search(
+            query, self.retrieve_k, brand=ticket.brand, locale=ticket.locale
+        )
         timings["retrieve"] = _ms(started)
         mark = time.perf_counter()
         context = tuple(self.reranker.rerank(query, retrieved)[: self.context_k])
         timings["rerank"] = _ms(mark)
         mark = time.perf_counter()
         makers = self._slots(ticket)
+        passages = quotable(context)
         try:
-            outputs = _both(makers, ticket, context)
+            outputs = _both(makers, ticket, passages)
         except exceptions.RagError as exc:
             if "challenger" not in {m.role for m in makers} or self.styles is None:
                 raise
             self._retire_challenger(exc)
             makers = self.makers  # the champion's two styles, from now on
-            outputs = _both(makers, ticket, context)
+            outputs = _both(makers, ticket, passages)
         timings["generate"] = _ms(mark)
         timings["total"] = _ms(started)
         shared = {
@@ -96,8 +99,8 @@ class DraftPipeline:
             "context_k": self.context_k,
         }
         drafts = (
-            self._draft("A", outputs["a"], makers[0], shared),
-            self._draft("B", outputs["b"], makers[1], shared),
+            self._draft("A", outputs["a"], makers[0], shared, ticket),
+            self._draft("B", outputs["b"], makers[1], shared, ticket),
         )
         return DraftSet(ticket, tuple(retrieved), context, drafts, timings)
 
@@ -124,11 +127,25 @@ class DraftPipeline:
         self.makers, self.styles = self.styles, None
 
     @staticmethod
-    def _draft(label, output: GeneratedDraft, maker: DraftMaker, shared: dict) -> Draft:
+    def _draft(
+        label, output: GeneratedDraft, maker: DraftMaker, shared: dict, ticket: Ticket
+    ) -> Draft:
+        """Every generator's text passes here: its Liquid placeholders are rendered from the
+        ticket or removed (rag/placeholders.py), so none reaches an agent, or a reply, raw."""
+        rendered = placeholders.render(output.text, ticket.placeholders)
         producer = {**shared, **output.producer, "role": maker.role}
+        if rendered.changed:
+            producer["placeholders"] = rendered.record()
         if maker.name:
             producer["generator"] = maker.name
-        return Draft(label=label, text=output.text, citations=output.cited, producer=producer)
+        return Draft(label=label, text=rendered.text, citations=output.cited, producer=producer)
+
+
+def quotable(context: tuple[RetrievedChunk, ...]) -> tuple[RetrievedChunk, ...]:
+    """What a generator may draft from: public passages only. Internal (agent-only) ones stay
+    in the draft set's context, so the card shows them to the agent, but no backend is given
+    text it could paste into a customer-facing reply."""
+    return tuple(c for c in context if c.audience == "public")
 
 
 def _ms(since: float) -> float:

@@ -68,6 +68,32 @@ def document_hashes(conn: psycopg.Connection, source: str) -> dict[str, str]:
     return dict(rows)
 
 
+def relabel_documents(conn: psycopg.Connection, docs: Sequence[SourceDocument]) -> int:
+    """Write unchanged documents' labels (audience, brand, metadata) where they differ: an
+    article turned agent-only, or its segment renamed, needs no new chunks or vectors.
+    Returns how many documents changed."""
+    changed = 0
+    for doc in docs:
+        changed += conn.execute(
+            """
+            UPDATE kb_documents SET audience = %s, brand = %s, metadata = %s
+            WHERE source = %s AND external_id = %s AND deleted_at IS NULL
+              AND (audience, brand, metadata) IS DISTINCT FROM (%s, %s, %s::jsonb)
+            """,
+            (
+                doc.audience,
+                doc.brand,
+                Jsonb(doc.metadata),
+                doc.source,
+                doc.external_id,
+                doc.audience,
+                doc.brand,
+                Jsonb(doc.metadata),
+            ),
+        ).rowcount
+    return changed
+
+
 def upsert_document(conn: psycopg.Connection, doc: SourceDocument, content_hash: str) -> int:
     row = conn.execute(
         """
@@ -298,40 +324,131 @@ def search(
     k: int,
     ef_search: int,
     exact: bool = False,
+    brand: str | None = None,
+    locale: str | None = None,
 ) -> list[RetrievedChunk]:
-    """Top-k chunks by cosine similarity: HNSW by default, a full scan when ``exact``."""
+    """Top-k chunks by cosine similarity: HNSW by default, a full scan when ``exact``.
+
+    ``brand``: only documents of that brand or of no brand are candidates (each brand has its
+    own Help Center). ``locale``: documents in the requester's language (its first part: "de"
+    matches "de-ch") are searched first, and the rest of k is topped up from other languages,
+    leaving out articles (``metadata.article_id``) already found in the requester's language;
+    of one article's translations only one document is kept, the requester's language first,
+    then the best ranked. Without either, every live chunk is a candidate, as before.
+
+    A filter runs inside the HNSW scan with pgvector's iterative scan (relaxed order, bounded
+    by ``hnsw.max_scan_tuples``), so a brand that is rare among the nearest chunks still gets
+    k of its own rather than what survived of the first ``ef_search`` candidates.
+    """
     conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(ef_search, k))))
+    language = _language(locale)
+    filtered = brand is not None or bool(language)
     if exact:
         conn.execute("SET LOCAL enable_indexscan = off")
-    query_sql = sql.SQL(
-        """
-        SELECT c.id, d.id, d.title, c.text, d.url, d.source, d.external_id, 1 - hit.distance,
-               d.audience, d.locale
-        FROM (
-            SELECT chunk_id, (embedding::vector({dim})) <=> %(q)s::vector({dim}) AS distance
-            FROM kb_chunk_embeddings WHERE version = {version}
-            ORDER BY (embedding::vector({dim})) <=> %(q)s::vector({dim}) LIMIT %(k)s
-        ) hit
-        JOIN kb_chunks c ON c.id = hit.chunk_id JOIN kb_documents d ON d.id = c.document_id
-        ORDER BY hit.distance, c.id
-        """
-    ).format(dim=sql.Literal(version.dimension), version=sql.Literal(version.version))
-    rows = conn.execute(query_sql, {"q": query, "k": k}).fetchall()
+    elif filtered:
+        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+    base = [_BRAND_FILTER] if brand is not None else []
+    params: dict[str, Any] = {"q": query, "k": k, "brand": brand, "language": language}
+    if language:
+        rows = _one_translation(_nearest(conn, version, [*base, _SAME_LANGUAGE], params))
+        if len(rows) < k:
+            found = sorted({r[_ARTICLE] for r in rows if r[_ARTICLE]})
+            others = _nearest(conn, version, [*base, _OTHER_LANGUAGE], {**params, "found": found})
+            rows = _one_translation(rows + others)[:k]
+    else:
+        rows = _nearest(conn, version, base, params)
     if exact:
         conn.execute("RESET enable_indexscan")
+    elif filtered:
+        conn.execute("RESET hnsw.iterative_scan")
     return [
         RetrievedChunk(*r[:7], similarity=float(r[7]), audience=r[8], locale=r[9]) for r in rows
     ]
 
 
-def explain_search(conn: psycopg.Connection, version: EmbeddingVersion, query: np.ndarray) -> str:
-    """The plan of a search, so tests and benchmarks can check the HNSW index is used."""
+_ARTICLE = 10  # the row's article id (metadata.article_id), shared by its translations
+_BRAND_FILTER = sql.SQL("(d.brand IS NULL OR d.brand = %(brand)s)")
+_LANGUAGE_OF = "lower(split_part(replace(d.locale, '_', '-'), '-', 1))"
+_SAME_LANGUAGE = sql.SQL(_LANGUAGE_OF + " = %(language)s")
+_OTHER_LANGUAGE = sql.SQL(
+    _LANGUAGE_OF + " <> %(language)s"
+    " AND NOT (coalesce(d.metadata->>'article_id', '') = ANY(%(found)s::text[]))"
+)
+
+
+def _language(locale: str | None) -> str:
+    """The language part of a locale: "de-CH", "de_ch" and "de" are all "de"."""
+    return (locale or "").replace("_", "-").split("-")[0].strip().lower()
+
+
+def _one_translation(rows: list[tuple]) -> list[tuple]:
+    """Only the first document seen of each article (rows come in order of preference)."""
+    kept: dict[str, int] = {}
+    out = []
+    for row in rows:
+        article, document_id = row[_ARTICLE], row[1]
+        if article and kept.setdefault(article, document_id) != document_id:
+            continue
+        out.append(row)
+    return out
+
+
+def _nearest(
+    conn: psycopg.Connection,
+    version: EmbeddingVersion,
+    filters: list[sql.Composable],
+    params: dict[str, Any],
+) -> list[tuple]:
+    return conn.execute(_search_sql(version, filters), params).fetchall()
+
+
+def _search_sql(version: EmbeddingVersion, filters: Sequence[sql.Composable]) -> sql.Composed:
+    return sql.SQL(
+        """
+        SELECT c.id, d.id, d.title, c.text, d.url, d.source, d.external_id, 1 - hit.distance,
+               d.audience, d.locale, d.metadata->>'article_id'
+        FROM ({nearest}) hit
+        JOIN kb_chunks c ON c.id = hit.chunk_id JOIN kb_documents d ON d.id = c.document_id
+        ORDER BY hit.distance, c.id
+        """
+    ).format(nearest=_nearest_sql(version, filters))
+
+
+def _nearest_sql(version: EmbeddingVersion, filters: Sequence[sql.Composable]) -> sql.Composed:
+    """The k nearest chunks of ``version`` whose document passes ``filters`` (SQL on ``d``).
+
+    Unfiltered, the index scan runs on the embeddings alone; filtered, the documents are
+    joined under the scan's LIMIT, so an iterative scan goes on until k rows pass."""
+    distance = sql.SQL("(e.embedding::vector({dim})) <=> %(q)s::vector({dim})").format(
+        dim=sql.Literal(version.dimension)
+    )
+    joins = sql.SQL(
+        " JOIN kb_chunks fc ON fc.id = e.chunk_id JOIN kb_documents d ON d.id = fc.document_id"
+        if filters
+        else ""
+    )
+    where = sql.SQL(" AND ").join(
+        [sql.SQL("e.version = {}").format(sql.Literal(version.version)), *filters]
+    )
+    return sql.SQL(
+        "SELECT e.chunk_id, {distance} AS distance FROM kb_chunk_embeddings e{joins}"
+        " WHERE {where} ORDER BY {distance} LIMIT %(k)s"
+    ).format(distance=distance, joins=joins, where=where)
+
+
+def explain_search(
+    conn: psycopg.Connection,
+    version: EmbeddingVersion,
+    query: np.ndarray,
+    *,
+    brand: str | None = None,
+) -> str:
+    """The plan of a search, so tests and benchmarks can check the HNSW index is used (also
+    when the search is restricted to a brand)."""
+    filters = [_BRAND_FILTER] if brand is not None else []
     plan = conn.execute(
-        sql.SQL(
-            "EXPLAIN SELECT chunk_id FROM kb_chunk_embeddings WHERE version = {version}"
-            " ORDER BY (embedding::vector({dim})) <=> %s::vector({dim}) LIMIT 10"
-        ).format(dim=sql.Literal(version.dimension), version=sql.Literal(version.version)),
-        (query,),
+        sql.SQL("EXPLAIN ") + _nearest_sql(version, filters),
+        {"q": query, "k": 10, "brand": brand},
     ).fetchall()
     return "\n".join(r[0] for r in plan)
 
@@ -416,6 +533,24 @@ def chunk_refs(conn: psycopg.Connection, chunk_ids: Sequence[int]) -> dict[int, 
         (list(chunk_ids),),
     ).fetchall()
     return {r[0]: ChunkRef(*r) for r in rows}
+
+
+def context_refs(conn: psycopg.Connection, draft_set_id: int) -> list[ChunkRef]:
+    """The chunks a draft set's context held, in its order, with their documents' audience as
+    it stands now (an article may have turned agent-only since)."""
+    rows = conn.execute(
+        "SELECT c.id, d.id, d.title, d.url, d.external_id, c.text, d.audience"
+        " FROM rag_draft_sets s CROSS JOIN unnest(s.context) WITH ORDINALITY AS x(chunk_id, n)"
+        " JOIN kb_chunks c ON c.id = x.chunk_id JOIN kb_documents d ON d.id = c.document_id"
+        " WHERE s.id = %s ORDER BY x.n",
+        (draft_set_id,),
+    ).fetchall()
+    return [ChunkRef(*r) for r in rows]
+
+
+def draft_set_of_draft(conn: psycopg.Connection, draft_id: int) -> int | None:
+    row = conn.execute("SELECT draft_set_id FROM rag_drafts WHERE id = %s", (draft_id,)).fetchone()
+    return int(row[0]) if row else None
 
 
 @dataclass(frozen=True)

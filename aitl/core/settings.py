@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     hnsw_m: int = Field(default=16, ge=4, le=100)
     hnsw_ef_construction: int = Field(default=200, ge=8)
     hnsw_ef_search: int = Field(default=400, ge=1, le=1000)
+    kb_share_across_brands: bool = Field(
+        default=False,
+        description="Draft every brand's tickets from every brand's knowledge; off: a ticket "
+        "is drafted from its own brand's Help Center and from documents of no brand.",
+    )
 
     # --- drafting ------------------------------------------------------------------------
     retrieve_k: int = Field(default=20, ge=1, le=1000, description="Chunks fetched by pgvector.")
@@ -136,12 +141,37 @@ class Settings(BaseSettings):
     zendesk_public_writeback: bool = Field(
         default=False, description="Adopted drafts become public replies, not internal notes."
     )
+    zendesk_store_attachments: bool = Field(
+        default=False,
+        description="Download comments' attachments into data_dir/attachments (else only "
+        "their name, type, size and link are kept).",
+    )
+    zendesk_attachment_max_bytes: int = Field(
+        default=10_000_000,
+        ge=1,
+        description="Attachments larger than this are never downloaded (only listed).",
+    )
     zendesk_sync_macros: bool = False
     zendesk_sync_solved_tickets: bool = False
     zendesk_kb_sync_cron: str = "0 3 * * *"
     zendesk_drafts_section_id: int | None = Field(
         default=None,
         description="Help Center section for drafts made from knowledge gaps (else the first).",
+    )
+    zendesk_drafts_permission_group_id: int | None = Field(
+        default=None,
+        description="Guide permission group (who may edit) of those drafts (else the first).",
+    )
+    zendesk_drafts_user_segment_id: int | None = Field(
+        default=None,
+        description="User segment (who may read) of those drafts; default: the built-in "
+        "agents and managers, so a draft published by mistake is not public.",
+    )
+    zendesk_customer_segments: list[str] = Field(
+        default_factory=lambda: ["everyone", "signed_in_users"],
+        description="Help Center articles that may be quoted to customers, by who may read "
+        "them: 'everyone' (no user segment), 'signed_in_users' (the built-in segment), or a "
+        "segment's id or name. Other articles are internal: shown to agents, never quoted.",
     )
     public_url: str | None = Field(default=None, description="Where Zendesk reaches our web app.")
     adoption_as_is_threshold: float = Field(default=0.95, ge=0, le=1)

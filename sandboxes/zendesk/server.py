@@ -34,7 +34,9 @@ from starlette.routing import BaseRoute, Route
 from connectors.signature import sign
 from sandboxes import faults
 from sandboxes.zendesk.state import (
+    MAX_EXPORT_PAGE,
     Fault,
+    InvalidAttribute,
     InvalidParameter,
     Json,
     RecordedRequest,
@@ -51,6 +53,7 @@ from sandboxes.zendesk.state import (
 __all__ = ["Delivery", "RecordedRequest", "ZendeskSandbox", "create_app", "sign"]
 
 API = "/api/v2"
+SHOW_MANY_MAX = 100
 RETRYABLE = frozenset({409, 429})
 ERRORS = {
     429: ("APIRateLimitExceeded", "Number of allowed API requests per minute exceeded"),
@@ -354,6 +357,8 @@ def _fault_response(fault: Fault) -> JSONResponse:
 
 async def _sandbox_error(request: Request, exc: SandboxError) -> JSONResponse:
     body: Json = {"error": exc.error, "description": str(exc)}
+    if isinstance(exc, InvalidAttribute):  # Help Center's own shape
+        body = {"error": {"title": InvalidAttribute.__doc__, "message": str(exc)}}
     if isinstance(exc, RecordInvalid):
         body = {"error": exc.error, "description": RecordInvalid.__doc__}
         body["details"] = {"base": [{"description": str(exc)}]}
@@ -393,11 +398,15 @@ def _bool_param(request: Request, name: str) -> bool | None:
 
 
 def _ids_param(request: Request) -> list[int]:
+    """``show_many``'s ids: Zendesk takes at most 100 a request, so a client must batch."""
     raw = request.query_params.get("ids", "")
     try:
-        return [int(part) for part in raw.split(",") if part]
+        ids = [int(part) for part in raw.split(",") if part]
     except ValueError as exc:
         raise InvalidParameter("ids must be comma-separated integers") from exc
+    if len(ids) > SHOW_MANY_MAX:
+        raise InvalidParameter(f"ids: at most {SHOW_MANY_MAX} a request, {len(ids)} given")
+    return ids
 
 
 def _id(request: Request) -> int:
@@ -555,13 +564,65 @@ async def update_ticket(request: Request) -> JSONResponse:
 
 
 async def list_comments(request: Request) -> JSONResponse:
-    return paginate(request, "comments", _sandbox(request).comments(_id(request)))
+    comments = _sandbox(request).comments(_id(request))
+    return paginate(request, "comments", [_render_comment(c, _base(request)) for c in comments])
+
+
+def _render_comment(comment: Json, base: str) -> Json:
+    """Attachments get their API ``url`` and a ``content_url`` on the host the client called
+    (raw attachment JSON a test replays is served as given)."""
+    rendered = [
+        _render_attachment(a, base) if isinstance(a, dict) and "id" in a else a
+        for a in comment.get("attachments") or []
+    ]
+    return {**comment, "attachments": rendered}
+
+
+def _render_attachment(attachment: Json, base: str) -> Json:
+    hosted = {
+        key: f"{base}{attachment[key]}"
+        for key in ("content_url", "mapped_content_url")
+        if isinstance(attachment.get(key), str) and attachment[key].startswith("/")
+    }
+    return {"url": _url(base, f"attachments/{attachment['id']}"), **attachment, **hosted}
+
+
+async def create_upload(request: Request) -> JSONResponse:
+    """``POST /uploads?filename=``: the file as the body; its token goes in a comment's
+    ``uploads`` (Zenpy's ``attachments.upload``)."""
+    sandbox = _sandbox(request)
+    content_type = request.headers.get("content-type") or "application/octet-stream"
+    token = sandbox.upload(
+        request.query_params.get("filename", ""), await request.body(), content_type
+    )
+    attachment = _render_attachment(sandbox.upload_json(token), _base(request))
+    upload = {"token": token, "expires_at": None, "attachments": [attachment]}
+    return JSONResponse({"upload": upload | {"attachment": attachment}}, 201)
+
+
+async def attachment_file(request: Request) -> Response:
+    """An attached file at its ``content_url``: signed-in only, as with Zendesk's private
+    attachments, so a client must send its credentials (and the request is logged)."""
+    sandbox = _sandbox(request)
+    if not _authenticated(sandbox, request):
+        status, response = 401, Response(status_code=401)
+    else:
+        try:
+            attachment, data = sandbox.attachment_file(request.path_params["token"])
+            kind = attachment.get("content_type") or "application/octet-stream"
+            status, response = 200, Response(data, media_type=kind)
+        except RecordNotFound:
+            status, response = 404, Response(status_code=404)
+    query = request.url.query
+    sandbox.record(RecordedRequest(request.method, request.url.path, query, status))
+    return response
 
 
 async def incremental_tickets(request: Request) -> JSONResponse:
-    """Cursor-based incremental export; ``after_url`` keeps ``per_page`` across pages."""
+    """Cursor-based incremental export; ``after_url`` keeps ``per_page`` across pages. As in
+    Zendesk, a request without ``per_page`` gets 1,000 tickets, and more is capped at 1,000."""
     query, sandbox = request.query_params, _sandbox(request)
-    per_page = _int_param(request, "per_page", 1000, 1, 1000)
+    per_page = min(_int_param(request, "per_page", MAX_EXPORT_PAGE, 1, 2**31), MAX_EXPORT_PAGE)
     if "cursor" in query:
         page = sandbox.export_tickets(cursor=query["cursor"], per_page=per_page)
     else:
@@ -586,6 +647,68 @@ def _export_url(request: Request, cursor: str | None) -> str | None:
     return f"{_base(request)}{API}/incremental/tickets/cursor.json?{query}"
 
 
+# --- brands, user segments, permission groups ----------------------------------------------
+
+
+def _account_host(request: Request) -> tuple[str, str]:
+    """(first label, rest) of the host called: ``acme.0.0.1:8000`` → ``acme``, ``0.0.1:8000``."""
+    host = request.headers.get("host") or request.url.netloc
+    label, _, domain = host.partition(".")
+    return label, domain
+
+
+def _brand_id(request: Request) -> int:
+    """The brand whose Help Center answers at the host called (the first label of ``Host``,
+    as ``<brand>.zendesk.com``); 403 or 404 when that Help Center is closed to the token."""
+    sandbox = _sandbox(request)
+    brand_id = sandbox.brand_at(_account_host(request)[0])
+    sandbox.check_help_center(brand_id)
+    return brand_id
+
+
+def _render_brand(brand: Json, request: Request) -> Json:
+    """The default brand answers at the account's own host; another at its subdomain's."""
+    label, domain = _account_host(request)
+    subdomain = brand["subdomain"]
+    if brand["id"] == _sandbox(request).default_brand_id == _sandbox(request).brand_at(label):
+        subdomain = label
+    scheme = request.url.scheme
+    url = _url(_base(request), f"brands/{brand['id']}")
+    brand_url = f"{scheme}://{subdomain}.{domain}"
+    return {"url": url, **brand, "subdomain": subdomain, "brand_url": brand_url}
+
+
+async def list_brands(request: Request) -> JSONResponse:
+    brands = [_render_brand(b, request) for b in _sandbox(request).brands()]
+    return paginate(request, "brands", brands)
+
+
+async def show_brand(request: Request) -> JSONResponse:
+    brand = _sandbox(request).brand(_id(request))
+    return JSONResponse({"brand": _render_brand(brand, request)})
+
+
+async def list_user_segments(request: Request) -> JSONResponse:
+    found = _sandbox(request).user_segments()
+    rendered = [_render_with_url(s, _base(request), "help_center/user_segments") for s in found]
+    return paginate(request, "user_segments", rendered)
+
+
+async def show_user_segment(request: Request) -> JSONResponse:
+    segment = _sandbox(request).user_segment(_id(request))
+    rendered = _render_with_url(segment, _base(request), "help_center/user_segments")
+    return JSONResponse({"user_segment": rendered})
+
+
+async def list_permission_groups(request: Request) -> JSONResponse:
+    found = _sandbox(request).permission_groups()
+    return paginate(request, "permission_groups", found)
+
+
+async def show_permission_group(request: Request) -> JSONResponse:
+    return JSONResponse({"permission_group": _sandbox(request).permission_group(_id(request))})
+
+
 # --- Help Center --------------------------------------------------------------------------
 
 
@@ -595,33 +718,41 @@ def _locale(request: Request) -> str | None:
     return locale.lower() if locale else None
 
 
+async def help_center_locales(request: Request) -> JSONResponse:
+    locales, default = _sandbox(request).help_center_locales(_brand_id(request))
+    return JSONResponse({"locales": locales, "default_locale": default})
+
+
 async def list_articles(request: Request) -> JSONResponse:
     section = request.path_params.get("id")
-    found = _sandbox(request).articles(_locale(request), int(section) if section else None)
+    found = _sandbox(request).articles(
+        _locale(request), int(section) if section else None, brand_id=_brand_id(request)
+    )
     return paginate(
         request, "articles", [_render_article(a, _base(request)) for a in found], hc=True
     )
 
 
 async def show_article(request: Request) -> JSONResponse:
-    article = _sandbox(request).article(_id(request), _locale(request))
+    article = _sandbox(request).article(_id(request), _locale(request), brand_id=_brand_id(request))
     return JSONResponse({"article": _render_article(article, _base(request))})
 
 
 async def create_article(request: Request) -> JSONResponse:
     sandbox, spec = _sandbox(request), await _payload(request, "article")
-    article = sandbox.create_article(_id(request), spec, sandbox.agent["id"])
+    brand_id = _brand_id(request)
+    article = sandbox.create_article(_id(request), spec, sandbox.agent["id"], brand_id=brand_id)
     return JSONResponse({"article": _render_article(article, _base(request))}, 201)
 
 
 async def list_sections(request: Request) -> JSONResponse:
-    found = _sandbox(request).sections(_locale(request))
+    found = _sandbox(request).sections(_locale(request), brand_id=_brand_id(request))
     rendered = [_render_hc(s, _base(request), "sections", "name") for s in found]
     return paginate(request, "sections", rendered, hc=True)
 
 
 async def list_categories(request: Request) -> JSONResponse:
-    found = _sandbox(request).categories(_locale(request))
+    found = _sandbox(request).categories(_locale(request), brand_id=_brand_id(request))
     rendered = [_render_hc(c, _base(request), "categories", "name") for c in found]
     return paginate(request, "categories", rendered, hc=True)
 
@@ -633,7 +764,7 @@ async def incremental_articles(request: Request) -> JSONResponse:
     if start < 0:
         raise InvalidParameter("start_time is required")
     per_page = _int_param(request, "per_page", 1000, 1, 1000)
-    changed = _sandbox(request).articles_since(start)
+    changed = _sandbox(request).articles_since(start, brand_id=_brand_id(request))
     page = changed[:per_page]
     end_time = epoch(page[-1]["updated_at"]) if page else start
     page = [a for a in changed if epoch(a["updated_at"]) <= end_time] if page else []
@@ -728,7 +859,15 @@ API_ROUTES: list[tuple[str, Callable[..., Any], list[str]]] = [
     ("tickets/{id:int}", show_ticket, ["GET"]),
     ("tickets/{id:int}", update_ticket, ["PUT"]),
     ("tickets/{id:int}/comments", list_comments, ["GET"]),
+    ("uploads", create_upload, ["POST"]),
     ("incremental/tickets/cursor", incremental_tickets, ["GET"]),
+    ("brands", list_brands, ["GET"]),
+    ("brands/{id:int}", show_brand, ["GET"]),
+    ("help_center/user_segments", list_user_segments, ["GET"]),
+    ("help_center/user_segments/{id:int}", show_user_segment, ["GET"]),
+    ("guide/permission_groups", list_permission_groups, ["GET"]),
+    ("guide/permission_groups/{id:int}", show_permission_group, ["GET"]),
+    ("help_center/locales", help_center_locales, ["GET"]),
     ("help_center/incremental/articles", incremental_articles, ["GET"]),
     ("help_center/articles", list_articles, ["GET"]),
     ("help_center/articles/{id:int}", show_article, ["GET"]),
@@ -816,4 +955,5 @@ def _page_routes() -> list[BaseRoute]:
     return [
         Route("/sandbox/zendesk", tickets_page, methods=["GET"]),
         Route("/sandbox/zendesk/tickets/{id:int}", ticket_page, methods=["GET"]),
+        Route("/attachments/token/{token}/", attachment_file, methods=["GET"]),
     ]

@@ -129,3 +129,15 @@ def test_derived_adoption_from_the_sent_reply():
         "Could you send a photo of the hub's LED?", drafts, as_is=0.95, edited=0.5
     )
     assert unused.adoption == "not_used"
+
+
+def test_a_draft_with_links_sent_as_is_counts_as_is():
+    """Zendesk's plain_body of a reply posted with links keeps their text, not their URLs."""
+    draft = (
+        "Hi there, you can [reset your password](https://help.example.com/hc/articles/7-reset)"
+        " from the sign-in page. Best regards"
+    )
+    sent = "Hi there, you can reset your password from the sign-in page. Best regards"
+    derived = adoption.derive(sent, {"A": draft, "B": "Something else."}, as_is=0.95, edited=0.5)
+    assert (derived.closest_label, derived.adoption) == ("A", "as_is")
+    assert derived.similarity_a == 1.0

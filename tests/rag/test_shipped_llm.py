@@ -119,7 +119,7 @@ def echo(name: str) -> RunnableLambda:
 
 
 class Found:
-    def search(self, query, k):
+    def search(self, query, k, **filters):
         return [RESET]
 
     def describe(self):

@@ -285,7 +285,13 @@ def test_help_center_listings_drafts_archive_and_create(zd: Zenpy, sandbox: Zend
     changed = [a.id for a in zd.help_center.articles.incremental(start_time=0)]
     assert changed == [kept["id"], draft["id"], german["id"]]
 
-    article = Article(title="Digest: missing refunds article", body="<p>x</p>", draft=True)
+    article = Article(
+        title="Digest: missing refunds article",
+        body="<p>x</p>",
+        draft=True,
+        permission_group_id=sandbox.default_permission_group_id,  # Guide requires one
+        user_segment_id=sandbox.staff_segment_id,
+    )
     created = zd.help_center.articles.create(section=sandbox.default_section_id, article=article)
     assert created.draft is True and sandbox.article(created.id)["title"].startswith("Digest")
 

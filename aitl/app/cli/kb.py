@@ -57,6 +57,7 @@ def print_report(report: IngestReport) -> None:
     console.print(
         f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
         f"deleted {report.deleted}; {report.chunks} chunks embedded"
+        + (f"; {report.relabelled} relabelled (audience, brand)" if report.relabelled else "")
     )
     for failure in report.failures:
         console.print(f"[yellow]skipped[/] {failure.error}")

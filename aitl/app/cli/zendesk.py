@@ -12,6 +12,7 @@ from aitl.app.cli import kb as kb_cli
 from aitl.app.wiring import build_services
 from aitl.core.queue import build_deferrer
 from connectors import setup
+from connectors.helpcenter import HelpCenterNotes
 
 app = typer.Typer(help="Zendesk connector.", no_args_is_help=True)
 console = Console()
@@ -62,9 +63,33 @@ def status(ctx: typer.Context) -> None:
 @app.command(name="sync-kb")
 def sync_kb(ctx: typer.Context) -> None:
     """Sync Help Center articles (and macros, solved tickets if enabled) into the KB."""
-    for source, report in services(ctx).sync_kb().items():
+    reports = services(ctx).sync_kb()
+    for source, report in reports.items():
         console.print(f"[bold]{source}[/]")
         kb_cli.print_report(report)
+    _print_help_center_notes(reports.help_center)
+
+
+SHOWN_UNRESOLVED = 10
+
+
+def _print_help_center_notes(notes: HelpCenterNotes) -> None:
+    """Which Help Centers were read, how many articles are for agents only, and why."""
+    if notes.brands:
+        console.print(f"Help Centers read: {', '.join(notes.brands)}")
+    console.print(
+        f"{notes.internal} internal articles (agents only: cited to agents, never quoted to"
+        " customers)"
+    )
+    for warning in notes.warnings:
+        console.print(f"[yellow]warning[/] {warning}")
+    for line in notes.unresolved[:SHOWN_UNRESOLVED]:
+        console.print(f"[yellow]internal[/] {line}")
+    if len(notes.unresolved) > SHOWN_UNRESOLVED:
+        more = len(notes.unresolved) - SHOWN_UNRESOLVED
+        console.print(f"[yellow]internal[/] … and {more} more articles for the same reasons")
+    for line in notes.unreadable_brands:
+        console.print(f"[red]not synced[/] {line}")
 
 
 @app.command()

@@ -13,7 +13,8 @@ ALTER TABLE zendesk_tickets
     ADD COLUMN via_channel      text,               -- via.channel: email, web, api, chat, ...
     ADD COLUMN ticket_form_id   bigint,
     ADD COLUMN ticket_type      text,               -- question, incident, problem, task
-    ADD COLUMN requester_locale text;               -- the requester's locale, e.g. 'de'
+    ADD COLUMN requester_locale text,               -- the requester's locale, e.g. 'de'
+    ADD COLUMN assignee_name    text;               -- what {{ticket.assignee.name}} renders to
 
 -- Each comment's attachments as Zendesk lists them; the file itself only when a setting asks.
 CREATE TABLE zendesk_attachments (
