@@ -4,13 +4,10 @@ worker and the real pipeline on the real database)."""
 
 from __future__ import annotations
 
-import pytest
-
-from aitl.core.queue import build_app, build_deferrer
-from connectors import helpcenter, jobs
+from aitl.core.queue import build_deferrer
+from connectors import helpcenter
 from connectors.services import ZendeskServices
-from tests.conftest import make_settings
-from tests.support.sandboxes import zendesk_server
+from tests.support.zendesk import run_worker, sandbox_settings
 
 ACME_RETURNS = (
     "<p>Acme accepts returns of any blender within 60 days of delivery.</p>"
@@ -25,32 +22,8 @@ GLOBEX_RETURNS = (
 QUESTION = "I want to return the blender I bought. How many days do I have and how do I ship it?"
 
 
-@pytest.fixture
-def sandbox():
-    with zendesk_server() as box:
-        yield box
-
-
 def settings_for(kb_settings, sandbox, tmp_path, **overrides):
-    return make_settings(
-        kb_settings.database_url.get_secret_value(),
-        tmp_path,
-        zendesk_base_url=sandbox.url,
-        zendesk_email=sandbox.agent_email,
-        zendesk_api_token=sandbox.api_token,
-        zendesk_timeout_s=5,
-        **overrides,
-    )
-
-
-def run_worker(services) -> None:
-    worker = build_app(services.db.url, [jobs.blueprint()])
-    worker.run_worker(
-        wait=False,
-        install_signal_handlers=False,
-        listen_notify=False,
-        additional_context={"zendesk": services},
-    )
+    return sandbox_settings(kb_settings, sandbox, tmp_path, zendesk_timeout_s=5, **overrides)
 
 
 def two_brands(sandbox) -> dict[str, int]:

@@ -14,36 +14,22 @@ from zenpy.lib.api_objects.help_centre_objects import Article
 from aitl.app.cli import app as cli_app
 from aitl.app.wiring import ZendeskHelpCenter
 from aitl.core.queue import build_deferrer
-from aitl.core.servers import serve_in_thread
 from bot.exceptions import HelpCenterRefused
 from connectors import exceptions, helpcenter, setup
 from connectors.client import _translated
 from connectors.services import ZendeskServices
-from sandboxes.zendesk.server import ZendeskSandbox
-from sandboxes.zendesk.server import create_app as sandbox_app
-from tests.conftest import make_settings
+from tests.support.zendesk import sandbox_settings
 
 PUBLIC = "<p>Returns are free within 30 days of delivery.</p>"
 AGENTS_ONLY = "<p>Internal: issue a goodwill credit of up to 20 euros without approval.</p>"
 
 
 @pytest.fixture
-def sandbox():
-    zendesk = ZendeskSandbox(deliver_in_background=False)
-    with serve_in_thread(sandbox_app(zendesk)) as server:
-        zendesk.url = server.url
-        yield zendesk
-    zendesk.close()
-
-
-@pytest.fixture
 def settings(kb_settings, sandbox, tmp_path):
-    return make_settings(
-        kb_settings.database_url.get_secret_value(),
+    return sandbox_settings(
+        kb_settings,
+        sandbox,
         tmp_path,
-        zendesk_base_url=sandbox.url,
-        zendesk_email=sandbox.agent_email,
-        zendesk_api_token=sandbox.api_token,
         zendesk_page_size=2,  # several pages per listing
         zendesk_timeout_s=5,
     )
@@ -125,9 +111,9 @@ def test_agent_only_article_is_internal_and_named_public_one_public(settings, se
         update={"zendesk_customer_segments": ["everyone", "signed_in_users", "VIP customers"]}
     )
     again = ZendeskServices(named, services.db, build_deferrer(services.db.url)).sync_kb()
-    assert again[helpcenter.ARTICLES].updated == 1
+    assert again[helpcenter.ARTICLES].relabelled == 1  # in place: nothing re-embedded
     assert documents(services.db)[str(for_vips["id"])][1] == "public"
-    assert "1 internal articles" in cli(named, "sync-kb")
+    assert "1 internal article (agents only" in cli(named, "sync-kb")
 
 
 def test_unresolvable_segment_or_group_is_internal_and_reported(settings, services, sandbox):

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from aitl.core.queue import build_app, build_deferrer
-from connectors import exceptions, helpcenter, jobs
+from aitl.core.queue import build_deferrer
+from connectors import exceptions, helpcenter
 from connectors.services import ZendeskServices
 from rag import links
 from rag.models import Ticket as DraftTicket
-from tests.conftest import make_settings
-from tests.support.sandboxes import zendesk_server
+from tests.support.zendesk import sandbox_settings
 
 CUSTOMER = "jane.doe@example.com"
 ARTICLE = (
@@ -26,20 +25,11 @@ ARTICLE = (
 
 
 @pytest.fixture
-def sandbox():
-    with zendesk_server() as zendesk:
-        yield zendesk
-
-
-@pytest.fixture
 def settings(kb_settings, sandbox, tmp_path):
-    return make_settings(
-        kb_settings.database_url.get_secret_value(),
+    return sandbox_settings(
+        kb_settings,
+        sandbox,
         tmp_path,
-        zendesk_base_url=sandbox.url,
-        zendesk_email=sandbox.agent_email,
-        zendesk_api_token=sandbox.api_token,
-        zendesk_timeout_s=2,
         zendesk_public_writeback=True,
     )
 
@@ -47,15 +37,6 @@ def settings(kb_settings, sandbox, tmp_path):
 @pytest.fixture
 def services(settings, kb_db):
     return ZendeskServices(settings, kb_db, build_deferrer(kb_db.url))
-
-
-def run_worker(services) -> None:
-    build_app(services.db.url, [jobs.blueprint()]).run_worker(
-        wait=False,
-        install_signal_handlers=False,
-        listen_notify=False,
-        additional_context={"zendesk": services},
-    )
 
 
 def test_a_synced_articles_relative_links_reach_chunks_and_drafts_as_absolute_links(

@@ -14,7 +14,8 @@ from connectors import exceptions, helpcenter
 from connectors.services import ZendeskServices
 from rag import store as rag_store
 from sandboxes.zendesk.state import PLACEHOLDER_MACROS
-from tests.connectors.test_zendesk_connector import rows, run_worker, sandbox, settings  # noqa: F401
+from tests.connectors.test_zendesk_connector import settings  # noqa: F401
+from tests.support.zendesk import rows, run_worker
 
 RAW = re.compile(r"\{\{|\}\}|\{%|%\}")
 CUSTOMER = "jane.doe@example.com"
@@ -27,7 +28,7 @@ def services(settings, kb_db):  # noqa: F811
 
 
 @pytest.fixture
-def drafted(services, sandbox):  # noqa: F811
+def drafted(services, sandbox):
     """The seeded macros synced, and a refund ticket assigned to the sandbox's agent drafted
     from them by the worker; returns the Zendesk ticket."""
     sandbox.add_placeholder_macros()
@@ -87,7 +88,7 @@ def test_drafts_from_macros_render_known_placeholders_and_carry_none_raw(service
         assert "Left out a sentence that needed" in note["elements"][0]["text"]
 
 
-def test_write_back_renders_known_placeholders_and_refuses_the_rest(services, sandbox, drafted):  # noqa: F811
+def test_write_back_renders_known_placeholders_and_refuses_the_rest(services, sandbox, drafted):
     ticket_id = drafted["id"]
     with pytest.raises(exceptions.UnfilledPlaceholder, match=r"\{\{ticket\.organization\.name\}\}"):
         services.writeback.request(
@@ -114,7 +115,7 @@ def test_write_back_renders_known_placeholders_and_refuses_the_rest(services, sa
     assert posted["body"].endswith("Sandbox")  # current_user: the assignee, first name
 
 
-def test_a_macro_with_plain_and_html_text_is_synced_once(services, sandbox):  # noqa: F811
+def test_a_macro_with_plain_and_html_text_is_synced_once(services, sandbox):
     """Zendesk keeps both comment_value and comment_value_html on some macros: the HTML one is
     the reply (with its links), and the text does not appear twice."""
     sandbox.add_macro(

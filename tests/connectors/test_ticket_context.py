@@ -8,16 +8,15 @@ import logging
 
 import pytest
 
-from aitl.core.queue import build_app, build_deferrer
+from aitl.core.queue import build_deferrer
 from bot.card_views import as_dicts, ticket_parent
 from bot.handoff import ticket_header
-from connectors import helpcenter, jobs
+from connectors import helpcenter
 from connectors.attachments import AttachmentFiles
 from connectors.services import ZendeskServices
 from connectors.tickets import SyncPolicy, TicketSync
 from rag.models import Attachment, ReadyDrafts
-from tests.conftest import make_settings
-from tests.support.sandboxes import zendesk_server
+from tests.support.zendesk import rows, run_worker, sandbox_settings
 
 CUSTOMER = "jana.novak@example.com"
 SCREENSHOT = b"\x89PNG\r\n" + bytes(240 * 1024 - 6)  # 240 KB
@@ -36,20 +35,11 @@ class RecordingHandoff:
 
 
 @pytest.fixture
-def sandbox():
-    with zendesk_server() as box:
-        yield box
-
-
-@pytest.fixture
 def settings(kb_settings, sandbox, tmp_path):
-    return make_settings(
-        kb_settings.database_url.get_secret_value(),
+    return sandbox_settings(
+        kb_settings,
+        sandbox,
         tmp_path,
-        zendesk_base_url=sandbox.url,
-        zendesk_email=sandbox.agent_email,
-        zendesk_api_token=sandbox.api_token,
-        zendesk_timeout_s=2,
         slack_default_channel="C-support",
     )
 
@@ -62,21 +52,6 @@ def handoff():
 @pytest.fixture
 def services(settings, kb_db, handoff):
     return ZendeskServices(settings, kb_db, build_deferrer(kb_db.url), handoff=handoff)
-
-
-def run_worker(services) -> None:
-    worker = build_app(services.db.url, [jobs.blueprint()])
-    worker.run_worker(
-        wait=False,
-        install_signal_handlers=False,
-        listen_notify=False,
-        additional_context={"zendesk": services},
-    )
-
-
-def rows(db, sql, *args):
-    with db.connection() as conn:
-        return conn.execute(sql, args).fetchall()
 
 
 def attachment_rows(db):

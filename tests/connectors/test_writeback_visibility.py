@@ -7,14 +7,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from aitl.core.queue import build_app, build_deferrer
-from connectors import exceptions, jobs
+from aitl.core.queue import build_deferrer
+from connectors import exceptions
 from connectors.services import ZendeskServices
 from rag import factory
 from rag import store as rag_store
 from rag.models import SourceDocument, Ticket
-from tests.conftest import make_settings
-from tests.support.sandboxes import zendesk_server
+from tests.support.zendesk import run_worker, sandbox_settings
 
 CUSTOMER = "jane.doe@example.com"
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -40,20 +39,11 @@ CHARGER = SourceDocument(
 
 
 @pytest.fixture
-def sandbox():
-    with zendesk_server() as zendesk:
-        yield zendesk
-
-
-@pytest.fixture
 def settings(kb_settings, sandbox, tmp_path):
-    return make_settings(
-        kb_settings.database_url.get_secret_value(),
+    return sandbox_settings(
+        kb_settings,
+        sandbox,
         tmp_path,
-        zendesk_base_url=sandbox.url,
-        zendesk_email=sandbox.agent_email,
-        zendesk_api_token=sandbox.api_token,
-        zendesk_timeout_s=2,
         zendesk_public_writeback=True,
     )
 
@@ -61,15 +51,6 @@ def settings(kb_settings, sandbox, tmp_path):
 @pytest.fixture
 def services(settings, kb_db):
     return ZendeskServices(settings, kb_db, build_deferrer(kb_db.url))
-
-
-def run_worker(services) -> None:
-    build_app(services.db.url, [jobs.blueprint()]).run_worker(
-        wait=False,
-        install_signal_handlers=False,
-        listen_notify=False,
-        additional_context={"zendesk": services},
-    )
 
 
 def drafted(

@@ -7,38 +7,23 @@ import time
 
 import pytest
 
-from aitl.core.queue import build_app, build_deferrer
-from aitl.core.servers import serve_in_thread
-from connectors import exceptions, helpcenter, jobs, setup
+from aitl.core.queue import build_deferrer
+from connectors import exceptions, helpcenter, setup
 from connectors.services import ZendeskServices
 from connectors.tickets import TicketSync
 from flywheel.replies import record_sent_reply
-from sandboxes.zendesk.server import ZendeskSandbox
-from sandboxes.zendesk.server import create_app as sandbox_app
-from tests.conftest import make_settings
+from tests.support.zendesk import rows, run_worker, sandbox_settings
 
 CUSTOMER = "jane.doe@example.com"
 
 
 @pytest.fixture
-def sandbox():
-    zendesk = ZendeskSandbox(deliver_in_background=False)
-    with serve_in_thread(sandbox_app(zendesk)) as server:
-        zendesk.url = server.url
-        yield zendesk
-    zendesk.close()
-
-
-@pytest.fixture
 def settings(kb_settings, sandbox, tmp_path):
-    return make_settings(
-        kb_settings.database_url.get_secret_value(),
+    return sandbox_settings(
+        kb_settings,
+        sandbox,
         tmp_path,
-        zendesk_base_url=sandbox.url,
-        zendesk_email=sandbox.agent_email,
-        zendesk_api_token=sandbox.api_token,
         zendesk_page_size=2,
-        zendesk_timeout_s=2,
         slack_default_channel="C-support",
         slack_routes=[{"tag": "vip", "channel": "C-vip"}],
     )
@@ -47,22 +32,6 @@ def settings(kb_settings, sandbox, tmp_path):
 @pytest.fixture
 def services(settings, kb_db):
     return ZendeskServices(settings, kb_db, build_deferrer(kb_db.url))
-
-
-def run_worker(services) -> None:
-    """Run every queued job (and the jobs they queue) to completion, then return."""
-    worker = build_app(services.db.url, [jobs.blueprint()])
-    worker.run_worker(
-        wait=False,
-        install_signal_handlers=False,
-        listen_notify=False,
-        additional_context={"zendesk": services},
-    )
-
-
-def rows(db, sql, *args):
-    with db.connection() as conn:
-        return conn.execute(sql, args).fetchall()
 
 
 def test_connect_creates_the_webhook_and_stores_its_secret_encrypted(services, sandbox, web):

@@ -9,23 +9,12 @@ import httpx
 import pytest
 
 from aitl.core.queue import build_deferrer
-from aitl.core.servers import serve_in_thread
 from connectors import store
 from connectors.services import ZendeskServices
 from sandboxes.zendesk.server import ZendeskSandbox
-from sandboxes.zendesk.server import create_app as sandbox_app
 from tests.conftest import make_settings
 
 EXPORT = "/api/v2/incremental/tickets/cursor.json"
-
-
-@pytest.fixture
-def sandbox():
-    zendesk = ZendeskSandbox(deliver_in_background=False)
-    with serve_in_thread(sandbox_app(zendesk)) as server:
-        zendesk.url = server.url
-        yield zendesk
-    zendesk.close()
 
 
 def services_at(database_url: str, data_dir, sandbox: ZendeskSandbox, db, page_size: int):

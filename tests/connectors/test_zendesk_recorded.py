@@ -11,13 +11,10 @@ import httpx
 import pytest
 
 from aitl.core.queue import build_deferrer
-from aitl.core.servers import serve_in_thread
 from connectors import helpcenter, store
 from connectors.services import ZendeskServices
-from sandboxes.zendesk.server import ZendeskSandbox
-from sandboxes.zendesk.server import create_app as sandbox_app
 from sandboxes.zendesk.state import InvalidParameter
-from tests.conftest import make_settings
+from tests.support.zendesk import sandbox_settings
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "zendesk"
 GO_ZENDESK = FIXTURES / "go-zendesk" / "fixture" / "GET"
@@ -30,22 +27,11 @@ def recorded(path: Path) -> dict:
 
 
 @pytest.fixture
-def sandbox():
-    zendesk = ZendeskSandbox(deliver_in_background=False)
-    with serve_in_thread(sandbox_app(zendesk)) as server:
-        zendesk.url = server.url
-        yield zendesk
-    zendesk.close()
-
-
-@pytest.fixture
 def services(kb_settings, kb_db, sandbox, tmp_path):
-    settings = make_settings(
-        kb_settings.database_url.get_secret_value(),
+    settings = sandbox_settings(
+        kb_settings,
+        sandbox,
         tmp_path,
-        zendesk_base_url=sandbox.url,
-        zendesk_email=sandbox.agent_email,
-        zendesk_api_token=sandbox.api_token,
         zendesk_timeout_s=5,
         zendesk_backfill_days=20000,  # the recordings date from 2009 to 2019
         zendesk_sync_macros=True,
@@ -224,7 +210,19 @@ def test_recorded_help_center_and_macro_sync_into_the_knowledge_base(services, s
     # its segment (987) and permission group (123) are not in the account's listings: an
     # article that cannot be resolved is for agents only
     assert audience == "internal"
+    assert "user segment 987" in metadata["visibility_problem"]
+    assert "permission group 123" in metadata["visibility_problem"]
     assert metadata["section_id"] == 456
+
+    # the recorded segments: a custom signed-in segment and a staff one are not the customers'
+    sandbox.set_article_segment(avionics["id"], 9930)  # "Privileged users"
+    sandbox.set_article_segment(cape["id"], 7284)  # "VIP agents", staff
+    services.sync_kb()
+    articles = documents(helpcenter.ARTICLES)
+    assert articles[str(avionics["id"])][3]["user_segment_name"] == "Privileged users"
+    assert articles[str(avionics["id"])][4] == "internal"
+    assert articles[str(cape["id"])][3]["user_segment_type"] == "staff"
+    assert articles[str(cape["id"])][4] == "internal"
 
 
 def test_recorded_brands_segments_and_groups_are_served_as_recorded(services, sandbox):
@@ -247,6 +245,13 @@ def test_recorded_brands_segments_and_groups_are_served_as_recorded(services, sa
         [123456],
         True,
     )
+
+    # synced: the recorded brand with a (restricted) Help Center is read at its own host, the
+    # one without a Help Center is not
+    notes = services.sync_kb().help_center
+    assert any("360000021288" in label for label in notes.brands)
+    assert not any("360002143133" in label for label in notes.brands)
+    assert notes.unreadable_brands == []
 
 
 def test_a_malformed_recording_is_refused_and_loads_nothing(sandbox):

@@ -78,8 +78,8 @@ def _print_help_center_notes(notes: HelpCenterNotes) -> None:
     if notes.brands:
         console.print(f"Help Centers read: {', '.join(notes.brands)}")
     console.print(
-        f"{notes.internal} internal articles (agents only: cited to agents, never quoted to"
-        " customers)"
+        f"{notes.internal} internal article{'' if notes.internal == 1 else 's'} (agents only:"
+        " cited to agents, never quoted to customers)"
     )
     for warning in notes.warnings:
         console.print(f"[yellow]warning[/] {warning}")
