@@ -330,11 +330,13 @@ def search(
     """Top-k chunks by cosine similarity: HNSW by default, a full scan when ``exact``.
 
     ``brand``: only documents of that brand or of no brand are candidates (each brand has its
-    own Help Center). ``locale``: documents in the requester's language (its first part: "de"
-    matches "de-ch") are searched first, and the rest of k is topped up from other languages,
-    leaving out articles (``metadata.article_id``) already found in the requester's language;
-    of one article's translations only one document is kept, the requester's language first,
-    then the best ranked. Without either, every live chunk is a candidate, as before.
+    own Help Center). ``locale``: the requester's language (its first part: "de" matches
+    "de-ch") is preferred among translations, not imposed: the nearest chunks of every language
+    and the nearest of the requester's language are merged, and of one article's translations
+    (``metadata.article_id``) only one document stays, the requester's language when it has
+    one, else the best ranked; the k nearest of what stays are returned. So a German requester
+    gets the German version of an article, and still an English-only article that answers
+    better than any German one. Without either, every live chunk is a candidate, as before.
 
     A filter runs inside the HNSW scan with pgvector's iterative scan (relaxed order, bounded
     by ``hnsw.max_scan_tuples``), so a brand that is rare among the nearest chunks still gets
@@ -350,11 +352,8 @@ def search(
     base = [_BRAND_FILTER] if brand is not None else []
     params: dict[str, Any] = {"q": query, "k": k, "brand": brand, "language": language}
     if language:
-        rows = _one_translation(_nearest(conn, version, [*base, _SAME_LANGUAGE], params))
-        if len(rows) < k:
-            found = sorted({r[_ARTICLE] for r in rows if r[_ARTICLE]})
-            others = _nearest(conn, version, [*base, _OTHER_LANGUAGE], {**params, "found": found})
-            rows = _one_translation(rows + others)[:k]
+        preferred = _nearest(conn, version, [*base, _SAME_LANGUAGE], params)
+        rows = _one_translation(preferred + _nearest(conn, version, base, params))[:k]
     else:
         rows = _nearest(conn, version, base, params)
     if exact:
@@ -370,10 +369,6 @@ _ARTICLE = 10  # the row's article id (metadata.article_id), shared by its trans
 _BRAND_FILTER = sql.SQL("(d.brand IS NULL OR d.brand = %(brand)s)")
 _LANGUAGE_OF = "lower(split_part(replace(d.locale, '_', '-'), '-', 1))"
 _SAME_LANGUAGE = sql.SQL(_LANGUAGE_OF + " = %(language)s")
-_OTHER_LANGUAGE = sql.SQL(
-    _LANGUAGE_OF + " <> %(language)s"
-    " AND NOT (coalesce(d.metadata->>'article_id', '') = ANY(%(found)s::text[]))"
-)
 
 
 def _language(locale: str | None) -> str:
@@ -382,15 +377,18 @@ def _language(locale: str | None) -> str:
 
 
 def _one_translation(rows: list[tuple]) -> list[tuple]:
-    """Only the first document seen of each article (rows come in order of preference)."""
+    """Of each article, only the first document seen (``rows`` come preferred first), each
+    chunk once, nearest first."""
     kept: dict[str, int] = {}
+    seen: set[int] = set()
     out = []
     for row in rows:
-        article, document_id = row[_ARTICLE], row[1]
-        if article and kept.setdefault(article, document_id) != document_id:
+        article, document_id, chunk_id = row[_ARTICLE], row[1], row[0]
+        if chunk_id in seen or (article and kept.setdefault(article, document_id) != document_id):
             continue
+        seen.add(chunk_id)
         out.append(row)
-    return out
+    return sorted(out, key=lambda r: (-float(r[7]), r[0]))
 
 
 def _nearest(

@@ -43,8 +43,16 @@ def test_no_file_reads_or_links_outside_the_repository() -> None:
 
 def test_the_fixtures_and_data_carry_their_licences_and_sources() -> None:
     assert (PROJECT_ROOT / "tests" / "fixtures" / "SOURCES.md").is_file()
-    licences = sorted(p.parent.name for p in (PROJECT_ROOT / "tests" / "fixtures").rglob("LICENSE"))
-    assert licences == ["bolt-python", "python-slack-sdk", "zendesk-go"]
+    fixtures = PROJECT_ROOT / "tests" / "fixtures"
+    licences = sorted(p.parent.name for p in fixtures.rglob("LICENSE"))
+    assert licences == ["bolt-python", "go-zendesk", "python-slack-sdk", "zendesk-go"]
+    # Zendesk's documented examples carry no licence: a notice says what they are and whose
+    notices = sorted(p.parent.name for p in fixtures.rglob("NOTICE"))
+    assert notices == ["developer-docs"]
+    folders = {p.name for p in (fixtures / "slack").iterdir()} | {
+        p.name for p in (fixtures / "zendesk").iterdir()
+    }
+    assert folders == set(licences) | set(notices)  # every fixture folder says where it is from
     data = PROJECT_ROOT / "benchmarks" / "data" / "dstc11_track5"
     assert (data / "DATALICENSE").is_file()
     assert (data / "data" / "val" / "labels.json").is_file()

@@ -92,9 +92,12 @@ def test_tiny_run_trains_on_stored_clicks_and_scores_the_three_generators(
     for name, means in report["scores"].items():
         assert set(means) == set(bench.METRICS)
         for metric, value in means.items():
-            assert value is None or 0 <= value <= 1, (name, metric, value)
-        for low_high in report["intervals"][name].values():
-            assert low_high is None or 0 <= low_high[0] <= low_high[1] <= 1
+            # every figure a share, but "semantic": a cosine, which a tiny model's babble can
+            # take a hair below 0
+            low = -1 if metric == "semantic" else 0
+            assert value is None or low <= value <= 1, (name, metric, value)
+            interval = report["intervals"][name][metric]
+            assert interval is None or low <= interval[0] <= interval[1] <= 1, (metric, interval)
         product = report["product_scores"][name]
         assert product["replies"] == HELD
         assert product["semantic"] == pytest.approx(means["semantic"], abs=1e-4)
