@@ -5,8 +5,8 @@ limits when the blocks are turned into dicts."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -64,6 +64,8 @@ class CardContent:
     drafts: Sequence[StoredDraft]
     sources: Sequence[ChunkRef]
     answers: Sequence[StoredFeedback]
+    # chunk id → how clicks on similar tickets moved it (the drafts' producer["memory"])
+    memory: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def escape(text: str) -> str:
@@ -362,7 +364,8 @@ def _source_blocks(content: CardContent) -> list[Block]:
         who = ", ".join(
             f"<@{a.agent_id}>: {_word(a)}" for a in _answers(content, "relevance", subject)
         )
-        line = f"[{number}] {_internal_mark(ref)}{link(ref.url, ref.title)}\n_{snippet}_"
+        moved = _memory_note(content.memory.get(ref.chunk_id))
+        line = f"[{number}] {_internal_mark(ref)}{link(ref.url, ref.title)}{moved}\n_{snippet}_"
         blocks.append(SectionBlock(text=MarkdownTextObject(text=f"{line}\n{who}" if who else line)))
         value = ButtonValue(content.draft_set_id, str(ref.chunk_id)).encode()
         chosen = _chosen(content, "relevance", subject)
@@ -386,6 +389,19 @@ def _internal_mark(ref: ChunkRef) -> str:
     return INTERNAL_MARK if ref.audience == "internal" else ""
 
 
+MEMORY_WORDS = {"up": "ranked up", "down": "ranked down", "joined": "suggested"}
+
+
+def _memory_note(move: Mapping[str, Any] | None) -> str:
+    """A source's " · ranked up by 3 similar tickets": the agent sees that earlier clicks on
+    tickets like this one moved it (rag.memory.fuse), so a click visibly counts."""
+    if not move or move.get("moved") not in MEMORY_WORDS:
+        return ""
+    tickets = int(move.get("tickets") or 0)
+    plural = "s" if tickets != 1 else ""
+    return f" · _{MEMORY_WORDS[move['moved']]} by {tickets} similar ticket{plural}_"
+
+
 def _missing_button(content: CardContent, value: str) -> ButtonElement:
     count = len(_answers_of_kind(content.answers, "missing_knowledge"))
     text = "Add missing knowledge" + (f" ({count} noted)" if count else "")
@@ -403,7 +419,9 @@ def _footer(content: CardContent) -> ContextBlock:
     cited = f"{shown} source{'s' if shown != 1 else ''} cited"
     if internal:
         cited += f", {internal} internal (agents only) not quoted"
-    text = f"{cited}. Your clicks train next week's drafts."
+    # once clicks on similar tickets moved a source, the agent's own clicks visibly count now
+    soon = "count on the next similar ticket and " if content.memory else ""
+    text = f"{cited}. Your clicks {soon}train next week's drafts."
     return ContextBlock(elements=[MarkdownTextObject(text=text)])
 
 

@@ -59,7 +59,9 @@ class CardService:
         sources = [refs[cid] for cid in order if cid in refs]
         # agent-only articles are never quoted, so never cited: the card lists them anyway
         sources += [r for r in context if r.audience == "internal" and r.chunk_id not in refs]
-        return CardContent(card.draft_set_id, card.kind, card.header, drafts, sources, answers)
+        return CardContent(
+            card.draft_set_id, card.kind, card.header, drafts, sources, answers, _moved(drafts)
+        )
 
     def drafts(self, draft_set_id: int) -> list[StoredDraft]:
         with self.db.connection() as conn:
@@ -201,6 +203,17 @@ class CardService:
             raise SlackUnavailable(f"Slack response_url answered {response.status_code}")
         if response.status_code >= 400:
             raise SlackRefused("response_url", f"{response.status_code} {response.body}")
+
+
+def _moved(drafts: list[StoredDraft]) -> dict[int, dict[str, Any]]:
+    """Chunk id → how the feedback memory moved it, as the drafts' producer recorded it
+    (rag.memory.Fusion.moves; both drafts of a set share one retrieval)."""
+    moved: dict[int, dict[str, Any]] = {}
+    for draft in drafts:
+        for chunk_id, move in (draft.producer.get("memory") or {}).items():
+            if isinstance(move, dict):
+                moved.setdefault(int(chunk_id), move)
+    return moved
 
 
 def new_ask_id() -> str:

@@ -179,6 +179,7 @@ class Flywheel:
             "agents": {a.agent_id: a.weight for a in prepared.agents.values()},
             **data.counts(),
             "over_cap": left,
+            "memory": self._memory_figures(cutoff),
         }
         if left:
             self.progress(
@@ -205,6 +206,15 @@ class Flywheel:
         self._reranker(report, data, evaluator, retriever, accepted)
         self._generator(report, data, accepted)
         self._promote(accepted)
+
+    def _memory_figures(self, cutoff: datetime) -> dict[str, int]:
+        """The feedback memory's size and the drafts it moved since the last cycle. Whether
+        the retrained models made it redundant is not measured here (yet)."""
+        from flywheel.memory import cycle_figures  # the memory builds its judge from here
+
+        with self.db.connection() as conn:
+            earlier = store.runs(conn, 1, before=cutoff)
+            return cycle_figures(conn, earlier[0].cutoff if earlier else None, cutoff)
 
     def _promote(self, accepted: list[Accepted]) -> None:
         """Last, once everything trained and was evaluated: a failed run changes nothing live.

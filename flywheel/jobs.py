@@ -18,6 +18,7 @@ from procrastinate.exceptions import AlreadyEnqueued
 
 from aitl.core import queue as job_queue
 from flywheel.exceptions import CycleFailed, RegistryError, RunInProgress
+from flywheel.memory import MemoryBuilder
 from flywheel.reports import cycle_note, first_line
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,31 @@ def promote(context: procrastinate.JobContext, kind: str, version: str, by: str)
     with _told(context, by, f"Promoting {kind} `{version}`"):
         services.registry.promote(kind, version, f"promoted by <@{by}> in App Home")
         services.tell(by, f"{kind} `{version}` is live: it serves the next drafts.")
+    if kind == "retriever":
+        _refresh_memory(context)
+
+
+def memory(context: procrastinate.JobContext) -> None:
+    """Bring the feedback memory up to date with the clicks (``flywheel.memory``)."""
+    _memory_builder(context).refresh()
+
+
+def _memory_builder(context: procrastinate.JobContext) -> MemoryBuilder:
+    """The worker's builder (it knows the tickets' brands), else one from the settings."""
+    builder = context.additional_context.get("memory")
+    if builder is None:
+        services = _services(context)
+        builder = MemoryBuilder(services.settings, services.db)
+    return builder
+
+
+def _refresh_memory(context: procrastinate.JobContext) -> None:
+    """A retriever change moves the live embedding version: the memory is rebuilt under it
+    now rather than at the next refresh. A failure here is the cron's to catch up on."""
+    try:
+        _memory_builder(context).refresh()
+    except Exception:
+        log.exception("could not rebuild the feedback memory after the retriever changed")
 
 
 def rollback(
@@ -112,6 +138,8 @@ def rollback(
         )
         back = f"`{previous.version}`" if previous else "the shipped model"
         services.tell(by, f"{what} rolled back: {back} serves the next drafts.")
+    if kind == "retriever":
+        _refresh_memory(context)
 
 
 @contextmanager
@@ -182,6 +210,8 @@ def blueprint() -> procrastinate.Blueprint:
     bp.task(name="duel", pass_context=True, retry=RetryStrategy(max_attempts=1))(duel)
     bp.task(name="promote", pass_context=True, retry=model_change)(promote)
     bp.task(name="rollback", pass_context=True, retry=model_change)(rollback)
+    # the next cron tick retries a failed refresh
+    bp.task(name="memory", pass_context=True, retry=RetryStrategy(max_attempts=0))(memory)
     return bp
 
 

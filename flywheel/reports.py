@@ -71,6 +71,18 @@ def judge_summary(counts: Mapping[str, Any]) -> str:
     return text
 
 
+def memory_line(counts: Mapping[str, Any]) -> str:
+    """'memory: 120 clicks from 40 tickets; moved 12 of 95 drafts since the last cycle'; empty
+    for a run from before the memory."""
+    memory = counts.get("memory")
+    if not memory:
+        return ""
+    return (
+        f"memory: {memory['entries']:,} clicks from {memory['tickets']:,} tickets;"
+        f" moved {memory['drafts_moved']:,} of {memory['drafts']:,} drafts since the last cycle"
+    )
+
+
 def evidence_line(evidence: Mapping[str, Any]) -> str:
     """'12 (31 marks) → 9 (22 marks)': the held-out tickets the gate decided on, before and
     after judging, and a plain warning when judging left fewer than it needs."""

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
@@ -787,3 +788,205 @@ def champions_signature(conn: psycopg.Connection) -> tuple:
             " WHERE status IN ('champion', 'challenger', 'retired') ORDER BY kind, version"
         ).fetchall()
     )
+
+
+# --- the feedback memory (flywheel/memory.py; tables in migration 0018) -----------------
+
+
+@dataclass(frozen=True)
+class MemoryEntry:
+    """One remembered click, as a refresh stores it."""
+
+    event_id: int
+    kind: str  # 'relevant' | 'not_relevant' | 'missing'
+    chunk_id: int
+    agent_id: str
+    draft_set_id: int
+    ticket_ref: str
+    clicked_at: datetime
+    version: str
+    embedding: Any  # np.ndarray
+    brand: str | None
+
+
+@dataclass(frozen=True)
+class MemoryHit:
+    """A remembered click near a new ticket, with its ticket's cosine similarity to it."""
+
+    id: int
+    kind: str
+    chunk_id: int
+    agent_id: str
+    ticket_ref: str
+    clicked_at: datetime
+    similarity: float
+
+
+# the COPY types of MemoryEntry's fields, in order
+MEMORY_TYPES = [
+    "int8",
+    "text",
+    "int8",
+    "text",
+    "int8",
+    "text",
+    "timestamptz",
+    "text",
+    "vector",
+    "text",
+]
+MEMORY_LOCK = "SELECT pg_advisory_xact_lock(hashtext('aitl.flywheel.memory'))"
+
+
+def memory_index_name(version: str) -> str:
+    return f"feedback_memory_hnsw_{version}"
+
+
+def memory_versions(conn: psycopg.Connection) -> dict[int, str]:
+    """event id → the embedding version its entry was stored under, for every entry."""
+    return dict(conn.execute("SELECT event_id, version FROM feedback_memory").fetchall())
+
+
+def forget(conn: psycopg.Connection, event_ids: Sequence[int]) -> int:
+    return conn.execute(
+        "DELETE FROM feedback_memory WHERE event_id = ANY(%s)", (list(event_ids),)
+    ).rowcount
+
+
+def remember(conn: psycopg.Connection, entries: Sequence[MemoryEntry]) -> None:
+    with conn.cursor().copy(
+        "COPY feedback_memory (event_id, kind, chunk_id, agent_id, draft_set_id, ticket_ref,"
+        " clicked_at, version, embedding, brand) FROM STDIN WITH (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(MEMORY_TYPES)
+        for e in entries:
+            copy.write_row(
+                (
+                    e.event_id,
+                    e.kind,
+                    e.chunk_id,
+                    e.agent_id,
+                    e.draft_set_id,
+                    e.ticket_ref,
+                    e.clicked_at,
+                    e.version,
+                    e.embedding,
+                    e.brand,
+                )
+            )
+
+
+def index_memory(conn: psycopg.Connection, version: str, dimension: int) -> None:
+    """Give ``version``'s entries their own partial HNSW cosine index, and drop the indexes of
+    versions that hold no entry any more (the memory follows the live version)."""
+    conn.execute(
+        sql.SQL(
+            "CREATE INDEX IF NOT EXISTS {index} ON feedback_memory USING hnsw"
+            " ((embedding::vector({dim})) vector_cosine_ops) WHERE version = {version}"
+        ).format(
+            index=sql.Identifier(memory_index_name(version)),
+            dim=sql.Literal(dimension),
+            version=sql.Literal(version),
+        )
+    )
+    held = {v for (v,) in conn.execute("SELECT DISTINCT version FROM feedback_memory")}
+    indexes = conn.execute(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'feedback_memory'"
+        " AND indexname LIKE 'feedback\\_memory\\_hnsw\\_%%'"
+    ).fetchall()
+    keep = {memory_index_name(v) for v in held | {version}}
+    for (name,) in indexes:
+        if name not in keep:
+            conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def nearest_memory(
+    conn: psycopg.Connection,
+    version: str,
+    query: Any,
+    *,
+    limit: int,
+    brand: str | None = None,
+) -> list[MemoryHit]:
+    """The ``limit`` entries of ``version`` whose tickets are nearest to ``query`` (HNSW); with
+    ``brand``, only that brand's tickets and those of no known brand."""
+    dim = sql.Literal(len(query))
+    distance = sql.SQL("((embedding::vector({dim})) <=> %(q)s::vector({dim}))").format(dim=dim)
+    brand_filter = sql.SQL(" AND (brand IS NULL OR brand = %(brand)s)" if brand else "")
+    conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(40, limit))))
+    if brand:
+        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+    cur = conn.cursor(row_factory=class_row(MemoryHit))
+    return cur.execute(
+        sql.SQL(
+            "SELECT id, kind, chunk_id, agent_id, ticket_ref, clicked_at, 1 - {distance}"
+            " AS similarity FROM feedback_memory WHERE version = {version}{brand}"
+            " ORDER BY {distance} LIMIT %(limit)s"
+        ).format(distance=distance, version=sql.Literal(version), brand=brand_filter),
+        {"q": query, "brand": brand, "limit": limit},
+    ).fetchall()
+
+
+def latest_reliability(conn: psycopg.Connection) -> dict[str, float]:
+    """Each agent's weight as the latest cycle that estimated any stored it ({} before one)."""
+    rows = conn.execute(
+        "SELECT agent_id, weight FROM agent_reliability WHERE run_id ="
+        " (SELECT max(run_id) FROM agent_reliability)"
+    ).fetchall()
+    return {agent: float(weight) for agent, weight in rows}
+
+
+@dataclass(frozen=True)
+class MemoryRefresh:
+    version: str | None
+    entries: int
+    added: int
+    removed: int
+    dropped: int
+    seconds: float
+    refreshed_at: datetime
+
+
+def record_memory_refresh(
+    conn: psycopg.Connection,
+    *,
+    version: str | None,
+    entries: int,
+    added: int,
+    removed: int,
+    dropped: int,
+    seconds: float,
+) -> None:
+    conn.execute(
+        "INSERT INTO feedback_memory_refreshes (version, entries, added, removed, dropped,"
+        " seconds) VALUES (%s, %s, %s, %s, %s, %s)",
+        (version, entries, added, removed, dropped, seconds),
+    )
+
+
+def last_memory_refresh(conn: psycopg.Connection) -> MemoryRefresh | None:
+    cur = conn.cursor(row_factory=class_row(MemoryRefresh))
+    return cur.execute(
+        "SELECT version, entries, added, removed, dropped, seconds, refreshed_at"
+        " FROM feedback_memory_refreshes ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+
+
+@dataclass(frozen=True)
+class MemorySize:
+    entries: int
+    tickets: int
+    chunks: int
+    agents: dict[str, int]  # agent → entries
+    kinds: dict[str, int]  # 'relevant' | 'not_relevant' | 'missing' → entries
+
+
+def memory_size(conn: psycopg.Connection) -> MemorySize:
+    entries, tickets, chunks = conn.execute(
+        "SELECT count(*), count(DISTINCT ticket_ref), count(DISTINCT chunk_id) FROM feedback_memory"
+    ).fetchone()
+    agents = conn.execute(
+        "SELECT agent_id, count(*) FROM feedback_memory GROUP BY agent_id ORDER BY 2 DESC, 1"
+    ).fetchall()
+    kinds = conn.execute("SELECT kind, count(*) FROM feedback_memory GROUP BY kind").fetchall()
+    return MemorySize(entries, tickets, chunks, dict(agents), dict(kinds))

@@ -15,6 +15,7 @@ from rag.generation import CONCISE, DETAILED, DraftInput, DraftVariant, Generate
 from rag.ingest import Ingestor
 from rag.llm_backends import HuggingFaceDrafter, LocalDecoding, OpenAIDrafter
 from rag.lora_serving import RuntimeAdapters
+from rag.memory import FeedbackMemory
 from rag.pipeline import DraftMaker, DraftPipeline
 from rag.prompts import PromptLibrary
 from rag.rerank import CosineOrder, CrossEncoderReranker, Reranker
@@ -154,10 +155,13 @@ def pipeline(
     challenger: Runnable[DraftInput, GeneratedDraft] | None = None,
     versions: EmbeddingVersions | None = None,
     names: tuple[str, str] | None = None,
+    memory: FeedbackMemory | None = None,
 ) -> DraftPipeline:
     """A/B are champion vs challenger when a challenger exists (on AITL_CHALLENGER_SHARE of
     the tickets), else the champion's two generation settings. ``names`` (champion,
-    challenger) are recorded on each draft, so the online duel knows who drafted it."""
+    challenger) are recorded on each draft, so the online duel knows who drafted it.
+    ``memory``: the feedback memory that steers retrieval (left out when AITL_MEMORY_ENABLED
+    is off)."""
     champion_name, challenger_name = names or (shipped_generator_name(settings), "")
     champion = champion or generator(settings)
     first, second = variants(settings)
@@ -185,4 +189,6 @@ def pipeline(
         challenger_share=settings.challenger_share,
         retrieve_k=settings.retrieve_k,
         context_k=settings.context_k,
+        memory=memory if settings.memory_enabled else None,
+        memory_weight=settings.memory_weight,
     )

@@ -5,16 +5,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel
 
 from rag import exceptions, placeholders
 from rag.generation import DraftInput, DraftVariant, GeneratedDraft
+from rag.memory import FeedbackMemory, Fusion, MemoryVote, fuse
 from rag.models import Draft, DraftSet, RetrievedChunk, Ticket
 from rag.rerank import Reranker
-from rag.retrieve import Retriever
+from rag.retrieve import QueryVector, Retriever
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class DraftPipeline:
         context_k: int,
         styles: tuple[DraftMaker, DraftMaker] | None = None,
         challenger_share: float = 1.0,
+        memory: FeedbackMemory | None = None,
+        memory_weight: float = 0.3,
     ) -> None:
         self.retriever = retriever
         self.reranker = reranker
@@ -51,6 +54,9 @@ class DraftPipeline:
         self.challenger_error: str | None = None
         self.retrieve_k = retrieve_k
         self.context_k = context_k
+        # what similar annotated tickets say of chunks (rag.memory); None: retrieval alone
+        self.memory = memory
+        self.memory_weight = memory_weight
 
     def warm(self) -> None:
         """Load the encoder and the reranker and run each once: the first agent's search (Slack
@@ -69,16 +75,31 @@ class DraftPipeline:
                 self._retire_challenger(exc)
 
     def draft(self, ticket: Ticket) -> DraftSet:
+        """Retrieve, rerank, draft A and B. With a feedback memory, the chunks similar
+        annotated tickets vote for join the candidates, and the context is the top
+        ``context_k`` by fused score: the reranker's score (the cosine without a reranker)
+        plus ``memory_weight`` × the chunk's vote (``rag.memory.fused_score``); the drafts'
+        producer["memory"] records what moved and on which remembered clicks."""
         timings: dict[str, float] = {}
         started = time.perf_counter()
         query = ticket.query_text()
-        retrieved = self.retriever.search(
-            query, self.retrieve_k, brand=ticket.brand, locale=ticket.locale
+        vector = self.retriever.encode(query)
+        retrieved = self.retriever.search_vector(
+            vector, self.retrieve_k, brand=ticket.brand, locale=ticket.locale
         )
         timings["retrieve"] = _ms(started)
         mark = time.perf_counter()
-        context = tuple(self.reranker.rerank(query, retrieved)[: self.context_k])
+        votes = self._votes(vector, ticket, retrieved)
+        retrieved += votes.joined
+        remembering = _ms(mark)
+        mark = time.perf_counter()
+        ranked = self.reranker.rerank(query, retrieved)
         timings["rerank"] = _ms(mark)
+        mark = time.perf_counter()
+        fusion = votes.fuse(ranked, self.memory_weight)
+        context = fusion.ranked[: self.context_k]
+        if self.memory is not None:
+            timings["memory"] = round(remembering + _ms(mark), 2)
         mark = time.perf_counter()
         makers = self._slots(ticket)
         passages = quotable(context)
@@ -98,11 +119,36 @@ class DraftPipeline:
             "retrieve_k": self.retrieve_k,
             "context_k": self.context_k,
         }
+        if fusion.moves:
+            shared["memory"] = fusion.moves
         drafts = (
             self._draft("A", outputs["a"], makers[0], shared, ticket),
             self._draft("B", outputs["b"], makers[1], shared, ticket),
         )
         return DraftSet(ticket, tuple(retrieved), context, drafts, timings)
+
+    def _votes(
+        self, vector: QueryVector, ticket: Ticket, retrieved: list[RetrievedChunk]
+    ) -> _Votes:
+        """What the memory says of this ticket's candidates, and the chunks it suggests that
+        the retriever did not find. A memory that fails is logged and left out: the ticket is
+        drafted as it would be without one."""
+        if self.memory is None:
+            return _Votes()
+        try:
+            votes = {
+                v.chunk_id: v
+                for v in self.memory.votes(
+                    vector.vector, version=vector.version.version, brand=ticket.brand
+                )
+            }
+            found = {c.chunk_id for c in retrieved}
+            wanted = [i for i, v in votes.items() if v.score > 0 and i not in found]
+            joined = self.retriever.chunks(vector, wanted, brand=ticket.brand, beside=retrieved)
+        except Exception:  # any failure of the memory: the draft goes on without it
+            log.exception("the feedback memory failed; drafting without it")
+            return _Votes()
+        return _Votes(votes, joined)
 
     def _slots(self, ticket: Ticket) -> tuple[DraftMaker, DraftMaker]:
         """Champion and challenger take slot A by turns, so position bias cancels out, on
@@ -139,6 +185,19 @@ class DraftPipeline:
         if maker.name:
             producer["generator"] = maker.name
         return Draft(label=label, text=rendered.text, citations=output.cited, producer=producer)
+
+
+@dataclass(frozen=True)
+class _Votes:
+    """The memory's votes on one ticket, by chunk id, and the chunks it brought in."""
+
+    by_chunk: dict[int, MemoryVote] = field(default_factory=dict)
+    joined: list[RetrievedChunk] = field(default_factory=list)
+
+    def fuse(self, ranked: list[RetrievedChunk], weight: float) -> Fusion:
+        if not self.by_chunk:
+            return Fusion(tuple(ranked), {})
+        return fuse(ranked, self.by_chunk, weight, {c.chunk_id for c in self.joined})
 
 
 def quotable(context: tuple[RetrievedChunk, ...]) -> tuple[RetrievedChunk, ...]:

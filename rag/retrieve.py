@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
 from aitl.core.db import Database
 from rag import store
 from rag.models import RetrievedChunk
 from rag.versions import EmbeddingVersions
+
+
+@dataclass(frozen=True)
+class QueryVector:
+    """A query as the live index sees it: its vector and the version that made it, so the
+    feedback memory is asked under the same version the search ran on."""
+
+    version: store.EmbeddingVersion
+    vector: np.ndarray
 
 
 class Retriever:
@@ -42,19 +56,59 @@ class Retriever:
         kept. Without them (``/aitl ask``, the flywheel's evaluation) every chunk is a
         candidate. See ``rag.store.search``.
         """
+        return self.search_vector(self.encode(text), k, exact=exact, brand=brand, locale=locale)
+
+    def encode(self, text: str) -> QueryVector:
+        """``text`` embedded once by the live version's model, for a search and the memory."""
         version, embedder = self.versions.live()
-        query = embedder.encode([text])[0]
+        return QueryVector(version, embedder.encode([text])[0])
+
+    def search_vector(
+        self,
+        query: QueryVector,
+        k: int,
+        *,
+        exact: bool = False,
+        brand: str | None = None,
+        locale: str | None = None,
+    ) -> list[RetrievedChunk]:
+        """``search`` for a query already encoded."""
         with self.db.connection() as conn:
             return store.search(
                 conn,
-                version,
-                query,
+                query.version,
+                query.vector,
                 k=k,
                 ef_search=self.ef_search,
                 exact=exact,
-                brand=None if self.share_across_brands else brand,
+                brand=self._brand(brand),
                 locale=locale,
             )
+
+    def chunks(
+        self,
+        query: QueryVector,
+        chunk_ids: Sequence[int],
+        *,
+        brand: str | None = None,
+        beside: Sequence[RetrievedChunk] = (),
+    ) -> list[RetrievedChunk]:
+        """Chunks named by id (the feedback memory's suggestions), with their similarity to
+        the query, on the terms of ``search``: live, of the ticket's brand or of none, and not
+        another translation of an article ``beside`` already holds. See
+        ``rag.store.chunks_for_query``."""
+        with self.db.connection() as conn:
+            return store.chunks_for_query(
+                conn,
+                query.version,
+                query.vector,
+                chunk_ids,
+                brand=self._brand(brand),
+                beside_documents=[c.document_id for c in beside],
+            )
+
+    def _brand(self, brand: str | None) -> str | None:
+        return None if self.share_across_brands else brand
 
     def describe(self) -> dict[str, str]:
         version, embedder = self.versions.live()

@@ -434,6 +434,52 @@ def _nearest_sql(version: EmbeddingVersion, filters: Sequence[sql.Composable]) -
     ).format(distance=distance, joins=joins, where=where)
 
 
+def chunks_for_query(
+    conn: psycopg.Connection,
+    version: EmbeddingVersion,
+    query: np.ndarray,
+    chunk_ids: Sequence[int],
+    *,
+    brand: str | None = None,
+    beside_documents: Sequence[int] = (),
+) -> list[RetrievedChunk]:
+    """The chunks of ``chunk_ids`` that a search could return, with their cosine similarity to
+    ``query``, nearest first: live chunks of live documents embedded under ``version``, of
+    ``brand`` or of no brand (when a brand is given), and not a translation of an article
+    whose other document is among ``beside_documents`` (what the search already found)."""
+    if not chunk_ids:
+        return []
+    rows = conn.execute(
+        sql.SQL(
+            """
+            SELECT c.id, d.id, d.title, c.text, d.url, d.source, d.external_id,
+                   1 - ((e.embedding::vector({dim})) <=> %(q)s::vector({dim})),
+                   d.audience, d.locale
+            FROM kb_chunk_embeddings e
+            JOIN kb_chunks c ON c.id = e.chunk_id JOIN kb_documents d ON d.id = c.document_id
+            WHERE e.version = %(version)s AND e.chunk_id = ANY(%(ids)s)
+              AND c.retired_at IS NULL AND d.deleted_at IS NULL
+              AND (%(brand)s::text IS NULL OR d.brand IS NULL OR d.brand = %(brand)s)
+              AND NOT EXISTS (
+                  SELECT 1 FROM kb_documents o
+                  WHERE o.id = ANY(%(beside)s) AND o.id <> d.id
+                    AND o.metadata->>'article_id' = d.metadata->>'article_id')
+            ORDER BY 8 DESC, c.id
+            """
+        ).format(dim=sql.Literal(version.dimension)),
+        {
+            "q": query,
+            "version": version.version,
+            "ids": list(chunk_ids),
+            "brand": brand,
+            "beside": list(beside_documents),
+        },
+    ).fetchall()
+    return [
+        RetrievedChunk(*r[:7], similarity=float(r[7]), audience=r[8], locale=r[9]) for r in rows
+    ]
+
+
 def explain_search(
     conn: psycopg.Connection,
     version: EmbeddingVersion,

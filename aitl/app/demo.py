@@ -31,7 +31,7 @@ from pydantic import SecretStr
 from aitl.app.demo_report import Card, compare
 from aitl.app.demo_time import PastWeeks
 from aitl.app.web import create_app
-from aitl.app.wiring import build_services, flywheel_services
+from aitl.app.wiring import build_services, flywheel_services, memory_builder
 from aitl.core.db import Database
 from aitl.core.exceptions import AitlError
 from aitl.core.queue import build_deferrer, waiting_jobs
@@ -192,6 +192,7 @@ class Demo:
         report.sandbox_url, report.zendesk_url = slack.base_url, f"{zendesk.url}/sandbox/zendesk"
         services = build_services(settings, self.db, build_deferrer(self.db.url))
         flywheel = flywheel_services(settings, self.db, services.slack)
+        memory = memory_builder(settings, self.db)
         setup.connect(
             services.zendesk,
             email=zendesk.agent_email,
@@ -213,6 +214,11 @@ class Demo:
             self._drain(zendesk)
             changed = self._decide_online(report, flywheel)
             calendar.settle(calendar.week_start(n))
+            remembered = memory.refresh()  # as the scheduler does every few minutes
+            self.say(
+                f"week {week}: the feedback memory holds {remembered.entries} judged clicks"
+                f" ({remembered.dropped} left out by the judge)"
+            )
             self.say(f"week {week} done in {time.monotonic() - started:.0f} s")
             if week in cycle_after:
                 outcome = self._cycle(settings, week, calendar.cycle_time(n))

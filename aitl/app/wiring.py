@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -34,12 +34,16 @@ from flywheel.digest.content import digest_of
 from flywheel.digest.metrics import Window, last_full_week, week_of
 from flywheel.digest.render import render_chart
 from flywheel.digest.report import Digest
+from flywheel.memory import MemoryBuilder, build_memory
 from flywheel.online import OnlineDecision
 from flywheel.registry import KINDS
 from flywheel.replies import record_sent_reply
 from flywheel.services import FlywheelServices
 from flywheel.serving import LivePipeline
 from rag.exceptions import RagError
+from rag.memory import FeedbackMemory
+from rag.models import TicketRef
+from rag.pipeline import DraftPipeline
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +57,43 @@ class Services:
     ready: threading.Event = field(default_factory=threading.Event)
 
 
-def build_services(settings: Settings, db: Database, queue: procrastinate.App) -> Services:
+# the feedback memory the live pipeline consults, from settings (None: drafts without it)
+MemoryFactory = Callable[[Settings, Database], FeedbackMemory | None]
+
+
+class RememberingPipeline:
+    """The live pipeline with the feedback memory. ``LivePipeline`` builds a new pipeline
+    after a promotion or rollback; the memory outlives those, so whichever pipeline is
+    current is handed it before it drafts."""
+
+    def __init__(self, live: Callable[[], DraftPipeline], memory: FeedbackMemory | None):
+        self.live = live
+        self.memory = memory
+
+    def __call__(self) -> DraftPipeline:
+        pipeline = self.live()
+        pipeline.memory = self.memory
+        return pipeline
+
+
+def live_pipeline(
+    settings: Settings, db: Database, memory: MemoryFactory = build_memory
+) -> RememberingPipeline:
+    """What drafts are made with: the registry's champions, steered by the feedback memory."""
+    return RememberingPipeline(LivePipeline(settings, db), memory(settings, db))
+
+
+def build_services(
+    settings: Settings,
+    db: Database,
+    queue: procrastinate.App,
+    *,
+    memory: MemoryFactory = build_memory,
+) -> Services:
     ready = threading.Event()
     ready.set()
-    pipeline = LivePipeline(settings, db)  # the registry's champions, shared by both
+    # the registry's champions, shared by both, steered by the memory of similar tickets
+    pipeline = live_pipeline(settings, db, memory)
     zendesk = ZendeskServices(settings, db, queue, pipeline=pipeline)
     zendesk.sent_replies = record_sent_reply  # each reply sent becomes feedback
     if not settings.slack_configured:
@@ -273,6 +310,23 @@ def flywheel_services(
         tell=lambda user, text: home.tell(slack, user, text),
         admins=slack.access.admins,
     )
+
+
+def memory_builder(settings: Settings, db: Database) -> MemoryBuilder:
+    """The feedback memory's builder, told each Zendesk ticket's brand (the connectors' to
+    know), so a brand's tickets vote on that brand's drafts."""
+
+    def brands(refs: Sequence[str]) -> dict[str, str]:
+        found = {}
+        with db.connection() as conn:
+            for ref in refs:
+                number = TicketRef.parse(ref).zendesk_id
+                ticket = zendesk_store.ticket(conn, number) if number is not None else None
+                if ticket is not None and ticket.brand_id is not None:
+                    found[ref] = str(ticket.brand_id)
+        return found
+
+    return MemoryBuilder(settings, db, brands=brands)
 
 
 def _numbers(metrics: dict[str, Any]) -> dict[str, float]:

@@ -236,6 +236,35 @@ class Settings(BaseSettings):
     gate_tolerance: float = Field(
         default=0.02, ge=0, description="Largest fall allowed in any other metric."
     )
+    # --- the feedback memory (flywheel/memory.py): clicks that count before a retrain ------
+    memory_enabled: bool = Field(
+        default=True,
+        description="Similar annotated tickets vote on a new ticket's sources (off: no votes).",
+    )
+    memory_k: int = Field(default=10, ge=1, description="Nearest annotated tickets that vote.")
+    memory_floor: float = Field(
+        default=0.6,
+        ge=-1,
+        le=1,
+        description="Cosine similarity an annotated ticket needs to the new one to vote.",
+    )
+    memory_half_life_days: float = Field(
+        default=14.0, gt=0, description="Age at which a remembered click counts half."
+    )
+    memory_min_agents: int = Field(
+        default=2, ge=1, description="Distinct agents before a vote moves a source."
+    )
+    memory_min_weight: float = Field(
+        default=1.5,
+        gt=0,
+        description="Or the total weight (each agent's strongest vote, summed) that moves it.",
+    )
+    memory_weight: float = Field(
+        default=0.3, ge=0, description="How much a vote moves a source's score in the fusion."
+    )
+    memory_refresh_cron: str = Field(
+        default="*/2 * * * *", description="When the memory catches up with the clicks."
+    )
     duel_cron: str = Field(
         default="*/15 * * * *",
         description="When the online A/B test of the generators is checked and acted on.",
@@ -388,6 +417,7 @@ class Settings(BaseSettings):
         "retrain_cron",
         "digest_cron",
         "duel_cron",
+        "memory_refresh_cron",
     )
     @classmethod
     def _cron(cls, value: str) -> str:

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from flywheel.serving import LivePipeline
+from aitl.app.wiring import live_pipeline
 from rag.models import DraftSet, Ticket
 
 console = Console()
@@ -27,7 +27,8 @@ def ask(
 ) -> None:
     """Draft two replies to TEXT and show the articles each one cites."""
     ticket = Ticket(subject=subject or text[:80], body=text)
-    result = LivePipeline(ctx.obj.settings, ctx.obj.db)().draft(ticket)
+    # as the product drafts: the registry's champions, steered by the feedback memory
+    result = live_pipeline(ctx.obj.settings, ctx.obj.db)().draft(ticket)
     if as_json:
         typer.echo(json.dumps(draft_set_json(result), indent=2))
     else:

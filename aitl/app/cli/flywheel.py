@@ -10,10 +10,17 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from aitl.app.wiring import memory_builder
 from flywheel import store
 from flywheel.export import export_datasets
 from flywheel.judge_watch import JudgeWatch, kind_name
-from flywheel.reports import decision_lines, decision_summary, evidence_line, judge_summary
+from flywheel.reports import (
+    decision_lines,
+    decision_summary,
+    evidence_line,
+    judge_summary,
+    memory_line,
+)
 from flywheel.services import FlywheelServices
 
 app = typer.Typer(help="The retraining loop.", no_args_is_help=True)
@@ -54,6 +61,8 @@ def print_report(report) -> None:
     evidence = report.counts.get("gate_evidence")
     if evidence:
         console.print(f"the gate's evidence: {evidence_line(evidence)}")
+    if memory_line(report.counts):
+        console.print(memory_line(report.counts))
     for warning in report.warnings:
         console.print(f"[yellow]{warning}[/]")
     table = Table("model", "metric", "champion", "challenger")
@@ -80,6 +89,8 @@ def runs(ctx: typer.Context, limit: int = typer.Option(10, min=1)) -> None:
         judged = judge_summary(r.counts)
         if judged:
             summary += f"\njudge dropped {judged}"
+        if memory_line(r.counts):
+            summary += f"\n{memory_line(r.counts)}"
         seconds = r.artefacts.get("seconds", "")
         table.add_row(
             str(r.id), r.status, r.trigger, f"{r.started_at:%Y-%m-%d %H:%M}", str(seconds), summary
@@ -128,3 +139,38 @@ def export(
 
     counts = export_datasets(ctx.obj.settings, ctx.obj.db, out)
     console.print(json.dumps(counts, indent=2))
+
+
+@app.command()
+def memory(
+    ctx: typer.Context,
+    refresh: bool = typer.Option(False, "--refresh", help="Catch up with the clicks now."),
+) -> None:
+    """The feedback memory: clicks remembered, by whom, and its last refresh."""
+    if refresh:
+        done = memory_builder(ctx.obj.settings, ctx.obj.db).refresh()
+        console.print(
+            f"refreshed in {done.seconds} s: {done.entries:,} entries (+{done.added:,},"
+            f" -{done.removed:,}; the judge left out {done.dropped:,})"
+        )
+    with ctx.obj.db.connection() as conn:
+        size = store.memory_size(conn)
+        last = store.last_memory_refresh(conn)
+    state = "on" if ctx.obj.settings.memory_enabled else "off (AITL_MEMORY_ENABLED)"
+    console.print(
+        f"memory {state}: {size.entries:,} clicks from {size.tickets:,} tickets on"
+        f" {size.chunks:,} passages"
+        + "".join(f", {n:,} {kind.replace('_', ' ')}" for kind, n in sorted(size.kinds.items()))
+    )
+    if last is None:
+        console.print("never refreshed: `aitl flywheel memory --refresh`")
+    else:
+        console.print(
+            f"last refresh {last.refreshed_at:%Y-%m-%d %H:%M:%S} under {last.version or '—'}"
+            f" (+{last.added:,}, -{last.removed:,}; the judge left out {last.dropped:,})"
+        )
+    table = Table("agent", "clicks remembered")
+    for agent, n in size.agents.items():
+        table.add_row(agent, f"{n:,}")
+    if table.rows:
+        console.print(table)

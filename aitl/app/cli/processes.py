@@ -14,7 +14,7 @@ from rich.table import Table
 from aitl.app.demo import Demo, DemoOptions
 from aitl.app.schedule import Schedule
 from aitl.app.web import create_app
-from aitl.app.wiring import build_services, flywheel_services, warm
+from aitl.app.wiring import build_services, flywheel_services, memory_builder, warm
 from aitl.core import overrides
 from aitl.core.leader import Leadership
 from aitl.core.queue import build_app, build_deferrer
@@ -79,6 +79,7 @@ def worker(ctx: typer.Context) -> None:
             "zendesk": services.zendesk,
             "slack": services.slack,
             "flywheel": flywheel_services(settings, db, services.slack),
+            "memory": memory_builder(settings, db),
         },
     )
 
@@ -133,7 +134,11 @@ def _effective_settings(ctx: typer.Context):
 
 def job_crons(settings) -> dict[str, str]:
     """Each scheduled job's crontab; a job whose part is not configured is absent."""
-    crons = {"retrain": settings.retrain_cron, "duel": settings.duel_cron}
+    crons = {
+        "retrain": settings.retrain_cron,
+        "duel": settings.duel_cron,
+        "memory": settings.memory_refresh_cron,
+    }
     if settings.slack_configured:
         crons["digest"] = settings.digest_cron
     if settings.kb_sync_path is not None:
@@ -156,6 +161,7 @@ def scheduled_jobs(ctx: typer.Context) -> list[tuple[str, str, object]]:
     functions = {
         "retrain": lambda: flywheel_jobs.defer_cycle(queue, "schedule"),
         "duel": lambda: _defer_once(queue, f"{flywheel_jobs.NAMESPACE}:duel"),
+        "memory": lambda: _defer_once(queue, f"{flywheel_jobs.NAMESPACE}:memory"),
         "digest": lambda: digest_jobs.defer_send(queue),
         "zendesk_poll": lambda: _defer_once(queue, "connectors:poll"),
         "zendesk_kb_sync": lambda: _defer_once(queue, "connectors:sync_kb"),
