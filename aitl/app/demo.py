@@ -42,6 +42,7 @@ from connectors import setup
 from flywheel import store as feedback_store
 from flywheel.cycle import Flywheel
 from flywheel.digest.report import duel_line
+from flywheel.memory import cycle_figures as memory_figures
 from flywheel.online import summary
 from flywheel.reports import evidence_line, judge_summary
 from flywheel.serving import CHECK_EVERY_S
@@ -193,6 +194,7 @@ class Demo:
         services = build_services(settings, self.db, build_deferrer(self.db.url))
         flywheel = flywheel_services(settings, self.db, services.slack)
         memory = memory_builder(settings, self.db)
+        moved_before = 0
         setup.connect(
             services.zendesk,
             email=zendesk.agent_email,
@@ -210,14 +212,20 @@ class Demo:
         last_cycle = -1
         for n, week in enumerate(weeks):
             started = time.monotonic()
-            self._week(report, week, [t for t in stream if t.week == week], zendesk, agents)
+            arriving = [t for t in stream if t.week == week]
+            self._week(report, week, arriving, zendesk, agents)
             self._drain(zendesk)
             changed = self._decide_online(report, flywheel)
             calendar.settle(calendar.week_start(n))
+            moved = self._memory_moved() - moved_before
+            moved_before += moved
             remembered = memory.refresh()  # as the scheduler does every few minutes
             self.say(
-                f"week {week}: the feedback memory holds {remembered.entries} judged clicks"
-                f" ({remembered.dropped} left out by the judge)"
+                f"week {week}: earlier clicks moved a source on {moved} of its"
+                f" {len(arriving)} cards"
+                f" (ranked up, down or suggested by similar tickets); the feedback memory now"
+                f" holds {remembered.entries} judged clicks ({remembered.dropped} left out by"
+                " the judge)"
             )
             self.say(f"week {week} done in {time.monotonic() - started:.0f} s")
             if week in cycle_after:
@@ -483,6 +491,13 @@ class Demo:
             "held_out": report.counts.get("eval_queries"),
         }
         return CycleOutcome(week, at, run)
+
+    def _memory_moved(self) -> int:
+        """Cards so far on which the feedback memory moved a source (what the cards say)."""
+        with self.db.connection() as conn:
+            return memory_figures(conn, None, datetime.now(UTC) + timedelta(days=3650))[
+                "drafts_moved"
+            ]
 
     def _decide_online(self, report: DemoReport, flywheel) -> bool:
         """The online A/B test, as the scheduler checks it: promote or retire the challenger

@@ -5,6 +5,7 @@ the digest reaches the managers in the Slack sandbox."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -43,6 +44,11 @@ def test_demo_once_runs_the_whole_loop(database_url, tmp_path):
     assert "the online A/B test of the drafts" in out and "now: " in out
     assert "what the loop changed: " in out, "what was promoted or retired, or plainly nothing"
     assert out.count(" done in ") == 6, "each replayed week says how long it took"
+    flat = " ".join(out.split())  # the console wraps long lines
+    moved = re.findall(r"earlier clicks moved a source on (\d+) of its (\d+) cards", flat)
+    assert len(moved) == 6 and all(int(m) <= int(n) for m, n in moved), moved
+    assert moved[0][0] == "0", "before any click, nothing to remember"
+    assert flat.count("the feedback memory now holds") == 6
 
     with psycopg.connect(database_url) as conn:
 
