@@ -148,6 +148,12 @@ def pipeline():
         def search(self, text, k, **kwargs):
             return [passage]
 
+        def encode(self, text):
+            return text
+
+        def search_vector(self, vector, k, **kwargs):
+            return [passage]
+
         def describe(self):
             return {"retriever": "fixed"}
 

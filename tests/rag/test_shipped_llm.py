@@ -122,6 +122,12 @@ class Found:
     def search(self, query, k, **filters):
         return [RESET]
 
+    def encode(self, text):
+        return text
+
+    def search_vector(self, vector, k, **filters):
+        return [RESET]
+
     def describe(self):
         return {}
 
