@@ -21,6 +21,7 @@ from aitl.core.settings import Settings
 from flywheel import store
 from rag import exceptions as rag_exceptions
 from rag import factory
+from rag.memory import FeedbackMemory
 from rag.pipeline import DraftPipeline
 
 log = logging.getLogger(__name__)
@@ -116,12 +117,21 @@ def drafters(choice: Served) -> tuple[Runnable | None, Runnable | None]:
 
 
 class LivePipeline:
-    """A callable giving the current pipeline; cheap to call before every draft."""
+    """A callable giving the current pipeline; cheap to call before every draft. ``memory``
+    (the feedback memory) outlives promotions: every pipeline built is given it."""
 
-    def __init__(self, settings: Settings, db: Database, *, check_every_s: float = CHECK_EVERY_S):
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        *,
+        check_every_s: float = CHECK_EVERY_S,
+        memory: FeedbackMemory | None = None,
+    ):
         self.settings = settings
         self.db = db
         self.check_every_s = check_every_s
+        self.memory = memory
         self._lock = threading.Lock()
         self._checked = 0.0
         self._signature: tuple | None = None
@@ -149,5 +159,6 @@ class LivePipeline:
             champion=champion,
             challenger=challenger,
             names=names(choice),
+            memory=self.memory,
         )
         self._signature = signature

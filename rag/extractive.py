@@ -105,7 +105,7 @@ def readable_lines(text: str) -> list[str]:
     return units
 
 
-_ABBREVIATION = re.compile(r"\b(a\.m|p\.m|e\.g|i\.e|etc|approx|no|vs|Mr|Ms|Dr)\.$", re.I)
+ABBREVIATION = re.compile(r"\b(a\.m|p\.m|e\.g|i\.e|etc|approx|no|vs|Mr|Ms|Dr)\.$", re.I)
 
 
 def sentences(line: str) -> list[str]:
@@ -113,7 +113,7 @@ def sentences(line: str) -> list[str]:
     protected = links.protect(line)
     merged: list[str] = []
     for piece in (protected.restore(p).strip() for p in _SENTENCE_END.split(protected.text)):
-        if merged and _ABBREVIATION.search(merged[-1]):
+        if merged and ABBREVIATION.search(merged[-1]):
             merged[-1] = f"{merged[-1]} {piece}"
         elif piece:
             merged.append(piece)

@@ -28,6 +28,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from rag.extractive import ABBREVIATION, is_item
+
 # the names the connector fills from the ticket (connectors/placeholder_values.py); a known
 # name without a value is "missing" (``default`` may fill it), any other name is unknown
 REQUESTER_NAME = "ticket.requester.name"
@@ -64,9 +66,7 @@ _NAME = re.compile(r"^[A-Za-z_][\w-]*(?:\.[\w-]+)*$")
 _FILTER = re.compile(r"^\s*(?P<name>\w+)\s*(?::\s*(?P<args>.*?))?\s*$", re.S)
 _STRING = re.compile(r"""^\s*(?:"(?P<d>[^"]*)"|'(?P<s>[^']*)')\s*$""")
 _MARKER = re.compile(r"\[‹[^›\]\n]*›\]")
-_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?![a-z])")
-_ABBREVIATION = re.compile(r"\b(?:a\.m|p\.m|e\.g|i\.e|etc|approx|no|vs|Mr|Ms|Dr)\.$", re.I)
 _LINK = re.compile(r"\[[^\]\n]*\]\([^)\s]*\)")
 _PARAGRAPH = re.compile(r"(\n[ \t]*\n\s*)")
 # private-use characters stand in for each placeholder while sentences are cut
@@ -291,7 +291,7 @@ def _cut(paragraph: str, slots: list[_Slot]) -> tuple[str, list[str]]:
         if _DROP not in line:
             lines.append(line)
             continue
-        units = [line] if _ITEM.match(line) else _sentences(line)
+        units = [line] if is_item(line.lstrip()) else _sentences(line)
         kept = []
         for unit in units:
             bad = [slots[int(i)].raw for i in _dropped_slots(unit)]
@@ -315,7 +315,7 @@ def _sentences(line: str) -> list[str]:
     units, start = [], 0
     for match in _BOUNDARY.finditer(line):
         at = match.start()
-        if any(a <= at < b for a, b in links) or _ABBREVIATION.search(line[start:at]):
+        if any(a <= at < b for a, b in links) or ABBREVIATION.search(line[start:at]):
             continue
         units.append(line[start : match.end()].rstrip())
         start = match.end()

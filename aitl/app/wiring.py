@@ -43,7 +43,6 @@ from flywheel.serving import LivePipeline
 from rag.exceptions import RagError
 from rag.memory import FeedbackMemory
 from rag.models import TicketRef
-from rag.pipeline import DraftPipeline
 
 log = logging.getLogger(__name__)
 
@@ -61,26 +60,11 @@ class Services:
 MemoryFactory = Callable[[Settings, Database], FeedbackMemory | None]
 
 
-class RememberingPipeline:
-    """The live pipeline with the feedback memory. ``LivePipeline`` builds a new pipeline
-    after a promotion or rollback; the memory outlives those, so whichever pipeline is
-    current is handed it before it drafts."""
-
-    def __init__(self, live: Callable[[], DraftPipeline], memory: FeedbackMemory | None):
-        self.live = live
-        self.memory = memory
-
-    def __call__(self) -> DraftPipeline:
-        pipeline = self.live()
-        pipeline.memory = self.memory
-        return pipeline
-
-
 def live_pipeline(
     settings: Settings, db: Database, memory: MemoryFactory = build_memory
-) -> RememberingPipeline:
+) -> LivePipeline:
     """What drafts are made with: the registry's champions, steered by the feedback memory."""
-    return RememberingPipeline(LivePipeline(settings, db), memory(settings, db))
+    return LivePipeline(settings, db, memory=memory(settings, db))
 
 
 def build_services(
