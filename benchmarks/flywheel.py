@@ -54,6 +54,7 @@ from flywheel.reports import decided_by
 from rag import factory
 from rag import store as rag_store
 from rag.models import Message, Ticket
+from rag.pipeline import DraftPipeline
 from sandboxes.agents.policy import AgentPolicy, SimulatedAgent, preference, sent_draft, show
 
 DSTC_DIR = kb_pipeline.DSTC_DIR
@@ -168,21 +169,14 @@ def annotate(
     tickets: Sequence[DstcTicket],
     chunks: dict[str, frozenset[int]],
     args: argparse.Namespace,
+    *,
+    pipeline: DraftPipeline | None = None,
+    team: Sequence[SimulatedAgent] | None = None,
 ) -> AnnotationFigures:
-    """Draft, show and click through every ticket, agents taking them in turn."""
-    pipeline = factory.pipeline(settings, db)
-    recorder = FeedbackRecorder(db, build_deferrer(db.url))
-    team = [
-        SimulatedAgent(
-            f"UBENCH{i}",
-            recorder,
-            AgentPolicy(
-                noise=noise, careless_share=args.careless, missing_noise=args.missing_noise
-            ),
-            seed=args.seed + i,
-        )
-        for i, noise in enumerate(agent_noise(args.noise, args.noise_spread, args.agents))
-    ]
+    """Draft, show and click through every ticket, agents taking them in turn; by default
+    with the shipped models and no feedback memory, a fresh team of ``make_team``."""
+    pipeline = pipeline or factory.pipeline(settings, db)
+    team = team or make_team(db, args)
     started = time.perf_counter()
     stored, draft_s, gold_shown, shown_total = 0, 0.0, 0, 0
     gold_by_set: dict[int, frozenset[int]] = {}
@@ -221,6 +215,23 @@ def annotate(
         set_instances=set_instances,
         agent_noise={agent.agent_id: agent.policy.noise for agent in team},
     )
+
+
+def make_team(db: Database, args: argparse.Namespace) -> list[SimulatedAgent]:
+    """``args.agents`` simulated agents recording through the bot's recorder, each with its
+    own noise (``agent_noise``) and seed."""
+    recorder = FeedbackRecorder(db, build_deferrer(db.url))
+    return [
+        SimulatedAgent(
+            f"UBENCH{i}",
+            recorder,
+            AgentPolicy(
+                noise=noise, careless_share=args.careless, missing_noise=args.missing_noise
+            ),
+            seed=args.seed + i,
+        )
+        for i, noise in enumerate(agent_noise(args.noise, args.noise_spread, args.agents))
+    ]
 
 
 def agent_noise(mean: float, spread: float, agents: int) -> list[float]:
@@ -1154,7 +1165,51 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"where the JSON goes (default {RESULTS}; flywheel_<layout>.json for another "
         "layout, flywheel_judge_<layout>.json with --judge-only)",
     )
+    stream = parser.add_argument_group(
+        "streaming mode (benchmarks/flywheel_stream.py): clicks that count before the retrain"
+    )
+    stream.add_argument(
+        "--stream",
+        action="store_true",
+        help="tickets arrive in order, agents click with the feedback memory on, the held-out"
+        " tickets are scored with the memory on and off every --every tickets, one weekly"
+        " cycle at --retrain-at; --tickets caps the stream",
+    )
+    stream.add_argument(
+        "--every", type=_positive, default=100, help="score the held-out tickets every N"
+    )
+    stream.add_argument(
+        "--refresh-every",
+        type=_positive,
+        default=20,
+        help="refresh the memory every N tickets (the product's cron: every 2 minutes)",
+    )
+    stream.add_argument(
+        "--retrain-at",
+        type=_positive,
+        default=None,
+        help="the weekly cycle runs after N stream tickets (default: half the stream)",
+    )
+    stream.add_argument(
+        "--seeds",
+        type=_seeds,
+        default=[SEED],
+        help="the simulated agents' seeds, one stream each on a copy of the knowledge base",
+    )
+    stream.add_argument(
+        "--held-out",
+        type=_positive,
+        default=None,
+        help="score only the first N held-out tickets (a quick look; default all of them)",
+    )
+    stream.add_argument(
+        "--label",
+        default="",
+        help="results/flywheel_stream_<label>_<layout>.json and its plot (e.g. noisy)",
+    )
     args = parser.parse_args(argv)
+    if args.stream and (args.reuse or args.judge_only):
+        parser.error("--stream ingests its own knowledge base: not with --reuse or --judge-only")
     if args.reuse and args.data_dir is None:
         parser.error("--reuse needs --data-dir (a data dir this benchmark annotated)")
     return args
@@ -1444,6 +1499,10 @@ def train_and_score(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.stream:  # the data dir holds one copy of the knowledge base per seed
+        from benchmarks import flywheel_stream
+
+        return flywheel_stream.main(args)
     temporary = args.data_dir is None
     data_dir = Path(tempfile.mkdtemp(prefix="aitl-flywheel-")) if temporary else args.data_dir
     settings = make_settings(data_dir)

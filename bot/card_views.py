@@ -24,7 +24,7 @@ from bot.actions import ButtonValue
 from flywheel.events import StoredFeedback
 from rag import attachments as attached
 from rag import links
-from rag.models import Attachment
+from rag.models import Attachment, TicketRef
 from rag.store import ChunkRef, StoredDraft
 
 PREVIEW_CHARS = 700
@@ -244,7 +244,7 @@ def card_blocks(content: CardContent) -> tuple[list[Block], str]:
             SectionBlock(text=MarkdownTextObject(text=f"*You asked:* {escape(question)}"))
         )
     for draft in content.drafts:
-        blocks.extend(_draft_blocks(draft, content.draft_set_id))
+        blocks.extend(_draft_blocks(draft, content.draft_set_id, content.header.get("url")))
     blocks.append(DividerBlock())
     blocks.extend(_question(content, "preference", "*Which draft is better?*"))
     blocks.append(_buttons("aitl.prefer", _prefer_buttons(content, value)))
@@ -262,10 +262,13 @@ def _subject(content: CardContent) -> str:
     return f"ticket #{content.header.get('number')}"
 
 
-def _draft_blocks(draft: StoredDraft, draft_set_id: int) -> list[Block]:
+def _draft_blocks(draft: StoredDraft, draft_set_id: int, ticket_url: str | None) -> list[Block]:
     preview, folded = fold_mrkdwn(draft.text, PREVIEW_CHARS, SECTION_CHARS - 100)
     style = str(draft.producer.get("variant") or "").lower()
     title = f"*Draft {draft.label}*" + (f" · {escape(style)}" if style else "")
+    reused = draft.producer.get("reused_from")
+    if isinstance(reused, dict):
+        title = f"*Draft {draft.label}* · {_reused_note(reused, ticket_url)}"
     section = SectionBlock(
         block_id=f"aitl.draft.{draft.label}",
         text=MarkdownTextObject(text=f"{title}\n{preview}"),
@@ -276,8 +279,37 @@ def _draft_blocks(draft: StoredDraft, draft_set_id: int) -> list[Block]:
             action_id=f"{actions.SHOW_FULL}.{draft.label}",
             value=ButtonValue(draft_set_id, draft.label).encode(),
         )
+    notes = [section]
+    if isinstance(reused, dict):
+        notes.append(ContextBlock(elements=[MarkdownTextObject(text=REUSED_HINT)]))
     note = _placeholder_note(draft.producer.get("placeholders") or {})
-    return [section, note] if note else [section]
+    return [*notes, note] if note else notes
+
+
+REUSED_HINT = (
+    ":recycle: What an agent sent on that ticket, with this ticket's names and numbers in"
+    " place of that customer's. Check it answers this one before you send it."
+)
+
+
+def _reused_note(reused: Mapping[str, Any], ticket_url: str | None) -> str:
+    """The draft's title, "Reply from a similar ticket (#123, 94% similar)": what agents sent on an
+    earlier ticket (flywheel.memory_replies), its names and numbers this ticket's. The number
+    links to that ticket where this one's address shows the way (…/tickets/<id>)."""
+    ref = TicketRef.parse(str(reused.get("ticket_ref") or ""))
+    similar = f"{float(reused.get('similarity') or 0):.0%} similar"
+    number = ref.zendesk_id
+    if number is None:
+        return f"Reply from a similar question ({similar})"
+    url = None
+    if ticket_url and TICKET_PATH.search(ticket_url):
+        url = TICKET_PATH.sub(f"/tickets/{number}", ticket_url)
+    return f"Reply from a similar ticket ({link(url, f'#{number}')}, {similar})"
+
+
+# the ticket's number at the end of its address: another ticket's address is the same with
+# that number changed
+TICKET_PATH = re.compile(r"/tickets/\d+$")
 
 
 def _placeholder_note(done: dict[str, list[str]]) -> ContextBlock | None:

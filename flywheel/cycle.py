@@ -204,17 +204,53 @@ class Flywheel:
         accepted: list[Accepted] = []
         retriever = self._retriever(report, data, evaluator, str(live[1].path), accepted)
         self._reranker(report, data, evaluator, retriever, accepted)
+        self._memory_redundancy(report, prepared, evaluator, live)
         self._generator(report, data, accepted)
         self._promote(accepted)
 
     def _memory_figures(self, cutoff: datetime) -> dict[str, int]:
-        """The feedback memory's size and the drafts it moved since the last cycle. Whether
-        the retrained models made it redundant is not measured here (yet)."""
+        """The feedback memory's size and the drafts it moved since the last cycle (whether
+        the retrained models made it redundant: ``_memory_redundancy``, once they are)."""
         from flywheel.memory import cycle_figures  # the memory builds its judge from here
 
         with self.db.connection() as conn:
             earlier = store.runs(conn, 1, before=cutoff)
             return cycle_figures(conn, earlier[0].cutoff if earlier else None, cutoff)
+
+    def _memory_redundancy(self, report: CycleReport, prepared: Prepared, evaluator, live) -> None:
+        """How many of the memory's moves on its latest tickets the live models, and the
+        retriever and reranker this cycle trained, make on their own (``counts["memory"]
+        ["redundant"]``). A failure here is logged and reported; it never fails the cycle."""
+        from flywheel.memory import Ranking, redundancy
+
+        memory = report.counts.get("memory") or {}
+        if not self.settings.memory_enabled or not memory.get("entries"):
+            return
+        self.progress("measuring how many of the feedback memory's moves the models make alone")
+        try:
+            champion = self.registry.champion("reranker")
+            before = Ranking(str(live[1].path), champion.path if champion else None)
+            trained = {kind: report.artefacts[kind] for kind in GATED if kind in report.artefacts}
+            after = None
+            if trained:
+                after = Ranking(
+                    trained.get("retriever", before.retriever),
+                    trained.get("reranker", before.reranker),
+                )
+            memory["redundant"] = redundancy(
+                self.settings,
+                self.db,
+                events=prepared.events,
+                sets=prepared.context.sets,
+                live=live,
+                evaluator=evaluator,
+                before=before,
+                after=after,
+                promoted={kind: bool(report.decisions[kind]["promoted"]) for kind in trained},
+            )
+        except Exception as exc:
+            log.exception("could not tell whether the retrained models made the memory redundant")
+            memory["redundant"] = {"error": f"{type(exc).__name__}: {exc}"}
 
     def _promote(self, accepted: list[Accepted]) -> None:
         """Last, once everything trained and was evaluated: a failed run changes nothing live.

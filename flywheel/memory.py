@@ -23,6 +23,9 @@ contradictions (unused_for_lack, not_relevant_yet_sent) drop a mark once the sam
 adoption on that card contradicts it, at the next refresh; off_topic abstains until the window
 holds enough agreed marks to calibrate on, as in the cycle. The LLM judge is not asked (a
 model call per click every few minutes is too dear): its rules run alone.
+
+The same refresh keeps the replies agents used on their cards, for a near-identical new
+ticket to be offered as a draft of its own kind (``flywheel.memory_replies``).
 """
 
 from __future__ import annotations
@@ -32,20 +35,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
 from aitl.core.db import Database
 from aitl.core.settings import Settings
-from flywheel import store
+from flywheel import memory_replies, store
 from flywheel.cycle import default_judge, load_context
+from flywheel.evaluation import EvalQuery, RetrieverEvaluator
 from flywheel.events import StoredFeedback
 from flywheel.judge import Judge, JudgeContext, LLMJudge
 from rag import exceptions as rag_exceptions
 from rag import factory
 from rag import store as rag_store
 from rag.embedding import Embedder
-from rag.memory import MemoryVote
+from rag.memory import MemoryVote, ReusedReply
 from rag.store import DraftSetInfo, EmbeddingVersion
 from rag.versions import EmbeddingVersions
 
@@ -84,8 +89,9 @@ class RefreshReport:
     entries: int
     added: int
     removed: int
-    dropped: int  # marks standing in the horizon that the judge left out
+    dropped: int  # marks (and adoptions) standing in the horizon that the judge left out
     seconds: float
+    replies: int = 0  # replies worth reusing held (flywheel.memory_replies)
 
 
 class MemoryBuilder:
@@ -100,12 +106,16 @@ class MemoryBuilder:
         judge: Judge | None = None,
         brands: BrandLookup | None = None,
         clock: Clock | None = None,
+        placeholders: memory_replies.PlaceholderLookup | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.versions = versions or factory.embedding_versions(settings, db)
         self.judge = judge or memory_judge(settings)
         self.brands = brands
+        # each ticket's placeholder values (wired in aitl/app/wiring.py): without them no new
+        # reply is remembered, as none could be made fit for another customer
+        self.placeholders = placeholders
         self.clock = clock or (lambda: datetime.now(UTC))
 
     def refresh(self) -> RefreshReport:
@@ -114,7 +124,7 @@ class MemoryBuilder:
         live = self._live()
         with self.db.connection() as conn:
             conn.execute(store.MEMORY_LOCK)
-            marks, dropped, context = self._judged_marks(conn)
+            marks, adoptions, dropped, context = self._judged_marks(conn)
             held = store.memory_versions(conn)
             wanted = self._wanted(conn, live, marks, context.chunks)
             name = live[0].version if live else None
@@ -124,6 +134,14 @@ class MemoryBuilder:
             if live is not None:
                 store.remember(conn, self._entries(live, new, context.sets))
                 store.index_memory(conn, live[0].version, live[1].dimension)
+            replies = memory_replies.refresh(
+                conn,
+                live,
+                adoptions,
+                context.sets,
+                values=self.placeholders,
+                brands=self.brands,
+            )
             entries = len(wanted)
             seconds = round(time.monotonic() - started, 3)
             store.record_memory_refresh(
@@ -134,10 +152,19 @@ class MemoryBuilder:
                 removed=removed,
                 dropped=dropped,
                 seconds=seconds,
+                replies=replies.entries,
             )
         if new or removed:
             log.info("memory: %d entries (+%d, -%d) under %s", entries, len(new), removed, name)
-        return RefreshReport(name, entries, len(new), removed, dropped, seconds)
+        if replies.added or replies.removed:
+            log.info(
+                "memory: %d replies (+%d, -%d) under %s",
+                replies.entries,
+                replies.added,
+                replies.removed,
+                name,
+            )
+        return RefreshReport(name, entries, len(new), removed, dropped, seconds, replies.entries)
 
     def _live(self):
         try:
@@ -145,19 +172,25 @@ class MemoryBuilder:
         except rag_exceptions.NoLiveEmbeddingVersion:
             return None
 
-    def _judged_marks(self, conn) -> tuple[list[StoredFeedback], int, JudgeContext]:
-        """The marks standing in the horizon that the judge keeps, judged with every other
-        answer standing there (an adoption can contradict a mark on its card)."""
+    def _judged_marks(
+        self, conn
+    ) -> tuple[list[StoredFeedback], list[StoredFeedback], int, JudgeContext]:
+        """The marks, and the adoptions that used a draft, standing in the horizon that the
+        judge keeps, judged with every other answer standing there (an adoption can
+        contradict a mark on its card, the reply sent an adoption click)."""
         horizon = timedelta(days=HORIZON_HALF_LIVES * self.settings.memory_half_life_days)
         now = datetime.now(UTC)
         events = store.standing_events(conn, now, clicked=(self.clock() - horizon, None))
         marks = [e for e in events if entry_kind(e) is not None]
-        if not marks:
-            return [], 0, JudgeContext({}, {})
+        adoptions = memory_replies.used(events)
+        if not marks and not adoptions:
+            return [], [], 0, JudgeContext({}, {})
         context = load_context(self.db, events)
         kept = {v.event_id for v in self.judge.judge(events, context) if v.keep}
         chosen = [e for e in marks if e.id in kept]
-        return chosen, len(marks) - len(chosen), context
+        adopted = [e for e in adoptions if e.id in kept]
+        dropped = len(marks) - len(chosen) + len(adoptions) - len(adopted)
+        return chosen, adopted, dropped, context
 
     def _wanted(self, conn, live, marks, chunks) -> dict[int, StoredFeedback]:
         """The marks whose passage still stands for customers: embedded under the live version
@@ -224,6 +257,27 @@ class FlywheelMemory:
             )
             weights = store.latest_reliability(conn) if s.judge != "off" else {}
         return tally(nearest_tickets(hits, s.memory_k, s.memory_floor), weights, s, self.clock())
+
+    def reply(
+        self,
+        query_vector: np.ndarray,
+        *,
+        version: str,
+        brand: str | None = None,
+        champion: str = "",
+        other_than: str | None = None,
+    ) -> ReusedReply | None:
+        """The reply agents used on the nearest near-identical ticket (``rag.memory.
+        ReplyMemory``; see ``flywheel.memory_replies``)."""
+        return memory_replies.offered(
+            self.settings,
+            self.db,
+            query_vector,
+            version=version,
+            brand=brand,
+            champion=champion,
+            other_than=other_than,
+        )
 
 
 def nearest_tickets(hits: Sequence[store.MemoryHit], k: int, floor: float) -> list[store.MemoryHit]:
@@ -302,3 +356,139 @@ def cycle_figures(conn, since: datetime | None, until: datetime) -> dict[str, in
         "drafts_moved": moved,
         "drafts": len(set_ids),
     }
+
+
+# --- whether the retrained models made the memory redundant -------------------------------
+
+# the latest entries whose tickets a cycle measures the models on: bounds the work (a vote
+# lookup per ticket, and each model's ranking of it) whatever the memory grows to
+REDUNDANCY_CAP = 2_000
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Models as drafts use them: a retriever's folder and a reranker's (None: no reranker is
+    trained, and drafts keep the retriever's cosine order)."""
+
+    retriever: str
+    reranker: str | None = None
+
+
+@dataclass(frozen=True)
+class MemoryMove:
+    """A passage the memory moves when one of its own tickets comes again."""
+
+    query_id: str  # "set:<draft set id>", as the evaluation names a ticket
+    chunk_id: int
+    up: bool  # boosted or suggested; False: demoted
+
+
+def memory_moves(
+    settings: Settings,
+    db: Database,
+    events: Sequence[StoredFeedback],
+    sets: dict[int, DraftSetInfo],
+    live: tuple[EmbeddingVersion, Embedder],
+    *,
+    cap: int = REDUNDANCY_CAP,
+) -> tuple[list[EvalQuery], list[MemoryMove]]:
+    """The tickets of the memory's latest ``cap`` entries under the live version (read back
+    from ``events``, their queries from ``sets``), and each vote ``FlywheelMemory.votes``
+    casts when such a ticket comes again: what a model would have to do on its own for the
+    memory to add nothing. Votes are read across brands (a click does not hold its
+    ticket's brand)."""
+    version, embedder = live
+    with db.connection() as conn:
+        held = store.memory_versions(conn)
+    entries = sorted(
+        (e for e in events if held.get(e.id) == version.version),
+        key=lambda e: (e.clicked_at, e.id),
+    )[-cap:]
+    set_ids = sorted({e.draft_set_id for e in entries if e.draft_set_id in sets})
+    queries = [EvalQuery(f"set:{s}", sets[s].query, frozenset()) for s in set_ids]
+    queries = [q for q in queries if q.text]
+    if not queries:
+        return [], []
+    memory = FlywheelMemory(settings, db)
+    moves = []
+    for query, vector in zip(queries, embedder.encode([q.text for q in queries]), strict=True):
+        for vote in memory.votes(vector, version=version.version):
+            if vote.score:
+                moves.append(MemoryMove(query.query_id, vote.chunk_id, vote.score > 0))
+    return queries, moves
+
+
+def moves_made(
+    evaluator: RetrieverEvaluator, moves: Sequence[MemoryMove], ranking: Ranking, settings: Settings
+) -> dict[str, int]:
+    """How many of ``moves`` the models make on their own, ranked as drafts rank (the
+    retriever's top AITL_RETRIEVE_K reordered by the reranker): a passage moved up that they
+    rank within AITL_CONTEXT_K, one moved down that they rank below it or do not find."""
+    ranked = evaluator.retrieve(ranking.retriever)
+    if ranking.reranker is not None:
+        ranked = evaluator.rerank(
+            ranked, ranking.reranker, settings.retrieve_k, settings.reranker_cosine_weight
+        )
+    context = {q: {c for c, _ in hits[: settings.context_k]} for q, hits in ranked.items()}
+    agree = sum((m.chunk_id in context[m.query_id]) == m.up for m in moves)
+    return {"agree": agree, "of": len(moves)}
+
+
+def tickets_evaluator(
+    evaluator: RetrieverEvaluator,
+    queries: Sequence[EvalQuery],
+    retrievers: Sequence[str],
+    settings: Settings,
+) -> RetrieverEvaluator:
+    """An evaluator of ``queries`` over the cycle evaluator's chunks, searched as deep as
+    drafts search, with the chunk vectors it already holds for ``retrievers``."""
+    found = RetrieverEvaluator(
+        list(zip(evaluator.chunk_ids, evaluator.chunk_texts, strict=True)),
+        queries,
+        k=settings.retrieve_k,
+        retrieve_k=settings.retrieve_k,
+        context_k=settings.context_k,
+    )
+    for retriever in retrievers:
+        known = evaluator.known_vectors(retriever)
+        if known:
+            found.seed(retriever, {chunk: vector for chunk, (_, vector) in known.items()})
+    return found
+
+
+def redundancy(
+    settings: Settings,
+    db: Database,
+    *,
+    events: Sequence[StoredFeedback],
+    sets: dict[int, DraftSetInfo],
+    live: tuple[EmbeddingVersion, Embedder],
+    evaluator: RetrieverEvaluator,
+    before: Ranking,
+    after: Ranking | None = None,
+    promoted: dict[str, bool] | None = None,
+    cap: int = REDUNDANCY_CAP,
+) -> dict[str, Any]:
+    """Whether the retrained models made the memory redundant: of the memory's moves on its
+    latest tickets, how many the live models (``before``) and the cycle's candidates
+    (``after``: each kind the cycle trained, the live one for a kind it did not) make on
+    their own. ``promoted``: each trained kind → whether the gate accepted it; "promoted" is
+    True when all were, so that the candidates serve from now on."""
+    started = time.monotonic()
+    queries, moves = memory_moves(settings, db, events, sets, live, cap=cap)
+    figures: dict[str, Any] = {"tickets": len(queries), "cap": cap}
+    rankings = {"live": before} | ({"candidate": after} if after else {})
+    found = None
+    if moves:
+        retrievers = [r.retriever for r in rankings.values()]
+        found = tickets_evaluator(evaluator, queries, retrievers, settings)
+    for name, ranking in rankings.items():
+        made = moves_made(found, moves, ranking, settings) if found is not None else None
+        figures[name] = made or {"agree": 0, "of": 0}
+    if after is not None:
+        kinds = promoted or {}
+        figures["candidate"]["kinds"] = sorted(kinds)
+        figures["promoted"] = bool(kinds) and all(kinds.values())
+        figures["promoted_kinds"] = sorted(k for k, v in kinds.items() if v)
+    figures["seconds"] = round(time.monotonic() - started, 1)
+    return figures

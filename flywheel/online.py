@@ -22,6 +22,13 @@ So a challenger no better than the champion is promoted with a probability of at
 ``AITL_DUEL_ALPHA`` / 2, and is retired, wrongly, at most about 2 × ``AITL_DUEL_ALPHA`` of
 the time (two signals); ``benchmarks/duels.py`` measures both. A retired challenger stops
 being drafted; the next adapter a cycle trains becomes the challenger.
+
+The reply from a similar ticket (``rag.memory.REUSED_REPLY``, offered by the feedback memory
+in the place of the champion's second style) is read as one more challenger of the champion,
+by the same tests on its own duels: **retired** when they say it is worse (it is no longer
+offered beside that champion), **kept** when they say it is better or no different (there is
+nothing to promote: it goes on being offered, and the test stops). Its card says where its
+text came from, so its preferences are not blind as the generators' are; the adoptions are.
 """
 
 from __future__ import annotations
@@ -44,9 +51,11 @@ from flywheel.sequential import SequentialPolicy, SequentialState, test_duels
 from flywheel.serving import challengers, names, served
 from rag import factory
 from rag import store as rag_store
+from rag.memory import REUSED_REPLY
 
 log = logging.getLogger(__name__)
-Action = Literal["promote", "retire", "running"]
+# "keep": the reused reply's test decided it is not worse; it goes on being offered
+Action = Literal["promote", "retire", "keep", "running"]
 
 
 def policy_of(settings: Settings) -> SequentialPolicy:
@@ -162,6 +171,15 @@ def judge(champion: str, challenger: str, seen: Outcomes, policy: SequentialPoli
     return Duel(champion, challenger, preference, adoption, pools, action, reason, verdict)
 
 
+def judge_reuse(champion: str, seen: Outcomes, policy: SequentialPolicy) -> Duel:
+    """As ``judge``, for the reply from a similar ticket: only "worse" retires it; "better"
+    or "no difference" keep it offered (it replaces no model)."""
+    duel = judge(champion, REUSED_REPLY, seen, policy)
+    if duel.verdict in ("better", "no_difference"):
+        return dataclasses.replace(duel, action="keep")
+    return duel
+
+
 class OnlineDecision:
     """Reads the live pair's duels, and promotes or retires the challenger when they decide."""
 
@@ -188,20 +206,33 @@ class OnlineDecision:
         pair = self.pair()
         return self.duel(*pair, until=until) if pair else None
 
+    def reuse_state(self, until: datetime | None = None) -> Duel | None:
+        """The reply from a similar ticket against the live champion (None: the reuse is
+        off)."""
+        s = self.settings
+        if not (s.memory_enabled and s.memory_replies_enabled):
+            return None
+        champion, _ = names(served(self.settings, self.registry.list()))
+        return self.duel(champion, REUSED_REPLY, until=until)
+
     def duel(self, champion: str, challenger: str, *, until: datetime | None = None) -> Duel:
         with self.db.connection() as conn:
             sets = rag_store.duel_sets(conn, champion, challenger)
             answers = store.duel_answers(conn, [s.draft_set_id for s in sets], until)
             decided = store.duel_decision(conn, champion, challenger)
-        duel = judge(champion, challenger, outcomes(sets, answers), self.policy)
+        seen = outcomes(sets, answers)
+        if challenger == REUSED_REPLY:
+            duel = judge_reuse(champion, seen, self.policy)
+        else:
+            duel = judge(champion, challenger, seen, self.policy)
         return dataclasses.replace(duel, decided=decided) if decided else duel
 
     def check(self) -> Duel | None:
-        """Act on the live pair's duel if its test has decided; returns the duel when it
-        acted, else None."""
+        """Act on the live pair's duel if its test has decided, else on the reused reply's;
+        returns the duel when it acted, else None."""
         duel = self.state()
         if duel is None or duel.action == "running" or duel.decided:
-            return None
+            return self._check_reuse()
         reason = f"online A/B: {duel.reason}"
         if duel.challenger == factory.SHIPPED_LLM:  # the registry acts on rows only
             register_untrained_llm(self.settings, self.db, "challenger", reason)
@@ -222,6 +253,28 @@ class OnlineDecision:
                 reason=reason,
             )
         log.info("online decision: %s %s", duel.action, reason)
+        return duel
+
+    def _check_reuse(self) -> Duel | None:
+        """Record the reused reply's decision once its test has made one: a retired reuse is
+        no longer offered beside this champion (``flywheel.memory_replies.offered`` reads the
+        decision); no registry row changes."""
+        duel = self.reuse_state()
+        if duel is None or duel.action == "running" or duel.decided:
+            return None
+        reason = f"online A/B: {duel.reason}"
+        with self.db.connection() as conn:
+            store.record_duel_decision(
+                conn,
+                champion=duel.champion,
+                challenger=duel.challenger,
+                verdict=duel.verdict,
+                action="retired" if duel.action == "retire" else "kept",
+                duels=duel.preference.duels,
+                figures=Jsonb(duel.figures()),
+                reason=reason,
+            )
+        log.info("online decision on the reused replies: %s %s", duel.action, reason)
         return duel
 
     def _next_in_line(self) -> None:
@@ -270,6 +323,8 @@ def summary(duel: Duel) -> dict:
 
 def note(duel: Duel, next_challenger: str | None = None) -> str:
     """What admins are told when the online test acts, and what drafts beside it now."""
+    if duel.challenger == REUSED_REPLY:
+        return reuse_note(duel)
     done = "promoted" if duel.action == "promote" else "retired"
     serving = (
         f"`{duel.challenger}` drafts as the champion from now on"
@@ -284,4 +339,17 @@ def note(duel: Duel, next_challenger: str | None = None) -> str:
     return (
         f"Online A/B test: challenger `{duel.challenger}` {done}. {duel.reason}."
         f" {serving}; {after}."
+    )
+
+
+def reuse_note(duel: Duel) -> str:
+    """What admins are told when the test of the replies from similar tickets decides."""
+    if duel.action == "retire":
+        return (
+            f"Online A/B test: replies from similar tickets retired beside `{duel.champion}`."
+            f" {duel.reason}. Near-identical tickets get the champion's two drafts again."
+        )
+    return (
+        f"Online A/B test: replies from similar tickets kept beside `{duel.champion}`."
+        f" {duel.reason}. Near-identical tickets go on being offered them."
     )

@@ -77,9 +77,50 @@ def memory_line(counts: Mapping[str, Any]) -> str:
     memory = counts.get("memory")
     if not memory:
         return ""
-    return (
+    line = (
         f"memory: {memory['entries']:,} clicks from {memory['tickets']:,} tickets;"
         f" moved {memory['drafts_moved']:,} of {memory['drafts']:,} drafts since the last cycle"
+    )
+    redundant = redundancy_line(counts)
+    return f"{line}; {redundant}" if redundant else line
+
+
+def redundancy_line(counts: Mapping[str, Any]) -> str:
+    """Whether the retrained models made the memory redundant, e.g. 'the retrained models, now
+    live, make 41 of the memory's 58 moves alone; the models before them made 12'; empty for a
+    run that did not measure it (from before, or with the memory off or empty). No brackets:
+    the digest's summary cuts a line at its first."""
+    figures = (counts.get("memory") or {}).get("redundant")
+    if not figures:
+        return ""
+    if "error" in figures:
+        return (
+            "not measured whether the retrained models made the memory redundant:"
+            f" {figures['error']}"
+        )
+    live = figures["live"]
+    if not live["of"]:
+        return "no move of the memory to compare the models with"
+    moves = f"of the memory's {live['of']:,} moves alone"
+    candidate = figures.get("candidate")
+    if candidate is None:
+        return f"nothing retrained; the live models make {live['agree']:,} {moves}"
+    made = f"{candidate['agree']:,} {moves}"
+    if figures.get("promoted"):
+        return (
+            f"the retrained models, now live, make {made};"
+            f" the models before them made {live['agree']:,}"
+        )
+    promoted = figures.get("promoted_kinds") or []
+    if not promoted:
+        return (
+            f"the retrained models would make {made}, not promoted;"
+            f" the live ones make {live['agree']:,}"
+        )
+    kept = [kind for kind in candidate.get("kinds", []) if kind not in promoted]
+    return (
+        f"the retrained models would make {made}; only the {' and '.join(promoted)} promoted,"
+        f" the {' and '.join(kept)} kept; the models before the cycle made {live['agree']:,}"
     )
 
 

@@ -879,22 +879,39 @@ def remember(conn: psycopg.Connection, entries: Sequence[MemoryEntry]) -> None:
 def index_memory(conn: psycopg.Connection, version: str, dimension: int) -> None:
     """Give ``version``'s entries their own partial HNSW cosine index, and drop the indexes of
     versions that hold no entry any more (the memory follows the live version)."""
+    _index_by_version(conn, "feedback_memory", memory_index_name, version, dimension)
+
+
+def _index_by_version(
+    conn: psycopg.Connection,
+    table: str,
+    index_name: Callable[[str], str],
+    version: str,
+    dimension: int,
+) -> None:
     conn.execute(
         sql.SQL(
-            "CREATE INDEX IF NOT EXISTS {index} ON feedback_memory USING hnsw"
+            "CREATE INDEX IF NOT EXISTS {index} ON {table} USING hnsw"
             " ((embedding::vector({dim})) vector_cosine_ops) WHERE version = {version}"
         ).format(
-            index=sql.Identifier(memory_index_name(version)),
+            index=sql.Identifier(index_name(version)),
+            table=sql.Identifier(table),
             dim=sql.Literal(dimension),
             version=sql.Literal(version),
         )
     )
-    held = {v for (v,) in conn.execute("SELECT DISTINCT version FROM feedback_memory")}
+    held = {
+        v
+        for (v,) in conn.execute(
+            sql.SQL("SELECT DISTINCT version FROM {}").format(sql.Identifier(table))
+        )
+    }
+    prefix = index_name("").replace("_", "\\_")
     indexes = conn.execute(
-        "SELECT indexname FROM pg_indexes WHERE tablename = 'feedback_memory'"
-        " AND indexname LIKE 'feedback\\_memory\\_hnsw\\_%%'"
+        "SELECT indexname FROM pg_indexes WHERE tablename = %s AND indexname LIKE %s",
+        (table, prefix + "%"),
     ).fetchall()
-    keep = {memory_index_name(v) for v in held | {version}}
+    keep = {index_name(v) for v in held | {version}}
     for (name,) in indexes:
         if name not in keep:
             conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(name)))
@@ -945,6 +962,7 @@ class MemoryRefresh:
     dropped: int
     seconds: float
     refreshed_at: datetime
+    replies: int = 0  # replies held (memory_replies), beside the clicks
 
 
 def record_memory_refresh(
@@ -956,18 +974,19 @@ def record_memory_refresh(
     removed: int,
     dropped: int,
     seconds: float,
+    replies: int = 0,
 ) -> None:
     conn.execute(
         "INSERT INTO feedback_memory_refreshes (version, entries, added, removed, dropped,"
-        " seconds) VALUES (%s, %s, %s, %s, %s, %s)",
-        (version, entries, added, removed, dropped, seconds),
+        " seconds, replies) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (version, entries, added, removed, dropped, seconds, replies),
     )
 
 
 def last_memory_refresh(conn: psycopg.Connection) -> MemoryRefresh | None:
     cur = conn.cursor(row_factory=class_row(MemoryRefresh))
     return cur.execute(
-        "SELECT version, entries, added, removed, dropped, seconds, refreshed_at"
+        "SELECT version, entries, added, removed, dropped, seconds, refreshed_at, replies"
         " FROM feedback_memory_refreshes ORDER BY id DESC LIMIT 1"
     ).fetchone()
 
@@ -990,3 +1009,123 @@ def memory_size(conn: psycopg.Connection) -> MemorySize:
     ).fetchall()
     kinds = conn.execute("SELECT kind, count(*) FROM feedback_memory GROUP BY kind").fetchall()
     return MemorySize(entries, tickets, chunks, dict(agents), dict(kinds))
+
+
+# --- replies worth reusing (flywheel/memory_replies.py; table in migration 0019) ---------
+
+
+@dataclass(frozen=True)
+class ReplyEntry:
+    """One card's reply as a refresh stores it."""
+
+    draft_set_id: int
+    events: tuple[int, ...]  # the kept adoptions it stands on
+    ticket_ref: str
+    text: str
+    origin: str  # 'sent' | 'edited' | 'as_is'
+    label: str | None
+    citations: tuple[int, ...]
+    agents: tuple[str, ...]
+    adopted_at: datetime
+    version: str
+    embedding: Any  # np.ndarray
+    brand: str | None
+
+
+@dataclass(frozen=True)
+class ReplyHit:
+    """A remembered reply near a new ticket, with its ticket's cosine similarity to it."""
+
+    id: int
+    draft_set_id: int
+    ticket_ref: str
+    text: str
+    origin: str
+    citations: list[int]
+    agents: list[str]
+    adopted_at: datetime
+    similarity: float
+
+
+def reply_index_name(version: str) -> str:
+    return f"memory_replies_hnsw_{version}"
+
+
+def reply_keys(conn: psycopg.Connection) -> dict[int, tuple[tuple[int, ...], str]]:
+    """Draft set → (the events its reply stands on, its embedding version), for every reply."""
+    rows = conn.execute("SELECT draft_set_id, events, version FROM memory_replies").fetchall()
+    return {set_id: (tuple(events), version) for set_id, events, version in rows}
+
+
+def forget_replies(conn: psycopg.Connection, set_ids: Sequence[int]) -> int:
+    return conn.execute(
+        "DELETE FROM memory_replies WHERE draft_set_id = ANY(%s)", (list(set_ids),)
+    ).rowcount
+
+
+def remember_replies(conn: psycopg.Connection, entries: Sequence[ReplyEntry]) -> None:
+    if not entries:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO memory_replies (draft_set_id, events, ticket_ref, text, origin, label,"
+            " citations, agents, adopted_at, version, embedding, brand) VALUES (%s, %s, %s, %s,"
+            " %s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                (
+                    e.draft_set_id,
+                    list(e.events),
+                    e.ticket_ref,
+                    e.text,
+                    e.origin,
+                    e.label,
+                    list(e.citations),
+                    list(e.agents),
+                    e.adopted_at,
+                    e.version,
+                    e.embedding,
+                    e.brand,
+                )
+                for e in entries
+            ],
+        )
+
+
+def index_replies(conn: psycopg.Connection, version: str, dimension: int) -> None:
+    """As ``index_memory``, for the replies."""
+    _index_by_version(conn, "memory_replies", reply_index_name, version, dimension)
+
+
+def nearest_replies(
+    conn: psycopg.Connection,
+    version: str,
+    query: Any,
+    *,
+    limit: int,
+    brand: str | None = None,
+    other_than: str | None = None,
+) -> list[ReplyHit]:
+    """The ``limit`` replies of ``version`` whose tickets are nearest to ``query`` (HNSW); with
+    ``brand``, only that brand's and those of no known brand; ``other_than`` leaves out one
+    ticket's own replies (a ticket is not offered what was already sent on it)."""
+    dim = sql.Literal(len(query))
+    distance = sql.SQL("((embedding::vector({dim})) <=> %(q)s::vector({dim}))").format(dim=dim)
+    brand_filter = sql.SQL(" AND (brand IS NULL OR brand = %(brand)s)" if brand else "")
+    conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(40, limit))))
+    conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+    cur = conn.cursor(row_factory=class_row(ReplyHit))
+    return cur.execute(
+        sql.SQL(
+            "SELECT id, draft_set_id, ticket_ref, text, origin, citations, agents, adopted_at,"
+            " 1 - {distance} AS similarity FROM memory_replies WHERE version = {version}{brand}"
+            " AND ticket_ref IS DISTINCT FROM %(other)s ORDER BY {distance} LIMIT %(limit)s"
+        ).format(distance=distance, version=sql.Literal(version), brand=brand_filter),
+        {"q": query, "brand": brand, "other": other_than, "limit": limit},
+    ).fetchall()
+
+
+def reply_count(conn: psycopg.Connection) -> tuple[int, int]:
+    """Replies held, and the tickets they come from."""
+    return conn.execute(
+        "SELECT count(*), count(DISTINCT ticket_ref) FROM memory_replies"
+    ).fetchone()

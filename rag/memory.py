@@ -1,14 +1,17 @@
-"""The feedback memory as retrieval sees it: what similar annotated tickets say of chunks.
+"""The feedback memory as retrieval sees it: what similar annotated tickets say of chunks,
+and the reply an agent used on a near-identical one.
 
 The memory itself (storage, judging, weighting) lives in the flywheel; the pipeline only asks
-it for votes through this protocol, so ``rag`` never imports ``flywheel``.
+it for votes, and for a reply to reuse, through these protocols, so ``rag`` never imports
+``flywheel``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -30,6 +33,59 @@ class FeedbackMemory(Protocol):
     def votes(
         self, query_vector: np.ndarray, *, version: str, brand: str | None = None
     ) -> list[MemoryVote]: ...
+
+
+# the drafter name a reused reply is recorded under (producer["generator"]), so the online
+# decision counts its duels against the champion as it counts a generator's
+REUSED_REPLY = "similar-ticket-reply"
+
+
+@dataclass(frozen=True)
+class ReusedReply:
+    """A reply agents used on a near-identical ticket, offered as a draft of its own kind.
+
+    ``text`` is PII-redacted and holds Liquid placeholders where its own ticket had the
+    customer's name, the ticket's number and the like, so rendering it for the new ticket
+    (``rag.placeholders.render``) fills in the new ticket's values."""
+
+    text: str
+    ticket_ref: str  # the ticket it was sent on, as the card cites it: "zendesk:123"
+    similarity: float  # cosine between the two tickets' queries
+    entry: int  # its memory entry (memory_replies id)
+    adopted_at: datetime
+    agents: tuple[str, ...]  # who used it
+    citations: tuple[int, ...] = ()  # the chunks its draft cited
+    origin: str = "sent"  # 'sent' (as sent in the helpdesk) | 'edited' | 'as_is'
+
+    def record(self) -> dict[str, Any]:
+        """What the reused draft's producer keeps of it (and the card shows)."""
+        return {
+            "ticket_ref": self.ticket_ref,
+            "similarity": round(self.similarity, 4),
+            "entry": self.entry,
+            "adopted_at": self.adopted_at.isoformat(),
+            "agents": list(self.agents),
+            "origin": self.origin,
+        }
+
+
+@runtime_checkable
+class ReplyMemory(Protocol):
+    """A feedback memory that also remembers replies (the flywheel's does)."""
+
+    def reply(
+        self,
+        query_vector: np.ndarray,
+        *,
+        version: str,
+        brand: str | None = None,
+        champion: str = "",
+        other_than: str | None = None,
+    ) -> ReusedReply | None:
+        """The reply of the nearest ticket at or above the reuse floor, if the reuse is on and
+        not retired against ``champion``; never one of ``other_than``'s own (the ticket being
+        drafted)."""
+        ...
 
 
 @dataclass(frozen=True)

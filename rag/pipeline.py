@@ -5,14 +5,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel
 
 from rag import exceptions, placeholders
 from rag.generation import DraftInput, DraftVariant, GeneratedDraft
-from rag.memory import FeedbackMemory, Fusion, MemoryVote, fuse
+from rag.memory import (
+    REUSED_REPLY,
+    FeedbackMemory,
+    Fusion,
+    MemoryVote,
+    ReplyMemory,
+    ReusedReply,
+    fuse,
+)
 from rag.models import Draft, DraftSet, RetrievedChunk, Ticket
 from rag.rerank import Reranker
 from rag.retrieve import QueryVector, Retriever
@@ -79,7 +87,9 @@ class DraftPipeline:
         annotated tickets vote for join the candidates, and the context is the top
         ``context_k`` by fused score: the reranker's score (the cosine without a reranker)
         plus ``memory_weight`` × the chunk's vote (``rag.memory.fused_score``); the drafts'
-        producer["memory"] records what moved and on which remembered clicks."""
+        producer["memory"] records what moved and on which remembered clicks. A memory that
+        remembers replies may offer one from a near-identical ticket: it replaces the second
+        of the champion's two styles (see ``_reuse``)."""
         timings: dict[str, float] = {}
         started = time.perf_counter()
         query = ticket.query_text()
@@ -102,11 +112,18 @@ class DraftPipeline:
             timings["memory"] = round(remembering + _ms(mark), 2)
         mark = time.perf_counter()
         makers = self._slots(ticket)
+        reuse = self._reuse(vector, ticket, makers)
+        if reuse is not None:
+            makers = reuse
+        if isinstance(self.memory, ReplyMemory):
+            timings["reuse"] = _ms(mark)
+        mark = time.perf_counter()
         passages = quotable(context)
         try:
             outputs = _both(makers, ticket, passages)
         except exceptions.RagError as exc:
-            if "challenger" not in {m.role for m in makers} or self.styles is None:
+            roles = {m.role for m in makers}
+            if reuse is not None or "challenger" not in roles or self.styles is None:
                 raise
             self._retire_challenger(exc)
             makers = self.makers  # the champion's two styles, from now on
@@ -157,13 +174,55 @@ class DraftPipeline:
         first, second = self.makers
         if {first.role, second.role} != {"champion", "challenger"}:
             return first, second
-        key = ticket.external_id or ticket.query_text()
-        digest = hashlib.sha256(key.encode()).digest()
+        digest = _digest(ticket)
         if self.styles is not None and int.from_bytes(digest[1:5]) / 2**32 >= self.challenger_share:
             return self.styles
         if digest[0] % 2:
             return second, first
         return first, second
+
+    def _reuse(
+        self, vector: QueryVector, ticket: Ticket, makers: tuple[DraftMaker, DraftMaker]
+    ) -> tuple[DraftMaker, DraftMaker] | None:
+        """The champion's draft against the reply agents used on a near-identical ticket, when
+        the memory offers one; None: the drafts as they were.
+
+        Only on tickets drafted with the champion's two styles (no challenger in the online
+        test, or the ticket outside its share): the reuse takes the second style's place and
+        never a running test's duel, so that test gathers its evidence as fast as without it,
+        and both the challenger and the reuse face the same draft, the champion's first style.
+        The two take slot A by turns, as champion and challenger do. The reused reply cites
+        its draft's passages as they stand now; when one no longer stands (deleted, changed,
+        agent-only since the memory's last refresh) it is not offered. A memory that fails is
+        logged and left out."""
+        if not isinstance(self.memory, ReplyMemory) or {m.role for m in makers} != {"variant"}:
+            return None
+        champion = replace(makers[0], role="champion")
+        try:
+            reply = self.memory.reply(
+                vector.vector,
+                version=vector.version.version,
+                brand=ticket.brand,
+                champion=champion.name,
+                other_than=ticket.external_id,
+            )
+            if reply is None:
+                return None
+            cited = self.retriever.chunks(vector, list(reply.citations), brand=ticket.brand)
+        except Exception:  # any failure of the memory: the draft goes on without it
+            log.exception("the feedback memory's replies failed; drafting without them")
+            return None
+        standing = [c for c in cited if c.audience == "public"]
+        if {c.chunk_id for c in standing} != set(reply.citations):
+            return None
+        order = {c: n for n, c in enumerate(reply.citations)}
+        reused = DraftMaker(
+            _reused(reply, tuple(sorted(standing, key=lambda c: order[c.chunk_id]))),
+            champion.variant,
+            "challenger",
+            REUSED_REPLY,
+        )
+        return (reused, champion) if _digest(ticket)[0] % 2 else (champion, reused)
 
     def _retire_challenger(self, error: Exception) -> None:
         """The challenger failed (a corrupt model, an adapter for another base): the champion
@@ -198,6 +257,18 @@ class _Votes:
         if not self.by_chunk:
             return Fusion(tuple(ranked), {})
         return fuse(ranked, self.by_chunk, weight, {c.chunk_id for c in self.joined})
+
+
+def _digest(ticket: Ticket) -> bytes:
+    key = ticket.external_id or ticket.query_text()
+    return hashlib.sha256(key.encode()).digest()
+
+
+def _reused(reply: ReusedReply, cited: tuple[RetrievedChunk, ...]) -> Runnable:
+    """The reused reply as a generator gives it; ``DraftPipeline._draft`` renders its
+    placeholders with the new ticket's values, as for every draft."""
+    draft = GeneratedDraft(reply.text, cited, {"reused_from": reply.record()})
+    return RunnableLambda(lambda _: draft, name=REUSED_REPLY)
 
 
 def quotable(context: tuple[RetrievedChunk, ...]) -> tuple[RetrievedChunk, ...]:

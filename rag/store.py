@@ -12,6 +12,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from rag.memory import REUSED_REPLY
 from rag.models import DraftSet, RetrievedChunk, SourceDocument
 
 
@@ -662,7 +663,8 @@ def draft_sets_created(
 
 def challenger_labels(conn: psycopg.Connection, set_ids: Sequence[int]) -> dict[int, str]:
     """Draft set → the label (A or B) of its challenger's draft, for the sets among ``set_ids``
-    drafted by the champion and the challenger, one draft each: the online duels."""
+    drafted by the champion and the challenger generator, one draft each: the online duels
+    (a reply reused from a similar ticket, in the challenger's role, is not a generator's)."""
     rows = conn.execute(
         """
         SELECT draft_set_id, min(label) FILTER (WHERE producer->>'role' = 'challenger')
@@ -670,8 +672,9 @@ def challenger_labels(conn: psycopg.Connection, set_ids: Sequence[int]) -> dict[
         GROUP BY draft_set_id
         HAVING count(*) FILTER (WHERE producer->>'role' = 'champion') = 1
            AND count(*) FILTER (WHERE producer->>'role' = 'challenger') = 1
+           AND count(*) FILTER (WHERE producer->>'generator' = %s) = 0
         """,
-        (list(set_ids),),
+        (list(set_ids), REUSED_REPLY),
     ).fetchall()
     return dict(rows)
 

@@ -44,7 +44,7 @@ from flywheel.cycle import Flywheel
 from flywheel.digest.report import duel_line
 from flywheel.memory import cycle_figures as memory_figures
 from flywheel.online import summary
-from flywheel.reports import evidence_line, judge_summary
+from flywheel.reports import evidence_line, judge_summary, redundancy_line
 from flywheel.serving import CHECK_EVERY_S
 from rag import factory
 from rag import store as rag_store
@@ -480,6 +480,8 @@ class Demo:
                 f"  the judge dropped {judge_summary(report.counts) or 'nothing'}; held-out"
                 f" tickets (marks) before → after judging: {evidence}"
             )
+        if redundancy_line(report.counts):
+            self.say(f"  feedback memory: {redundancy_line(report.counts)}")
         for warning in report.warnings:
             self.say(f"  {warning}")
         run = {

@@ -28,6 +28,7 @@ from bot.services import BotServices
 from connectors import exceptions as zendesk_errors
 from connectors import routing, setup
 from connectors import store as zendesk_store
+from connectors.placeholder_values import ticket_values
 from connectors.services import ZendeskServices
 from flywheel import jobs, judge_review, judge_watch, store
 from flywheel.digest.content import digest_of
@@ -42,7 +43,7 @@ from flywheel.services import FlywheelServices
 from flywheel.serving import LivePipeline
 from rag.exceptions import RagError
 from rag.memory import FeedbackMemory
-from rag.models import TicketRef
+from rag.models import ZENDESK, TicketRef
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +299,8 @@ def flywheel_services(
 
 def memory_builder(settings: Settings, db: Database) -> MemoryBuilder:
     """The feedback memory's builder, told each Zendesk ticket's brand (the connectors' to
-    know), so a brand's tickets vote on that brand's drafts."""
+    know), so a brand's tickets vote on that brand's drafts, and each ticket's placeholder
+    values, so a reply it keeps is made fit for another customer."""
 
     def brands(refs: Sequence[str]) -> dict[str, str]:
         found = {}
@@ -310,7 +312,26 @@ def memory_builder(settings: Settings, db: Database) -> MemoryBuilder:
                     found[ref] = str(ticket.brand_id)
         return found
 
-    return MemoryBuilder(settings, db, brands=brands)
+    return MemoryBuilder(
+        settings, db, brands=brands, placeholders=lambda refs: ticket_placeholder_values(db, refs)
+    )
+
+
+def ticket_placeholder_values(db: Database, refs: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Each ticket's placeholder values as its drafts rendered them (the stored ticket as it
+    stands now): {} for a question asked in Slack, which has no customer; a Zendesk ticket
+    no longer stored is left out (its reply cannot be made fit for another customer)."""
+    found: dict[str, dict[str, str]] = {}
+    with db.connection() as conn:
+        for ref in refs:
+            parsed = TicketRef.parse(ref)
+            if parsed.source != ZENDESK:
+                found[ref] = {}
+            elif parsed.zendesk_id is not None:
+                ticket = zendesk_store.ticket(conn, parsed.zendesk_id)
+                if ticket is not None:
+                    found[ref] = ticket_values(ticket)
+    return found
 
 
 def _numbers(metrics: dict[str, Any]) -> dict[str, float]:

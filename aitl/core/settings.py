@@ -265,6 +265,18 @@ class Settings(BaseSettings):
     memory_refresh_cron: str = Field(
         default="*/2 * * * *", description="When the memory catches up with the clicks."
     )
+    memory_replies_enabled: bool = Field(
+        default=True,
+        description="A near-identical ticket is offered the reply agents used on an earlier "
+        "one as a draft of its own (off: never; it also needs AITL_MEMORY_ENABLED).",
+    )
+    memory_reply_floor: float = Field(
+        default=0.9,
+        ge=-1,
+        le=1,
+        description="Cosine similarity an earlier ticket needs to the new one for its reply "
+        "to be offered: stricter than AITL_MEMORY_FLOOR, as the whole reply is reused.",
+    )
     duel_cron: str = Field(
         default="*/15 * * * *",
         description="When the online A/B test of the generators is checked and acted on.",

@@ -29,8 +29,9 @@ from flywheel.digest.metrics import (
 )
 from flywheel.digest.report import Digest, Figure, Gap
 from flywheel.judge_review import agreement_summary
-from flywheel.reports import decision_lines
+from flywheel.reports import decision_lines, memory_line
 from flywheel.store import DuelDecision, ModelChange, duel_decisions, model_changes, runs
+from rag.memory import REUSED_REPLY
 
 Encode = Callable[[list[str]], np.ndarray]
 TREND_WEEKS = 4
@@ -118,8 +119,15 @@ def running_duel(settings, db, end: datetime) -> dict[str, Any] | None:
 
 
 def _duel_decision(decision: DuelDecision) -> dict[str, Any]:
+    """The decision as the digest's values hold it; ``contender`` names what was tested in
+    words a manager reads (a generator version, or the replies reused from similar tickets)."""
     row = dataclasses.asdict(decision)
     row["decided_at"] = decision.decided_at.isoformat()
+    row["contender"] = (
+        "replies from similar tickets"
+        if decision.challenger == REUSED_REPLY
+        else f"generator {decision.challenger}"
+    )
     return row
 
 
@@ -190,8 +198,11 @@ def _gap(cluster: GapCluster) -> Gap:
 
 
 def _retrain(run: RetrainSummary) -> dict[str, Any]:
-    """The last run in sentences: per model, promoted or kept, why, and the metric moved."""
+    """The last run in sentences: per model, promoted or kept, why, and the metric moved;
+    then what the feedback memory did and whether the retrained models made it redundant."""
     lines = decision_lines(run.decisions)
+    if memory_line(run.counts):
+        lines.append(memory_line(run.counts))
     return {
         "run_id": run.run_id,
         "status": run.status,

@@ -19,8 +19,9 @@ read-only SQL over the flywheel's own tables, as ``flywheel/store.py`` holds the
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import psycopg
 from psycopg.rows import class_row
@@ -200,6 +201,7 @@ class RetrainSummary:
     decisions: dict[str, dict]  # kind -> {"promoted": bool, "reason": str, ...}
     metrics: dict[str, dict]  # kind -> {"champion": {...}, "challenger": {...}}
     error: str | None
+    counts: dict[str, Any] = field(default_factory=dict)  # the run's (e.g. "memory")
 
 
 # --- the figures -------------------------------------------------------------------------
@@ -287,6 +289,7 @@ def last_retrain(conn: psycopg.Connection, before: datetime) -> RetrainSummary |
         decisions=run.decisions,
         metrics=run.metrics,
         error=run.error,
+        counts=run.counts,
     )
 
 

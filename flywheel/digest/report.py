@@ -179,8 +179,9 @@ def duel_line(duel: dict[str, Any]) -> str:
 def duel_decision_line(decision: dict[str, Any]) -> str:
     """'generator r7 retired by the online A/B test (Wed 02 Dec 10:02 UTC): …'."""
     at = datetime.fromisoformat(decision["decided_at"])
+    contender = decision.get("contender") or f"generator {decision['challenger']}"
     return (
-        f"generator {decision['challenger']} {decision['action']} by the online A/B test"
+        f"{contender} {decision['action']} by the online A/B test"
         f" against {decision['champion']} ({at:%a %d %b %H:%M} UTC): {decision['reason']}"
     )
 

@@ -156,11 +156,22 @@ def memory(
     with ctx.obj.db.connection() as conn:
         size = store.memory_size(conn)
         last = store.last_memory_refresh(conn)
-    state = "on" if ctx.obj.settings.memory_enabled else "off (AITL_MEMORY_ENABLED)"
+        replies, replied = store.reply_count(conn)
+    settings = ctx.obj.settings
+    state = "on" if settings.memory_enabled else "off (AITL_MEMORY_ENABLED)"
     console.print(
         f"memory {state}: {size.entries:,} clicks from {size.tickets:,} tickets on"
         f" {size.chunks:,} passages"
         + "".join(f", {n:,} {kind.replace('_', ' ')}" for kind, n in sorted(size.kinds.items()))
+    )
+    reuse = (
+        "offered"
+        if settings.memory_replies_enabled
+        else "not offered (AITL_MEMORY_REPLIES_ENABLED)"
+    )
+    console.print(
+        f"replies worth reusing: {replies:,} from {replied:,} tickets, {reuse} at cosine"
+        f" ≥ {settings.memory_reply_floor}"
     )
     if last is None:
         console.print("never refreshed: `aitl flywheel memory --refresh`")
@@ -174,3 +185,25 @@ def memory(
         table.add_row(agent, f"{n:,}")
     if table.rows:
         console.print(table)
+
+
+@app.command()
+def duels(
+    ctx: typer.Context, limit: int = typer.Option(10, min=1, help="Decisions to show")
+) -> None:
+    """The online A/B tests running against the champion generator (its challenger, the
+    replies from similar tickets) and the latest decisions they made."""
+    online = _services(ctx).online
+    for duel in (online.state(), online.reuse_state()):
+        if duel is not None:
+            state = f"decided, {duel.decided}" if duel.decided else duel.reason
+            console.print(f"{duel.challenger} against {duel.champion}: {state}")
+    with ctx.obj.db.connection() as conn:
+        decided = store.duel_decisions(conn)[:limit]
+    if not decided:
+        console.print("no online decision yet")
+    for d in decided:
+        console.print(
+            f"{d.decided_at:%Y-%m-%d %H:%M} {d.challenger} {d.action} against {d.champion}"
+            f" after {d.duels} duels: {d.reason}"
+        )
