@@ -241,17 +241,7 @@ class OnlineDecision:
         else:
             self.registry.retire("generator", duel.challenger, reason)
         self._next_in_line()
-        with self.db.connection() as conn:
-            store.record_duel_decision(
-                conn,
-                champion=duel.champion,
-                challenger=duel.challenger,
-                verdict=duel.verdict,
-                action="promoted" if duel.action == "promote" else "retired",
-                duels=duel.preference.duels,
-                figures=Jsonb(duel.figures()),
-                reason=reason,
-            )
+        self._record(duel, "promoted" if duel.action == "promote" else "retired", reason)
         log.info("online decision: %s %s", duel.action, reason)
         return duel
 
@@ -263,19 +253,23 @@ class OnlineDecision:
         if duel is None or duel.action == "running" or duel.decided:
             return None
         reason = f"online A/B: {duel.reason}"
+        self._record(duel, "retired" if duel.action == "retire" else "kept", reason)
+        log.info("online decision on the reused replies: %s %s", duel.action, reason)
+        return duel
+
+    def _record(self, duel: Duel, action: str, reason: str) -> None:
+        """The pair's decision, once (``duel_decisions``), with the test's figures."""
         with self.db.connection() as conn:
             store.record_duel_decision(
                 conn,
                 champion=duel.champion,
                 challenger=duel.challenger,
                 verdict=duel.verdict,
-                action="retired" if duel.action == "retire" else "kept",
+                action=action,
                 duels=duel.preference.duels,
                 figures=Jsonb(duel.figures()),
                 reason=reason,
             )
-        log.info("online decision on the reused replies: %s %s", duel.action, reason)
-        return duel
 
     def _next_in_line(self) -> None:
         """The newest adapter waiting becomes the challenger; older ones waiting retire."""
