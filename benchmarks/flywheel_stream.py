@@ -30,7 +30,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -181,8 +181,10 @@ def _next(done: int, every: int) -> int:
 # --- the runs -------------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Ingest the layout once, then stream each seed on a copy of it."""
+def run(args: argparse.Namespace, save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Ingest the layout once, then stream each seed on a copy of it; the report so far is
+    saved after each seed (``partial`` until the last), so a long run that is stopped keeps
+    the seeds it finished."""
     started = time.perf_counter()
     layout = args.layout or "entity"
     work = Path(tempfile.mkdtemp(prefix="aitl-stream-")) if args.data_dir is None else args.data_dir
@@ -200,20 +202,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     template = work / f"template-{layout}"
     ingest = _template(template, layout)
-    seeds = []
-    try:
-        for seed in args.seeds:
-            console.print(f"seed {seed}")
-            seeds.append(_one_seed(template, work / f"seed-{seed}", stream, test, args, seed))
-    finally:
-        if args.data_dir is None and not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
     settings = stream_settings(template)
-    report = {
+    head = {
         "benchmark": "flywheel",
         "mode": "stream",
         "layout": layout,
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "settings": bench._settings_used(settings),
         "agents": {
             name: getattr(args, name) for name in bench.ANNOTATION_OPTIONS if name != "seed"
@@ -224,10 +217,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "refresh_every": args.refresh_every,
         "test_tickets": len(test),
         "data": ingest,
-        "seeds": seeds,
-        "goals": goals(seeds, args.retrain_at, metrics_of(settings)),
-        "total_seconds": round(time.perf_counter() - started, 1),
     }
+    seeds: list[dict[str, Any]] = []
+    report: dict[str, Any] = {}
+    try:
+        for seed in args.seeds:
+            console.print(f"seed {seed}")
+            seeds.append(_one_seed(template, work / f"seed-{seed}", stream, test, args, seed))
+            report = {
+                **head,
+                "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "partial": len(seeds) < len(args.seeds),
+                "seeds": seeds,
+                "goals": goals(seeds, args.retrain_at, metrics_of(settings)),
+                "total_seconds": round(time.perf_counter() - started, 1),
+            }
+            save(report)
+    finally:
+        if args.data_dir is None and not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
     return report
 
 
@@ -523,10 +531,13 @@ def plot_path(label: str) -> Path:
 
 
 def main(args: argparse.Namespace) -> int:
-    report = run(args)
-    path = args.results or results_path(args.label, report["layout"])
+    path = args.results or results_path(args.label, args.layout or "entity")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+
+    def save(report: dict[str, Any]) -> None:
+        path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+
+    report = run(args, save)
     print_report(report)
     console.print(f"results: {path}")
     if args.results is None:  # every layout of this label run so far, in the layouts' order
