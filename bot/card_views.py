@@ -262,7 +262,9 @@ def _subject(content: CardContent) -> str:
     return f"ticket #{content.header.get('number')}"
 
 
-def _draft_blocks(draft: StoredDraft, draft_set_id: int, ticket_url: str | None) -> list[Block]:
+def _draft_blocks(
+    draft: StoredDraft, draft_set_id: int, ticket_url: str | None = None
+) -> list[Block]:
     preview, folded = fold_mrkdwn(draft.text, PREVIEW_CHARS, SECTION_CHARS - 100)
     style = str(draft.producer.get("variant") or "").lower()
     title = f"*Draft {draft.label}*" + (f" · {escape(style)}" if style else "")
