@@ -927,20 +927,55 @@ def nearest_memory(
 ) -> list[MemoryHit]:
     """The ``limit`` entries of ``version`` whose tickets are nearest to ``query`` (HNSW); with
     ``brand``, only that brand's tickets and those of no known brand."""
+    return _nearest_by_version(
+        conn,
+        "feedback_memory",
+        "id, kind, chunk_id, agent_id, ticket_ref, clicked_at",
+        MemoryHit,
+        version,
+        query,
+        limit=limit,
+        brand=brand,
+    )
+
+
+def _nearest_by_version(
+    conn: psycopg.Connection,
+    table: str,
+    columns: str,
+    row: type,
+    version: str,
+    query: Any,
+    *,
+    limit: int,
+    brand: str | None,
+    where: str = "",
+    params: dict[str, Any] | None = None,
+) -> list:
+    """``columns`` and ``similarity`` of the ``limit`` rows of ``table`` under ``version``
+    nearest to ``query``, through its partial HNSW index (``_index_by_version``); with
+    ``brand``, that brand's rows and those of no known brand; ``where`` (SQL on ``params``)
+    filters further. A filtered search scans on until ``limit`` rows pass (pgvector's
+    iterative scan), rather than returning what survived of the first candidates."""
     dim = sql.Literal(len(query))
     distance = sql.SQL("((embedding::vector({dim})) <=> %(q)s::vector({dim}))").format(dim=dim)
-    brand_filter = sql.SQL(" AND (brand IS NULL OR brand = %(brand)s)" if brand else "")
+    brand_filter = " AND (brand IS NULL OR brand = %(brand)s)" if brand else ""
     conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(40, limit))))
-    if brand:
+    if brand or where:
         conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-    cur = conn.cursor(row_factory=class_row(MemoryHit))
+    cur = conn.cursor(row_factory=class_row(row))
     return cur.execute(
         sql.SQL(
-            "SELECT id, kind, chunk_id, agent_id, ticket_ref, clicked_at, 1 - {distance}"
-            " AS similarity FROM feedback_memory WHERE version = {version}{brand}"
-            " ORDER BY {distance} LIMIT %(limit)s"
-        ).format(distance=distance, version=sql.Literal(version), brand=brand_filter),
-        {"q": query, "brand": brand, "limit": limit},
+            "SELECT {columns}, 1 - {distance} AS similarity FROM {table}"
+            " WHERE version = {version}{filters} ORDER BY {distance} LIMIT %(limit)s"
+        ).format(
+            columns=sql.SQL(columns),
+            distance=distance,
+            table=sql.Identifier(table),
+            version=sql.Literal(version),
+            filters=sql.SQL(brand_filter + where),
+        ),
+        {"q": query, "brand": brand, "limit": limit, **(params or {})},
     ).fetchall()
 
 
@@ -1108,20 +1143,18 @@ def nearest_replies(
     """The ``limit`` replies of ``version`` whose tickets are nearest to ``query`` (HNSW); with
     ``brand``, only that brand's and those of no known brand; ``other_than`` leaves out one
     ticket's own replies (a ticket is not offered what was already sent on it)."""
-    dim = sql.Literal(len(query))
-    distance = sql.SQL("((embedding::vector({dim})) <=> %(q)s::vector({dim}))").format(dim=dim)
-    brand_filter = sql.SQL(" AND (brand IS NULL OR brand = %(brand)s)" if brand else "")
-    conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(40, limit))))
-    conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-    cur = conn.cursor(row_factory=class_row(ReplyHit))
-    return cur.execute(
-        sql.SQL(
-            "SELECT id, draft_set_id, ticket_ref, text, origin, citations, agents, adopted_at,"
-            " 1 - {distance} AS similarity FROM memory_replies WHERE version = {version}{brand}"
-            " AND ticket_ref IS DISTINCT FROM %(other)s ORDER BY {distance} LIMIT %(limit)s"
-        ).format(distance=distance, version=sql.Literal(version), brand=brand_filter),
-        {"q": query, "brand": brand, "other": other_than, "limit": limit},
-    ).fetchall()
+    return _nearest_by_version(
+        conn,
+        "memory_replies",
+        "id, draft_set_id, ticket_ref, text, origin, citations, agents, adopted_at",
+        ReplyHit,
+        version,
+        query,
+        limit=limit,
+        brand=brand,
+        where=" AND ticket_ref IS DISTINCT FROM %(other)s",
+        params={"other": other_than},
+    )
 
 
 def reply_count(conn: psycopg.Connection) -> tuple[int, int]:
