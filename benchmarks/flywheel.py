@@ -1294,17 +1294,10 @@ def build(settings: Settings, db: Database, args: argparse.Namespace) -> Bench:
             raise SystemExit(
                 "the data dir already holds feedback events: use a fresh one, or --reuse"
             )
-    ingestor = factory.ingestor(settings, db)
-    kb_pipeline.warm_up_ingest(ingestor)
-    ingest = layouts.build_kb(layout, ingestor, db, settings.chunk_size)
+    ingested = ingest_layout(settings, db, layout)
     chunks = layouts.gold_chunks(layout, db)
     annotation = annotate(settings, db, train, chunks, args)
-    data = {
-        "kb_documents": ingest.dstc_documents,
-        "kb_chunks": ingest.chunks_in_kb,
-        "ingest_seconds": round(ingest.seconds, 1),
-        "gold_items_without_chunk": len(_unmapped(tickets, chunks)),
-    }
+    data = {**ingested, "gold_items_without_chunk": len(_unmapped(tickets, chunks))}
     annotated = {
         k: v for k, v in asdict(annotation).items() if k not in ("gold_by_set", "set_instances")
     }
@@ -1321,6 +1314,19 @@ def build(settings: Settings, db: Database, args: argparse.Namespace) -> Bench:
     return Bench(
         layout, tickets, train, test, chunks, annotation.gold_by_set, data, annotated, options
     )
+
+
+def ingest_layout(settings: Settings, db: Database, layout: str) -> dict[str, Any]:
+    """The layout's knowledge base ingested (the model loaded first, so the time is the
+    ingest's), and its figures."""
+    ingestor = factory.ingestor(settings, db)
+    kb_pipeline.warm_up_ingest(ingestor)
+    ingest = layouts.build_kb(layout, ingestor, db, settings.chunk_size)
+    return {
+        "kb_documents": ingest.dstc_documents,
+        "kb_chunks": ingest.chunks_in_kb,
+        "ingest_seconds": round(ingest.seconds, 1),
+    }
 
 
 def reuse(settings: Settings, db: Database, args: argparse.Namespace) -> Bench:

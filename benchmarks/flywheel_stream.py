@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from scipy import stats
 
 from aitl.core.bootstrap import open_database
 from aitl.core.db import Database
@@ -46,13 +47,10 @@ from benchmarks import kb_pipeline, layouts
 from flywheel.evaluation import retrieval_metrics, to_run
 from flywheel.memory import FlywheelMemory, MemoryBuilder
 from flywheel.serving import LivePipeline
-from rag import factory
 from rag.pipeline import DraftPipeline
 
 console = bench.console
 RESULTS_DIR = bench.RESULTS_DIR
-# a t quantile for a two-sided 95 % interval over n seeds (n - 1 degrees of freedom)
-T95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306}
 GOAL_SHARE_OF_CYCLE = 0.5  # memory alone, at the retrain point, vs the cycle's uplift
 
 
@@ -257,14 +255,7 @@ def _template(folder: Path, layout: str) -> dict[str, Any]:
     settings = bench.make_settings(folder)
     db = open_database(settings)
     try:
-        ingestor = factory.ingestor(settings, db)
-        kb_pipeline.warm_up_ingest(ingestor)
-        ingest = layouts.build_kb(layout, ingestor, db, settings.chunk_size)
-        figures = {
-            "kb_documents": ingest.dstc_documents,
-            "kb_chunks": ingest.chunks_in_kb,
-            "ingest_seconds": round(ingest.seconds, 1),
-        }
+        figures = bench.ingest_layout(settings, db, layout)
     finally:
         db.close()
         kb_pipeline.stop_embedded_server(settings)
@@ -318,15 +309,20 @@ def metrics_of(settings: Settings) -> tuple[str, str]:
 
 
 def interval(values: Sequence[float]) -> dict[str, Any]:
-    """Mean, min, max and a 95 % t-interval over seeds (None with one seed)."""
+    """Mean, min, max and a 95 % Student t-interval over seeds (None with one seed, or when
+    every seed gave the same figure)."""
     n = len(values)
     mean = statistics.fmean(values)
-    half = T95.get(n, 1.96) * statistics.stdev(values) / n**0.5 if n > 1 else None
+    low_high = None
+    if n > 1 and statistics.stdev(values) > 0:
+        low_high = stats.t.interval(0.95, n - 1, loc=mean, scale=stats.sem(values))
+    elif n > 1:
+        low_high = (mean, mean)
     return {
         "mean": round(mean, 4),
         "min": round(min(values), 4),
         "max": round(max(values), 4),
-        "ci95": [round(mean - half, 4), round(mean + half, 4)] if half is not None else None,
+        "ci95": [round(float(x), 4) for x in low_high] if low_high is not None else None,
         "n": n,
     }
 
