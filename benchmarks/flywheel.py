@@ -753,6 +753,7 @@ def held_out_evaluator(
         k=max(EVAL_DEPTH, settings.retrieve_k),
         retrieve_k=settings.retrieve_k,
         context_k=settings.context_k,
+        backend=factory.encoder_backend(settings),  # as the product's cycle evaluates
     )
 
 

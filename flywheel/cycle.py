@@ -22,6 +22,7 @@ from aitl.core.leader import Leadership
 from aitl.core.settings import Settings
 from flywheel import datasets, judge_watch, reliability, store
 from flywheel.datasets import Datasets
+from flywheel.encoding import EncodingLog
 from flywheel.evaluation import CONTEXT_K, RETRIEVE_K, EvalQuery, EvalResult, RetrieverEvaluator
 from flywheel.examples import RerankExample
 from flywheel.exceptions import CycleFailed, FlywheelError, NotEnoughData, RunInProgress
@@ -38,8 +39,8 @@ from flywheel.judge import (
 from flywheel.judge_watch import JudgeWatch
 from flywheel.mining import mined_negatives
 from flywheel.registry import Decision, GatePolicy, Registry, decide
+from rag import encoders, factory
 from rag import exceptions as rag_exceptions
-from rag import factory
 from rag import store as rag_store
 from rag.chunking import embedding_text
 from rag.embedding import Embedder
@@ -205,8 +206,9 @@ class Flywheel:
         retriever = self._retriever(report, data, evaluator, str(live[1].path), accepted)
         self._reranker(report, data, evaluator, retriever, accepted)
         self._memory_redundancy(report, prepared, evaluator, live)
+        report.counts["encoders"] = self._encoder_figures(report, evaluator, live)
         self._generator(report, data, accepted)
-        self._promote(accepted)
+        self._promote(report, accepted)
 
     def _memory_figures(self, cutoff: datetime) -> dict[str, int]:
         """The feedback memory's size and the drafts it moved since the last cycle (whether
@@ -252,16 +254,57 @@ class Flywheel:
             log.exception("could not tell whether the retrained models made the memory redundant")
             memory["redundant"] = {"error": f"{type(exc).__name__}: {exc}"}
 
-    def _promote(self, accepted: list[Accepted]) -> None:
+    def _promote(self, report: CycleReport, accepted: list[Accepted]) -> None:
         """Last, once everything trained and was evaluated: a failed run changes nothing live.
 
         The retriever goes first: building its index is the slow step that can still fail,
         and a failure there leaves the other kinds uncrowned too. Its index reuses the vectors
-        the evaluation computed.
+        the evaluation computed; how long it took goes to the run record.
         """
         for item in sorted(accepted, key=lambda a: a.kind != "retriever"):
             self.progress(f"promoting the {item.kind}: {item.reason}")
-            self.registry.promote(item.kind, item.version, item.reason, known=item.known)
+            started = time.perf_counter()
+            row = self.registry.promote(item.kind, item.version, item.reason, known=item.known)
+            if item.kind == "retriever" and row.embedding_version:
+                figures = reembed_figures(self.db, row.embedding_version, item.known)
+                figures["seconds"] = round(time.perf_counter() - started, 2)
+                report.counts.setdefault("encoders", {})["reembed"] = figures
+
+    def _prepare(self, evaluator, trained: str, kind: encoders.Kind, like: str, like_kind):
+        """A trained model is exported for the encoder backend before it is evaluated, so that
+        once promoted it serves on it without an export at request time; it is tried first on
+        the backend of ``like``, the model it was trained from (or the live one it joins)."""
+        if evaluator.backend.choice == "torch":
+            return
+        prefer = [evaluator.backend_of(like, like_kind)]
+        name = "retriever" if kind == "embedder" else "reranker"
+        self.progress(f"exporting the trained {name} for the encoder backend ({prefer[0]} first)")
+        evaluator.prepare(trained, kind, prefer=prefer)
+
+    def _encoder_figures(self, report: CycleReport, evaluator, live) -> dict[str, Any]:
+        """The run record's ``counts["encoders"]``: the backend each model was prepared for,
+        and what each encoded or scored, on which backend, in how many seconds."""
+        labels = {str(Path(live[1].path).resolve()): "live retriever"}
+        champion = self.registry.champion("reranker")
+        if champion is not None:
+            labels[str(Path(champion.path).resolve())] = f"live reranker {champion.version}"
+        for kind in GATED:
+            if kind in report.artefacts:
+                version = report.decisions[kind]["version"]
+                labels[str(Path(report.artefacts[kind]).resolve())] = f"trained {kind} {version}"
+        return {
+            "setting": self.settings.encoder_backend,
+            "models": [
+                {
+                    "model": labels.get(key, key),
+                    "kind": kind,
+                    "prepared": choice.backend,
+                    "summary": choice.summary(),
+                }
+                for (kind, key), choice in evaluator.choices.items()
+            ],
+            "work": evaluator.log.as_records(labels),
+        }
 
     def _judged(self, report: CycleReport, cutoff: datetime) -> tuple[Prepared, JudgeWatch]:
         """The clicks judged, and each rule's share against its history; a rule dropping an
@@ -331,6 +374,7 @@ class Flywheel:
             seed=self.settings.flywheel_seed,
         )
         trained = train_retriever(base, data.retriever, out, config)
+        self._prepare(evaluator, trained.path, "embedder", base, "embedder")
         self.progress("evaluating the retriever: champion vs challenger")
         before, after = evaluator.evaluate(base), evaluator.evaluate(trained.path)
         decision = decide(before, after, self.policy, kind="retriever")
@@ -362,6 +406,8 @@ class Flywheel:
             seed=s.flywheel_seed,
         )
         trained = train_reranker(base, [*data.reranker, *mined], out, config)
+        like = (champion.path, "cross-encoder") if champion else (retriever, "embedder")
+        self._prepare(evaluator, trained.path, "cross-encoder", *like)
         self.progress("evaluating the reranker: champion vs challenger")
         ranking = {"rerank_k": s.retrieve_k, "cosine_weight": s.reranker_cosine_weight}
         before = evaluator.evaluate(
@@ -527,7 +573,6 @@ class Flywheel:
 
     def _against_references(self, references, live: Path | None, trained: Path):
         from flywheel.reply_metrics import score
-        from rag.embedding import Embedder
 
         s = self.settings
         self.progress(
@@ -539,7 +584,7 @@ class Flywheel:
         passages = [[p.text for p in r.passages] for r in requests]
         prompts = PromptLibrary(s.prompts_dir)
         boilerplate = [prompts.text("closing.txt")]
-        encode = Embedder(s.embedding_model).encode
+        encode = factory.embedder(s).encode
         scores = {}
         for side, adapter in (("champion", live), ("challenger", trained)):
             drafter = factory.llm_drafter(s, adapter, label=adapter.name if adapter else None)
@@ -674,16 +719,24 @@ def live_evaluator(
     depth: int,
     retrieve_k: int = RETRIEVE_K,
     context_k: int = CONTEXT_K,
+    backend: encoders.BackendSettings | None = None,
 ) -> tuple[RetrieverEvaluator, int]:
     """Exact search ``depth`` deep over every live chunk, with the chunk vectors of ``live``
     (the version and model ``EmbeddingVersions.live_or_bootstrap`` gave the caller, so both use
     the same one) read from its index rather than encoded again; returns it and how many
     vectors were read. Its metrics are at the drafts' depths, ``retrieve_k`` and ``context_k``.
+    Its models run on ``backend``, by default the live embedder's (``AITL_ENCODER_BACKEND``).
     """
-    evaluator = RetrieverEvaluator(
-        corpus(db), queries, k=depth, retrieve_k=retrieve_k, context_k=context_k
-    )
     version, embedder = live
+    evaluator = RetrieverEvaluator(
+        corpus(db),
+        queries,
+        k=depth,
+        retrieve_k=retrieve_k,
+        context_k=context_k,
+        backend=backend or embedder.backend_settings,
+        log=EncodingLog(),
+    )
     with db.connection() as conn:
         stored = rag_store.stored_embeddings(conn, version.version, evaluator.chunk_ids)
     return evaluator, len(stored) if evaluator.seed(embedder.path, stored) else 0
@@ -707,6 +760,20 @@ def mine(
         depth=settings.retrieve_k,
         limit=limit,
     )
+
+
+def reembed_figures(db: Database, name: str, known: KnownVectors | None) -> dict[str, Any]:
+    """A promoted retriever's new index: its vectors, how many the evaluation had computed
+    (reused where the chunk's text is unchanged) and the backends that wrote the rest."""
+    with db.connection() as conn:
+        version = rag_store.get_version(conn, name)
+        vectors = rag_store.count_embeddings(conn, name)
+    return {
+        "version": name,
+        "vectors": vectors,
+        "from_evaluation": len(known or {}),
+        "backends": list(version.backends) if version else [],
+    }
 
 
 def corpus(db: Database) -> list[tuple[int, str]]:

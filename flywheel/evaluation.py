@@ -13,6 +13,7 @@ recall@75 is 1.0 for every model, so it cannot tell two retrievers apart.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -24,9 +25,12 @@ import numpy as np
 from ir_measures import RR, R, nDCG
 
 from aitl.core.settings import Settings
+from flywheel.encoding import EncodingLog
 from flywheel.exceptions import NotEnoughData
+from rag import encoders
 from rag.rerank import blend
 
+log = logging.getLogger(__name__)
 Measure = Any  # an ir_measures measure, e.g. ``R @ 20``
 # the paper's four, at its depths (METRICS): reported for comparison; of them only mrr@10 is
 # also at a depth drafts use, unless AITL_RETRIEVE_K / AITL_CONTEXT_K match the others
@@ -113,23 +117,29 @@ def retrieval_metrics(
     return EvalResult(metrics=metrics, primary=primary, greater_is_better=True, queries=len(judged))
 
 
-def load_encoder(path: str):
-    """The embedding model to evaluate; a module function so tests can count loads."""
-    from sentence_transformers import SentenceTransformer
+def load_encoder(
+    path: str, backend: encoders.BackendSettings = encoders.TORCH
+) -> encoders.EncoderModel:
+    """The embedding model to evaluate, on the backend ``prepare`` chose for it (torch when
+    none was); a module function so tests can count loads."""
+    return encoders.load(Path(path), "embedder", backend)
 
-    return SentenceTransformer(path, device="cpu", local_files_only=True)
 
-
-def load_cross_encoder(path: str):
-    from sentence_transformers import CrossEncoder
-
-    return CrossEncoder(path, device="cpu", local_files_only=True)
+def load_cross_encoder(
+    path: str, backend: encoders.BackendSettings = encoders.TORCH
+) -> encoders.EncoderModel:
+    return encoders.load(Path(path), "cross-encoder", backend)
 
 
 class RetrieverEvaluator:
     """Exact (brute-force cosine) search of the given chunks with a given embedding model, so a
     challenger that is not yet in pgvector is measured exactly like the champion; its metrics
-    are ``gate_metrics(retrieve_k, context_k)``, at the depths drafts use."""
+    are ``gate_metrics(retrieve_k, context_k)``, at the depths drafts use.
+
+    The models run on ``backend`` (``AITL_ENCODER_BACKEND``), each prepared for it before its
+    first use: offline, so a model the gate promotes already has the export serving loads.
+    What each encodes, on which backend and how fast, goes to ``log`` for the run record.
+    """
 
     def __init__(
         self,
@@ -140,7 +150,13 @@ class RetrieverEvaluator:
         retrieve_k: int = RETRIEVE_K,
         context_k: int = CONTEXT_K,
         batch_size: int = 64,
+        backend: encoders.BackendSettings = encoders.TORCH,
+        log: EncodingLog | None = None,
     ) -> None:
+        self.backend = backend
+        self.log = log or EncodingLog()
+        self.choices: dict[tuple[str, str], encoders.Choice] = {}
+        self._unprepared: set[tuple[str, str]] = set()  # failed once: not tried again
         self.chunk_ids = [int(chunk_id) for chunk_id, _ in chunks]
         self.chunk_texts = [text for _, text in chunks]
         self.queries = list(queries)
@@ -154,7 +170,7 @@ class RetrieverEvaluator:
         # vectors by model folder: the champion is evaluated many times
         self._chunk_vectors: dict[str, np.ndarray] = {}
         self._query_vectors: dict[str, np.ndarray] = {}
-        self._encoders: dict[str, Any] = {}
+        self._encoders: dict[str, encoders.EncoderModel] = {}
 
     @cached_property
     def texts(self) -> dict[int, str]:
@@ -189,7 +205,7 @@ class RetrieverEvaluator:
     ) -> list[list[tuple[int, float]]]:
         """The top-k (chunk id, cosine) of other texts than the judged queries (training
         tickets, for mining), searched exactly like them."""
-        query_vectors = self._encode(self._encoder(model_path), list(texts))
+        query_vectors = self._encode(model_path, list(texts), "tickets", step="mining")
         return self._search(model_path, query_vectors, k)
 
     def _search(
@@ -208,19 +224,55 @@ class RetrieverEvaluator:
         """Normalised chunk and query embeddings of a model, encoded once per model folder."""
         key = _key(model_path)
         if key not in self._query_vectors:
-            model = self._encoder(model_path)
             if key not in self._chunk_vectors:
-                self._chunk_vectors[key] = self._encode(model, self.chunk_texts)
-            self._query_vectors[key] = self._encode(model, [q.text for q in self.queries])
+                self._chunk_vectors[key] = self._encode(key, self.chunk_texts, "chunks")
+            self._query_vectors[key] = self._encode(key, [q.text for q in self.queries], "queries")
         return self._chunk_vectors[key], self._query_vectors[key]
 
-    def _encoder(self, model_path: str | Path) -> Any:
+    def _encoder(self, model_path: str | Path) -> encoders.EncoderModel:
         """The model behind a folder, loaded once: mining searches with the live model after
         the evaluation encoded with it."""
         key = _key(model_path)
         if key not in self._encoders:
-            self._encoders[key] = load_encoder(key)
+            self.prepare(key)
+            self._encoders[key] = load_encoder(key, self.backend)
         return self._encoders[key]
+
+    def prepare(
+        self,
+        model_path: str | Path,
+        kind: encoders.Kind = "embedder",
+        *,
+        prefer: Sequence[str] = (),
+    ) -> encoders.Choice | None:
+        """Exports a model for the backend, once (``rag.encoders.prepare``); ``prefer``: the
+        backend of the model it was trained from, tried first. A failure is logged once and
+        the model evaluated on torch float32: an export never fails a cycle."""
+        key = _key(model_path)
+        if (kind, key) in self.choices or (kind, key) in self._unprepared:
+            return self.choices.get((kind, key))
+        try:
+            choice = encoders.prepare(Path(key), kind, self.backend, prefer=prefer)
+        except Exception:
+            log.warning("could not prepare %s (%s); torch runs it", key, kind, exc_info=True)
+            self._unprepared.add((kind, key))
+            return None
+        self.choices[(kind, key)] = choice
+        if kind == "embedder":
+            self._encoders.pop(key, None)
+        return choice
+
+    def backend_of(self, model_path: str | Path, kind: encoders.Kind = "embedder") -> str:
+        """The backend a model runs on here (loading it): a model trained from it tries that
+        backend first."""
+        if kind == "embedder":
+            return self._encoder(model_path).backend
+        return self._cross_encoder(model_path).backend
+
+    def _cross_encoder(self, model_path: str | Path) -> encoders.EncoderModel:
+        key = _key(model_path)
+        self.prepare(key, "cross-encoder")
+        return load_cross_encoder(key, self.backend)
 
     def seed(self, model_path: str | Path, stored: dict[int, np.ndarray]) -> bool:
         """Use a model's stored chunk vectors (the live index's) instead of encoding the corpus.
@@ -243,16 +295,14 @@ class RetrieverEvaluator:
             for i, (chunk_id, text) in enumerate(zip(self.chunk_ids, self.chunk_texts, strict=True))
         }
 
-    def _encode(self, model: Any, texts: list[str]) -> np.ndarray:
+    def _encode(
+        self, model_path: str | Path, texts: list[str], what: str, *, step: str | None = None
+    ) -> np.ndarray:
+        model = self._encoder(model_path)
         if not texts:
-            return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
-        return model.encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+            return np.zeros((0, model.st.get_embedding_dimension()), dtype=np.float32)
+        with self.log.timing(_key(model_path), what, model.backend, len(texts), step=step):
+            return model.embed(texts, self.batch_size)
 
     def rerank(
         self,
@@ -262,11 +312,12 @@ class RetrieverEvaluator:
         cosine_weight: float = 1.0,
     ) -> dict[str, list[tuple[int, float]]]:
         """The reranker reorders each query's head; the tail keeps the retriever's order."""
-        model = load_cross_encoder(str(Path(reranker_path).resolve()))
+        model = self._cross_encoder(reranker_path)
         texts = self.texts
         by_id = {q.query_id: q.text for q in self.queries}
         pairs = [(by_id[q], texts[c]) for q, hits in ranked.items() for c, _ in hits[:rerank_k]]
-        scores = iter(self._cross_scores(model, pairs))
+        with self.log.timing(_key(reranker_path), "pairs", model.backend, len(pairs)):
+            scores = iter(self._cross_scores(model, pairs))
         reranked = {}
         for query_id, hits in ranked.items():
             ids = [c for c, _ in hits[:rerank_k]]
@@ -276,13 +327,12 @@ class RetrieverEvaluator:
             reranked[query_id] = head + hits[rerank_k:]
         return reranked
 
-    def _cross_scores(self, model: Any, pairs: list[tuple[str, str]]) -> list[float]:
+    def _cross_scores(
+        self, model: encoders.EncoderModel, pairs: list[tuple[str, str]]
+    ) -> list[float]:
         if not pairs:
             return []
-        scores = model.predict(
-            pairs, batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True
-        )
-        return [float(s) for s in np.asarray(scores).reshape(len(pairs), -1)[:, 0]]
+        return [float(s) for s in model.score(pairs, self.batch_size)]
 
 
 def _key(model_path: str | Path) -> str:

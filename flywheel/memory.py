@@ -441,13 +441,16 @@ def tickets_evaluator(
     settings: Settings,
 ) -> RetrieverEvaluator:
     """An evaluator of ``queries`` over the cycle evaluator's chunks, searched as deep as
-    drafts search, with the chunk vectors it already holds for ``retrievers``."""
+    drafts search, with the chunk vectors it already holds for ``retrievers``, on its encoder
+    backend (what it encodes is logged as the memory check's)."""
     found = RetrieverEvaluator(
         list(zip(evaluator.chunk_ids, evaluator.chunk_texts, strict=True)),
         queries,
         k=settings.retrieve_k,
         retrieve_k=settings.retrieve_k,
         context_k=settings.context_k,
+        backend=evaluator.backend,
+        log=evaluator.log.under("memory check"),
     )
     for retriever in retrievers:
         known = evaluator.known_vectors(retriever)

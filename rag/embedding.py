@@ -1,16 +1,17 @@
-"""Sentence embeddings from a local sentence-transformers model (never downloaded)."""
+"""Sentence embeddings from a local sentence-transformers model (never downloaded), run on the
+inference backend of ``AITL_ENCODER_BACKEND`` (``rag.encoders``)."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 from collections.abc import Sequence
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from rag import exceptions
+from rag import encoders, exceptions
 
 
 def local_model_dir(path: str | Path, setting: str) -> Path:
@@ -41,31 +42,45 @@ def version_slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:48] or "model"
 
 
-@lru_cache(maxsize=4)
-def _load(path: str):
-    """Models are shared per process: every pipeline built for a request reuses the weights."""
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(path, device="cpu", local_files_only=True)
-
-
 class Embedder:
-    """Encodes texts into L2-normalised vectors (cosine similarity = dot product)."""
+    """Encodes texts into L2-normalised vectors (cosine similarity = dot product).
+
+    Models are shared per process (``encoders.load``): every pipeline built for a request reuses
+    the weights. ``prepare`` exports the model for the configured backend; without it the model
+    runs on torch float32, whose vectors every backend agrees with.
+    """
 
     def __init__(
-        self, path: str | Path, *, setting: str = "AITL_EMBEDDING_MODEL", batch_size: int = 64
+        self,
+        path: str | Path,
+        *,
+        setting: str = "AITL_EMBEDDING_MODEL",
+        batch_size: int = 64,
+        backend: encoders.BackendSettings = encoders.TORCH,
     ) -> None:
         self.path = local_model_dir(path, setting)
         self.setting = setting
         self.batch_size = batch_size
+        self.backend_settings = backend
 
     @cached_property
-    def model(self):
-        return _load(str(self.path))
+    def model(self) -> encoders.EncoderModel:
+        return encoders.load(self.path, "embedder", self.backend_settings)
+
+    @property
+    def backend(self) -> str:
+        """The backend the vectors come from (``torch`` until a model is loaded)."""
+        return self.model.backend
+
+    def prepare(self, *, prefer: Sequence[str] = ()) -> encoders.Choice:
+        """Exports and checks the backend (seconds, once per model); later loads use it."""
+        choice = encoders.prepare(self.path, "embedder", self.backend_settings, prefer=prefer)
+        self.__dict__.pop("model", None)
+        return choice
 
     @cached_property
     def dimension(self) -> int:
-        return int(self.model.get_embedding_dimension())
+        return int(self.model.st.get_embedding_dimension())
 
     @cached_property
     def fingerprint(self) -> str:
@@ -74,11 +89,4 @@ class Embedder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return vectors.astype(np.float32, copy=False)
+        return self.model.embed(texts, self.batch_size)

@@ -11,7 +11,8 @@ RagError
 │   ├── ModelNotFound
 │   ├── EmbeddingDimensionMismatch
 │   ├── EmbeddingModelChanged
-│   └── NoLiveEmbeddingVersion
+│   ├── NoLiveEmbeddingVersion
+│   └── EncoderBackendError
 └── GenerationError
     ├── GeneratorMisconfigured
     ├── GeneratorUnavailable
@@ -53,6 +54,10 @@ class MalformedRecord(DocumentError):
 
 class EmbeddingError(RagError):
     """Embeddings cannot be computed or stored."""
+
+
+class EncoderBackendError(EmbeddingError):
+    """An inference backend setting names no known backend."""
 
 
 class ModelNotFound(EmbeddingError):

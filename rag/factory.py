@@ -8,8 +8,9 @@ from langchain_core.runnables import Runnable
 
 from aitl.core.db import Database
 from aitl.core.settings import Settings
-from rag import shipped_llm
+from rag import encoders, shipped_llm
 from rag.chunking import Chunker
+from rag.embedding import Embedder
 from rag.extractive import ExtractiveDrafter
 from rag.generation import CONCISE, DETAILED, DraftInput, DraftVariant, GeneratedDraft
 from rag.ingest import Ingestor
@@ -23,6 +24,22 @@ from rag.retrieve import Retriever
 from rag.versions import EmbeddingVersions, IndexSettings
 
 
+def encoder_backend(settings: Settings) -> encoders.BackendSettings:
+    """Where the embedding model and the reranker run (``AITL_ENCODER_BACKEND``)."""
+    return encoders.BackendSettings(
+        settings.encoder_backend, settings.exports_dir, threads=settings.torch_threads
+    )
+
+
+def embedder(settings: Settings, path: str | None = None) -> Embedder:
+    """The embedding model of the settings (or another folder), on the configured backend."""
+    return Embedder(
+        path or settings.embedding_model,
+        batch_size=settings.embedding_batch_size,
+        backend=encoder_backend(settings),
+    )
+
+
 def embedding_versions(settings: Settings, db: Database) -> EmbeddingVersions:
     return EmbeddingVersions(
         db,
@@ -31,6 +48,7 @@ def embedding_versions(settings: Settings, db: Database) -> EmbeddingVersions:
             batch_size=settings.embedding_batch_size,
             hnsw_m=settings.hnsw_m,
             hnsw_ef_construction=settings.hnsw_ef_construction,
+            backend=encoder_backend(settings),
         ),
     )
 
@@ -134,7 +152,9 @@ def runtime_adapters(settings: Settings) -> RuntimeAdapters:
 def reranker(settings: Settings) -> Reranker:
     if settings.reranker_model:
         return CrossEncoderReranker(
-            settings.reranker_model, cosine_weight=settings.reranker_cosine_weight
+            settings.reranker_model,
+            cosine_weight=settings.reranker_cosine_weight,
+            backend=encoder_backend(settings),
         )
     return CosineOrder()
 

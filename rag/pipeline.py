@@ -67,8 +67,13 @@ class DraftPipeline:
         self.memory_weight = memory_weight
 
     def warm(self) -> None:
-        """Load the encoder and the reranker and run each once: the first agent's search (Slack
-        gives an options request 3 s) or draft then does not wait for a model to load."""
+        """Export the encoder and the reranker for their backend if not done yet (``rag.encoders``),
+        load them and run each once: the first agent's search (Slack gives an options request
+        3 s) or draft then does not wait for a model to load or an export to be built."""
+        for part in (self.retriever, self.reranker):
+            prepare = getattr(part, "prepare", None)  # stand-ins and the cosine order have none
+            if prepare is not None:
+                prepare()
         found = self.retriever.search("warm up", 1)
         self.reranker.rerank("warm up", found)
         for maker in self.makers:

@@ -9,6 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
+from rag import encoders
 from rag.chunking import embedding_text
 from rag.embedding import local_model_dir
 from rag.models import RetrievedChunk
@@ -52,25 +53,34 @@ class CrossEncoderReranker:
     """A sentence-transformers cross-encoder read from a local folder, blended with cosine."""
 
     def __init__(
-        self, path: str, *, cosine_weight: float = 1.0, setting: str = "AITL_RERANKER_MODEL"
+        self,
+        path: str,
+        *,
+        cosine_weight: float = 1.0,
+        setting: str = "AITL_RERANKER_MODEL",
+        backend: encoders.BackendSettings = encoders.TORCH,
     ) -> None:
         self.path = local_model_dir(path, setting)
         self.cosine_weight = cosine_weight
         self.name = f"cross-encoder:{self.path}"
+        self.backend_settings = backend
 
     @cached_property
-    def model(self):
-        from sentence_transformers import CrossEncoder
+    def model(self) -> encoders.EncoderModel:
+        return encoders.load(self.path, "cross-encoder", self.backend_settings)
 
-        return CrossEncoder(str(self.path), device="cpu", local_files_only=True)
+    def prepare(self, *, prefer: Sequence[str] = ()) -> encoders.Choice:
+        """Exports and checks the backend (seconds, once per model); later loads use it."""
+        choice = encoders.prepare(self.path, "cross-encoder", self.backend_settings, prefer=prefer)
+        self.__dict__.pop("model", None)
+        return choice
 
     def rerank(self, query: str, chunks: Sequence[RetrievedChunk]) -> list[RetrievedChunk]:
         if not chunks:
             return []
         pairs = [(query, embedding_text(c.title, c.text)) for c in chunks]
-        scores = self.model.predict(pairs, show_progress_bar=False, convert_to_numpy=True)
         blended = blend(
-            scores.reshape(len(chunks), -1)[:, 0],
+            self.model.score(pairs),
             [c.similarity for c in chunks],
             self.cosine_weight,
         )

@@ -110,6 +110,14 @@ class Retriever:
     def _brand(self, brand: str | None) -> str | None:
         return None if self.share_across_brands else brand
 
+    def prepare(self) -> None:
+        """Exports the live model for the configured backend, at start-up (seconds, once)."""
+        self.versions.prepare_live()
+
     def describe(self) -> dict[str, str]:
         version, embedder = self.versions.live()
-        return {"embedding_version": version.version, "embedding_model": str(embedder.path)}
+        return {
+            "embedding_version": version.version,
+            "embedding_model": str(embedder.path),
+            "encoder_backend": embedder.backend,
+        }

@@ -26,6 +26,7 @@ class EmbeddingVersion:
     state: str
     created_at: datetime
     live_since: datetime | None
+    backends: tuple[str, ...] = ()  # the inference backends that wrote its vectors
 
 
 @dataclass(frozen=True)
@@ -95,35 +96,39 @@ def relabel_documents(conn: psycopg.Connection, docs: Sequence[SourceDocument]) 
     return changed
 
 
+_UPSERT_DOCUMENT = """
+    INSERT INTO kb_documents
+        (source, external_id, title, body, url, locale, metadata, content_hash, updated_at,
+         audience, brand)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    ON CONFLICT (source, external_id) DO UPDATE SET
+        title = excluded.title, body = excluded.body, url = excluded.url,
+        locale = excluded.locale, metadata = excluded.metadata,
+        content_hash = excluded.content_hash, updated_at = excluded.updated_at,
+        audience = excluded.audience, brand = excluded.brand,
+        ingested_at = now(), deleted_at = NULL
+    RETURNING id
+"""
+
+
+def _document_row(doc: SourceDocument, content_hash: str) -> tuple:
+    return (
+        doc.source,
+        doc.external_id,
+        doc.title,
+        doc.body,
+        doc.url,
+        doc.locale,
+        Jsonb(doc.metadata),
+        content_hash,
+        doc.updated_at,
+        doc.audience,
+        doc.brand,
+    )
+
+
 def upsert_document(conn: psycopg.Connection, doc: SourceDocument, content_hash: str) -> int:
-    row = conn.execute(
-        """
-        INSERT INTO kb_documents
-            (source, external_id, title, body, url, locale, metadata, content_hash, updated_at,
-             audience, brand)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-        ON CONFLICT (source, external_id) DO UPDATE SET
-            title = excluded.title, body = excluded.body, url = excluded.url,
-            locale = excluded.locale, metadata = excluded.metadata,
-            content_hash = excluded.content_hash, updated_at = excluded.updated_at,
-            audience = excluded.audience, brand = excluded.brand,
-            ingested_at = now(), deleted_at = NULL
-        RETURNING id
-        """,
-        (
-            doc.source,
-            doc.external_id,
-            doc.title,
-            doc.body,
-            doc.url,
-            doc.locale,
-            Jsonb(doc.metadata),
-            content_hash,
-            doc.updated_at,
-            doc.audience,
-            doc.brand,
-        ),
-    ).fetchone()
+    row = conn.execute(_UPSERT_DOCUMENT, _document_row(doc, content_hash)).fetchone()
     return int(row[0])
 
 
@@ -157,6 +162,64 @@ def insert_chunks(
     return ids
 
 
+@dataclass(frozen=True)
+class DocumentWrite:
+    """A document to store with its chunks' texts, under its content hash."""
+
+    document: SourceDocument
+    content_hash: str
+    chunks: Sequence[str]
+
+
+def write_documents(
+    conn: psycopg.Connection, version: str, writes: Sequence[DocumentWrite], vectors: np.ndarray
+) -> list[int]:
+    """Stores documents with their chunks and ``version``'s vectors (one row of ``vectors`` per
+    chunk, in order) in a few statements, whatever their number: upserted documents, their
+    previous chunks retired, new chunks and vectors added. The caller's transaction makes it
+    all or nothing. Returns the documents' ids."""
+    document_ids = _upsert_documents(conn, writes)
+    retire_chunks(conn, document_ids)
+    owners = [d for d, w in zip(document_ids, writes, strict=True) for _ in w.chunks]
+    ordinals = [i for w in writes for i in range(len(w.chunks))]
+    rows = conn.execute(
+        "INSERT INTO kb_chunks (document_id, ordinal, text, document_hash)"
+        " SELECT * FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[])"
+        " RETURNING id, document_id, ordinal",
+        (
+            owners,
+            ordinals,
+            [t for w in writes for t in w.chunks],
+            [w.content_hash for w in writes for _ in w.chunks],
+        ),
+    ).fetchall()
+    chunk_id = {(document, ordinal): chunk for chunk, document, ordinal in rows}
+    chunk_ids = [chunk_id[key] for key in zip(owners, ordinals, strict=True)]
+    insert_embeddings(conn, version, chunk_ids, vectors)
+    return document_ids
+
+
+def _upsert_documents(conn: psycopg.Connection, writes: Sequence[DocumentWrite]) -> list[int]:
+    """``upsert_document`` for each, pipelined; a document named twice is refused (its chunks
+    could not be told apart)."""
+    if not writes:
+        return []
+    keys = {(w.document.source, w.document.external_id) for w in writes}
+    if len(keys) != len(writes):
+        raise ValueError("a document appears twice in one write")
+    with conn.cursor() as cur:
+        cur.executemany(
+            _UPSERT_DOCUMENT,
+            [_document_row(w.document, w.content_hash) for w in writes],
+            returning=True,
+        )
+        ids = []
+        while True:
+            ids.append(int(cur.fetchone()[0]))  # type: ignore[index]
+            if not cur.nextset():
+                return ids
+
+
 def soft_delete_missing(conn: psycopg.Connection, source: str, seen: Sequence[str]) -> list[str]:
     """Soft-delete the source's documents that were not seen in a full scan."""
     rows = conn.execute(
@@ -187,29 +250,33 @@ def counts(conn: psycopg.Connection) -> dict[str, int]:
 # --- embedding versions ------------------------------------------------------------------
 
 _VERSION_COLUMNS = (
-    "version, model_path, fingerprint, dimension, origin, state, created_at, live_since"
+    "version, model_path, fingerprint, dimension, origin, state, created_at, live_since, backends"
 )
+
+
+def _version(row: tuple) -> EmbeddingVersion:
+    return EmbeddingVersion(*row[:-1], backends=tuple(row[-1] or ()))
 
 
 def live_version(conn: psycopg.Connection) -> EmbeddingVersion | None:
     row = conn.execute(
         f"SELECT {_VERSION_COLUMNS} FROM kb_embedding_versions WHERE state = 'live'"
     ).fetchone()
-    return EmbeddingVersion(*row) if row else None
+    return _version(row) if row else None
 
 
 def get_version(conn: psycopg.Connection, version: str) -> EmbeddingVersion | None:
     row = conn.execute(
         f"SELECT {_VERSION_COLUMNS} FROM kb_embedding_versions WHERE version = %s", (version,)
     ).fetchone()
-    return EmbeddingVersion(*row) if row else None
+    return _version(row) if row else None
 
 
 def list_versions(conn: psycopg.Connection) -> list[EmbeddingVersion]:
     rows = conn.execute(
         f"SELECT {_VERSION_COLUMNS} FROM kb_embedding_versions ORDER BY created_at"
     ).fetchall()
-    return [EmbeddingVersion(*r) for r in rows]
+    return [_version(r) for r in rows]
 
 
 def create_version(
@@ -231,9 +298,34 @@ def create_version(
         " VALUES (%s, %s, %s, %s, %s, %s, CASE WHEN %s = 'live' THEN now() END)",
         (version, model_path, fingerprint, dimension, origin, state, state),
     )
+    create_index(
+        conn, version, dimension=dimension, hnsw_m=hnsw_m, hnsw_ef_construction=hnsw_ef_construction
+    )
+
+
+def create_index(
+    conn: psycopg.Connection,
+    version: str,
+    *,
+    dimension: int,
+    hnsw_m: int,
+    hnsw_ef_construction: int,
+    build_memory: str | None = None,
+    parallel: bool = True,
+) -> None:
+    """The version's partial HNSW cosine index, unless it exists. ``build_memory`` (e.g.
+    "256MB") is the ``maintenance_work_mem`` of a build over many rows: pgvector builds in
+    memory while the graph fits, faster than spilling. Without ``parallel``, no worker
+    processes (a parallel build shares that memory through /dev/shm, small in containers)."""
+    if build_memory:
+        conn.execute(
+            sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(build_memory))
+        )
+    if not parallel:
+        conn.execute("SET LOCAL max_parallel_maintenance_workers = 0")
     conn.execute(
         sql.SQL(
-            "CREATE INDEX {index} ON kb_chunk_embeddings USING hnsw"
+            "CREATE INDEX IF NOT EXISTS {index} ON kb_chunk_embeddings USING hnsw"
             " ((embedding::vector({dim})) vector_cosine_ops)"
             " WITH (m = {m}, ef_construction = {efc}) WHERE version = {version}"
         ).format(
@@ -244,6 +336,62 @@ def create_version(
             version=sql.Literal(version),
         )
     )
+
+
+def index_lock(conn: psycopg.Connection, version: str) -> None:
+    """Serialises building and dropping a version's index for the rest of the transaction."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('aitl.kb.index:' || %s))", (version,))
+
+
+def try_index_lock(conn: psycopg.Connection, version: str) -> bool:
+    """``index_lock`` if no one holds it, without waiting."""
+    row = conn.execute(
+        "SELECT pg_try_advisory_xact_lock(hashtext('aitl.kb.index:' || %s))", (version,)
+    ).fetchone()
+    return bool(row[0])
+
+
+def hold_load(conn: psycopg.Connection, version: str) -> None:
+    """Marks a load into ``version`` as running, until ``release_load`` or the connection ends
+    (a session lock, shared between loads: it outlives the transaction)."""
+    conn.execute("SELECT pg_advisory_lock_shared(hashtext('aitl.kb.load:' || %s))", (version,))
+
+
+def release_load(conn: psycopg.Connection, version: str) -> None:
+    conn.execute("SELECT pg_advisory_unlock_shared(hashtext('aitl.kb.load:' || %s))", (version,))
+
+
+def no_load_running(conn: psycopg.Connection, version: str) -> bool:
+    """True when no process is loading into ``version`` (see ``hold_load``)."""
+    row = conn.execute(
+        "SELECT pg_try_advisory_xact_lock(hashtext('aitl.kb.load:' || %s))", (version,)
+    ).fetchone()
+    return bool(row[0])
+
+
+def analyze_embeddings(conn: psycopg.Connection) -> None:
+    """Refreshes the planner's statistics of the embeddings, stale after a bulk load (until
+    autovacuum comes by), so it weighs the new index against a scan on today's row counts."""
+    conn.execute("ANALYZE kb_chunk_embeddings")
+
+
+def has_index(conn: psycopg.Connection, version: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (index_name(version),)).fetchone()
+    return bool(row[0])
+
+
+def drop_index(conn: psycopg.Connection, version: str, *, wait_s: float) -> bool:
+    """Drops the version's HNSW index, waiting at most ``wait_s`` for the table lock (searches
+    queue behind a waiting drop); False when it could not be had in time."""
+    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{wait_s}s")))
+    try:
+        with conn.transaction():
+            conn.execute(
+                sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(index_name(version)))
+            )
+    except psycopg.errors.LockNotAvailable:
+        return False
+    return True
 
 
 def index_name(version: str) -> str:
@@ -265,6 +413,15 @@ def switch_live(conn: psycopg.Connection, version: str) -> str | None:
         (version,),
     )
     return old.version if old else None
+
+
+def note_backend(conn: psycopg.Connection, version: str, backend: str) -> None:
+    """Records that ``backend`` writes vectors into ``version`` (no write when it already did)."""
+    conn.execute(
+        "UPDATE kb_embedding_versions SET backends = array_append(backends, %s)"
+        " WHERE version = %s AND NOT (%s = ANY (backends))",
+        (backend, version, backend),
+    )
 
 
 def insert_embeddings(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,10 +13,11 @@ import numpy as np
 import psycopg
 
 from aitl.core.db import Database
-from rag import exceptions, store
+from rag import encoders, exceptions, store
 from rag.chunking import embedding_text
 from rag.embedding import Embedder, version_slug
 
+log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 # chunk id → (the text that was embedded, its vector): vectors computed elsewhere, e.g. by an
 # offline evaluation of the same model, reused only where the chunk's text is still the same
@@ -28,12 +32,79 @@ class IndexSettings:
     batch_size: int
     hnsw_m: int
     hnsw_ef_construction: int
+    backend: encoders.BackendSettings = encoders.TORCH
+    # vectors a load writes into a non-empty version before it may set the version's index
+    # aside (see ``IndexLoad``)
+    bulk_load_min: int = 5_000
 
 
 def base_version_name(model_dir: Path) -> str:
     """``base_<model>``, named after the model folder (or its parent when that is generic)."""
     name = model_dir.parent.name if model_dir.name in ("model", "models") else model_dir.name
     return version_slug(f"base_{name}")
+
+
+# how long setting an index aside may wait for its table lock (searches queue behind it)
+INDEX_LOCK_WAIT_S = 2.0
+
+
+class IndexLoad:
+    """Vectors written into one version by one ingest or fill, and what becomes of its index.
+
+    pgvector inserts each row into the HNSW graph as it comes; a build over rows already stored
+    costs far less a row (measured at 10k–25k rows on 2 cores: ~2.7 ms of Postgres CPU a row
+    inserted, ~0.5 ms a row built). So a load into an empty version sets the version's index
+    aside and builds it once at the end, and so does a load into a non-empty version that is not
+    live (a blue/green fill resumed) once it has written half as many vectors as the version
+    held at its start (and ``bulk_load_min``); the live index of a knowledge base that holds
+    vectors is never set aside, since drafts would search it by exact scan meanwhile:
+    should the load go on as long again, rebuilding everything is then the cheaper way (break
+    even near a third), and should it stop there, the rebuild costs about half of what it
+    wrote. Meanwhile a search of the version is an exact scan of what is stored: the same
+    results, slower. However the load ends, the index is built; a process that dies mid-load
+    leaves it to the next load or start-up (``EmbeddingVersions.ensure_index``).
+    """
+
+    def __init__(
+        self,
+        versions: EmbeddingVersions,
+        version: str,
+        *,
+        held: int,
+        indexed: bool,
+        live: bool = False,
+    ) -> None:
+        self.versions = versions
+        self.version = version
+        self.held = held  # vectors in the version when the load started
+        self.indexed = indexed
+        self.live = live
+        self.written = 0
+        self._may_set_aside = True
+
+    def wrote(self, vectors: int) -> None:
+        """Counts vectors committed; sets the index aside once the load is large against the
+        version (see the class)."""
+        self.written += vectors
+        threshold = max(self.held // 2, self.versions.settings.bulk_load_min)
+        if self.indexed and self._may_set_aside and not self.live and self.written >= threshold:
+            self.set_aside()
+
+    def set_aside(self) -> None:
+        """Drops the index (once per load) unless another load holds it or searches hold the
+        table for longer than ``INDEX_LOCK_WAIT_S``: then the load goes on row by row."""
+        self._may_set_aside = False
+        with self.versions.db.connection() as conn:
+            if not store.try_index_lock(conn, self.version):
+                return
+            if store.drop_index(conn, self.version, wait_s=INDEX_LOCK_WAIT_S):
+                self.indexed = False
+                log.info("index of %s set aside for a bulk load", self.version)
+
+    def finish(self) -> None:
+        if not self.indexed:
+            self.versions.ensure_index(self.version)
+            self.indexed = True
 
 
 class EmbeddingVersions:
@@ -71,11 +142,77 @@ class EmbeddingVersions:
             version = store.live_version(conn)
             if version is None:
                 embedder = self._embedder(self.settings.embedding_model, "AITL_EMBEDDING_MODEL")
+                embedder.prepare()  # a new install: the backend is exported before any vector
                 name = base_version_name(Path(embedder.path))
                 self._create(conn, name, embedder, origin="settings", state="live")
                 version = store.live_version(conn)
         assert version is not None
         return version, self.embedder_for(version)
+
+    @contextmanager
+    def loading(self, name: str) -> Iterator[IndexLoad]:
+        """A load of vectors into ``name`` (see ``IndexLoad``); its index exists afterwards.
+        While it runs, start-up leaves the index it set aside alone (``prepare_live``)."""
+        with self.db.connection() as guard:
+            store.hold_load(guard, name)
+            guard.commit()
+            try:
+                with self._load(name) as load:
+                    yield load
+            finally:
+                store.release_load(guard, name)
+
+    @contextmanager
+    def _load(self, name: str) -> Iterator[IndexLoad]:
+        with self.db.connection() as conn:
+            held = store.count_embeddings(conn, name)
+            indexed = store.has_index(conn, name)
+            version = store.get_version(conn, name)
+        live = version is not None and version.state == "live"
+        load = IndexLoad(self, name, held=held, indexed=indexed, live=live)
+        if held == 0 and indexed:
+            load.set_aside()
+        try:
+            yield load
+        except BaseException:
+            try:
+                load.finish()
+            except Exception:  # the load's own failure is the one to report
+                log.exception("index of %s not rebuilt after a failed load", name)
+            raise
+        load.finish()
+
+    def ensure_index(self, name: str, *, unless_loading: bool = False) -> bool:
+        """Builds the version's HNSW index if a load set it aside; True when it was built.
+        ``unless_loading``: not while a load runs (it builds the index when it ends)."""
+        with self.db.connection() as conn:
+            if unless_loading and not store.no_load_running(conn, name):
+                return False
+            store.index_lock(conn, name)
+            if store.has_index(conn, name):
+                return False
+            version = store.get_version(conn, name)
+            if version is None:
+                return False
+            rows = store.count_embeddings(conn, name)
+            started = time.perf_counter()
+            index = {
+                "dimension": version.dimension,
+                "hnsw_m": self.settings.hnsw_m,
+                "hnsw_ef_construction": self.settings.hnsw_ef_construction,
+            }
+            memory = build_memory(rows, version.dimension, self.settings.hnsw_m)
+            try:
+                with conn.transaction():
+                    store.create_index(conn, name, **index, build_memory=memory)
+            except psycopg.Error as exc:  # e.g. /dev/shm too small for a parallel build
+                log.warning("index build of %s failed (%s); building it on one process", name, exc)
+                store.create_index(conn, name, **index, parallel=False)
+            store.analyze_embeddings(conn)
+        log.info(
+            "index of %s built over %d vectors in %.1f s", name, rows, time.perf_counter() - started
+        )
+        return True
 
     def build(
         self,
@@ -92,6 +229,7 @@ class EmbeddingVersions:
         """
         name = version_slug(name)
         embedder = self._embedder(model_path, "model path")
+        embedder.prepare(prefer=self._live_backends())
         with self.db.connection() as conn:
             if store.get_version(conn, name) is not None:
                 raise exceptions.EmbeddingError(f"embedding version {name!r} already exists")
@@ -101,6 +239,23 @@ class EmbeddingVersions:
         with self.db.connection() as conn:
             store.set_version_state(conn, name, "ready")
         return name
+
+    def _live_backends(self) -> list[str]:
+        """The backend the live model runs on: a model trained from it is tried there first."""
+        try:
+            return [self.live()[1].backend]
+        except exceptions.RagError:
+            return []
+
+    def prepare_live(self) -> encoders.Choice | None:
+        """Exports the live model for the configured backend if that was not done, and builds
+        its index if a load that died left it aside (start-up)."""
+        try:
+            version, embedder = self.live()
+        except exceptions.NoLiveEmbeddingVersion:
+            return None
+        self.ensure_index(version.version, unless_loading=True)  # a load that died left it aside
+        return embedder.prepare()
 
     def switch(
         self,
@@ -140,16 +295,18 @@ class EmbeddingVersions:
             raise exceptions.EmbeddingError(f"no embedding version {name!r}")
         embedder = self.embedder_for(version)
         added = 0
-        while True:
-            with self.db.connection() as conn:
-                n = self._fill_in(
-                    conn, name, embedder, batch=max(self.settings.batch_size, 256), known=known
-                )
-            if n == 0:
-                return added
-            added += n
-            if progress:
-                progress(min(done + added, total), total)
+        with self.loading(name) as load:
+            while True:
+                with self.db.connection() as conn:
+                    n = self._fill_in(
+                        conn, name, embedder, batch=max(self.settings.batch_size, 256), known=known
+                    )
+                if n == 0:
+                    return added
+                added += n
+                load.wrote(n)
+                if progress:
+                    progress(min(done + added, total), total)
 
     @staticmethod
     def _fill_in(
@@ -158,6 +315,7 @@ class EmbeddingVersions:
         missing = store.chunks_missing_embeddings(conn, name, batch)
         if not missing:
             return 0
+        store.note_backend(conn, name, embedder.backend)
         texts = [embedding_text(c.title, c.text) for c in missing]
         vectors = np.zeros((len(missing), embedder.dimension), dtype=np.float32)
         fresh = []
@@ -186,7 +344,10 @@ class EmbeddingVersions:
         )
 
     def _embedder(self, path: str, setting: str) -> Embedder:
-        return Embedder(path, setting=setting, batch_size=self.settings.batch_size)
+        settings = self.settings
+        return Embedder(
+            path, setting=setting, batch_size=settings.batch_size, backend=settings.backend
+        )
 
     @staticmethod
     def _check(embedder: Embedder, version: store.EmbeddingVersion, setting: str) -> None:
@@ -203,3 +364,12 @@ class EmbeddingVersions:
                 f"built with ({version.model_path}); build a new index with "
                 "`aitl kb reembed --model PATH`"
             )
+
+
+def build_memory(rows: int, dimension: int, hnsw_m: int) -> str:
+    """``maintenance_work_mem`` for building an index over ``rows`` vectors: the graph in
+    memory with room to spare (pgvector's estimate is close to vector + 2·m neighbours of
+    each element), between Postgres' default 64 MB and 1 GB."""
+    per_row = dimension * 4 + hnsw_m * 2 * 16 + 256
+    megabytes = int(rows * per_row * 1.3 / 2**20) + 1
+    return f"{min(max(megabytes, 64), 1024)}MB"

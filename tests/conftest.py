@@ -16,6 +16,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # (with a tiny model, or the shipped one in tests/rag/test_shipped_llm.py): SmolLM2 takes
 # seconds per reply and 540 MB per data dir
 os.environ["AITL_LLM_CHALLENGER"] = "false"
+# encoders run on torch float32 unless a test asks for a backend (tests/rag/test_encoders.py):
+# exporting a model takes seconds per data dir, and every backend's vectors agree with torch's
+os.environ["AITL_ENCODER_BACKEND"] = "torch"
 
 import torch
 

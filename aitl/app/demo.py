@@ -46,7 +46,7 @@ from flywheel.memory import cycle_figures as memory_figures
 from flywheel.online import summary
 from flywheel.reports import evidence_line, judge_summary, redundancy_line
 from flywheel.serving import CHECK_EVERY_S
-from rag import factory
+from rag import encoders, factory
 from rag import store as rag_store
 from rag.models import TicketRef
 from rag.prompts import PromptLibrary
@@ -267,6 +267,9 @@ class Demo:
         factory.ingestor(self.base, self.db).ingest_path(
             self.base.samples_dir / "kb", source="samples", max_bytes=self.base.max_document_bytes
         )
+        _, embedder = factory.embedding_versions(self.base, self.db).live()
+        where = encoders.describe(embedder.path, "embedder", factory.encoder_backend(self.base))
+        self.say(f"the embedding model runs on {where}")
 
     @contextmanager
     def _sandboxes(self, clock) -> Iterator[tuple[Any, Any]]:

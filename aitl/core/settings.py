@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     # --- knowledge base ------------------------------------------------------------------
     embedding_model: str = Field(default_factory=_bundled_minilm)
     embedding_batch_size: int = Field(default=64, ge=1)
+    encoder_backend: Literal["auto", "torch", "torch-bf16", "onnx", "openvino"] = Field(
+        default="auto",
+        description="Where the embedding model and the reranker run: auto picks the fastest "
+        "backend whose vectors agree with torch float32 (cosine >= 0.999); exported once per "
+        "model into encoder_exports_dir, never at request time. Training stays on torch.",
+    )
+    encoder_exports_dir: Path | None = Field(
+        default=None, description="The encoders' exported graphs; unset: data_dir/models/exports."
+    )
     chunk_size: int = Field(default=900, ge=100, description="Characters per chunk.")
     chunk_overlap: int = Field(default=120, ge=0)
     max_document_bytes: int = Field(default=2_000_000, ge=1_000)
@@ -452,3 +461,7 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.encoder_exports_dir or self.models_dir / "exports"

@@ -102,9 +102,9 @@ def counted_loads(monkeypatch) -> list[str]:
     loads: list[str] = []
     real = evaluation.load_encoder
 
-    def load(path: str):
+    def load(path: str, *backend):
         loads.append(path)
-        return real(path)
+        return real(path, *backend)
 
     monkeypatch.setattr(evaluation, "load_encoder", load)
     return loads

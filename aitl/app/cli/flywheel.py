@@ -12,6 +12,7 @@ from rich.table import Table
 
 from aitl.app.wiring import memory_builder
 from flywheel import store
+from flywheel.encoding import encoders_line
 from flywheel.export import export_datasets
 from flywheel.judge_watch import JudgeWatch, kind_name
 from flywheel.reports import (
@@ -63,6 +64,8 @@ def print_report(report) -> None:
         console.print(f"the gate's evidence: {evidence_line(evidence)}")
     if memory_line(report.counts):
         console.print(memory_line(report.counts))
+    if encoders_line(report.counts):
+        console.print(encoders_line(report.counts))
     for warning in report.warnings:
         console.print(f"[yellow]{warning}[/]")
     table = Table("model", "metric", "champion", "challenger")
@@ -91,6 +94,8 @@ def runs(ctx: typer.Context, limit: int = typer.Option(10, min=1)) -> None:
             summary += f"\njudge dropped {judged}"
         if memory_line(r.counts):
             summary += f"\n{memory_line(r.counts)}"
+        if encoders_line(r.counts):
+            summary += f"\n{encoders_line(r.counts)}"
         seconds = r.artefacts.get("seconds", "")
         table.add_row(
             str(r.id), r.status, r.trigger, f"{r.started_at:%Y-%m-%d %H:%M}", str(seconds), summary

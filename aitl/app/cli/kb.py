@@ -9,8 +9,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from rag import factory, loaders, store
+from flywheel.serving import LivePipeline
+from rag import encoders, exceptions, factory, loaders, store
 from rag.ingest import IngestReport
+from rag.rerank import CrossEncoderReranker
 
 app = typer.Typer(help="Knowledge base.", no_args_is_help=True)
 console = Console()
@@ -89,12 +91,58 @@ def stats(ctx: typer.Context) -> None:
         versions = store.list_versions(conn)
         per_version = {v.version: store.count_embeddings(conn, v.version) for v in versions}
     console.print(", ".join(f"{k}: {v}" for k, v in counts.items()))
-    table = Table("version", "state", "dim", "vectors", "model")
+    table = Table("version", "state", "dim", "vectors", "written by", "model")
     for v in versions:
         table.add_row(
-            v.version, v.state, str(v.dimension), str(per_version[v.version]), v.model_path
+            v.version,
+            v.state,
+            str(v.dimension),
+            str(per_version[v.version]),
+            ", ".join(v.backends) or "-",
+            v.model_path,
         )
     console.print(table)
+    for label, path, kind in _live_encoders(ctx):
+        backend = factory.encoder_backend(ctx.obj.settings)
+        console.print(f"{label} runs on: {encoders.describe(path, kind, backend)}")
+
+
+@app.command()
+def prepare(ctx: typer.Context) -> None:
+    """Export the live embedding model and reranker for AITL_ENCODER_BACKEND now and check them
+    against torch float32 (start-up, ingest and promotions do it too; seconds, once per model)."""
+    backend = factory.encoder_backend(ctx.obj.settings)
+    table = Table("model", "backend", "agreement", "texts/s", "export s", "note")
+    for label, path, kind in _live_encoders(ctx):
+        choice = encoders.prepare(path, kind, backend)
+        for t in choice.trials:
+            chosen = "[bold]chosen[/bold]" if t.backend == choice.backend else ""
+            table.add_row(
+                label,
+                t.backend,
+                "" if t.agreement is None else f"{t.agreement:.5f}",
+                "" if t.texts_per_s is None else f"{t.texts_per_s:.0f}",
+                "" if t.export_s is None else f"{t.export_s:.1f}",
+                t.error or chosen,
+            )
+        console.print(f"{label}: {choice.summary()}")
+    console.print(table)
+
+
+def _live_encoders(ctx: typer.Context) -> list[tuple[str, Path, encoders.Kind]]:
+    """The live embedding model (if the knowledge base has a live version) and the live
+    cross-encoder reranker (the registry's champion, else AITL_RERANKER_MODEL), if any."""
+    settings, db = ctx.obj.settings, ctx.obj.db
+    found: list[tuple[str, Path, encoders.Kind]] = []
+    try:
+        _, embedder = factory.embedding_versions(settings, db).live()
+        found.append(("embedding model", embedder.path, "embedder"))
+    except exceptions.NoLiveEmbeddingVersion:
+        pass
+    reranker = LivePipeline(settings, db)().reranker
+    if isinstance(reranker, CrossEncoderReranker):
+        found.append(("reranker", reranker.path, "cross-encoder"))
+    return found
 
 
 @app.command()
