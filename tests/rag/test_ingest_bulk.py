@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from rag import factory, store
+from rag import versions as rag_versions
 from rag.chunking import embedding_text
 from rag.models import SourceDocument
 
@@ -98,9 +99,12 @@ def test_a_small_load_into_a_larger_version_keeps_its_index_row_by_row(settings,
     assert_search_is_exact(settings, db)
 
 
-def test_a_large_load_into_the_live_index_keeps_it_for_the_drafts_meanwhile(settings, db):
-    """Outgrowing a live version that holds vectors does not set its index aside: drafts
-    running meanwhile would search it by exact scan (seconds a search at a million chunks)."""
+@pytest.mark.parametrize("scan_max", [1_000, 5])
+def test_a_load_that_outgrows_the_live_version_rebuilds_its_index_while_it_is_small(
+    settings, db, monkeypatch, scan_max
+):
+    """Past half of what the live version held, the index is set aside and rebuilt, unless
+    the version is too large for drafts to search it by exact scan meanwhile."""
     ingestor = factory.ingestor(settings, db)
     ingestor.batch_documents = 2
     ingestor.ingest([doc(i) for i in range(4)], source="help")
@@ -108,12 +112,14 @@ def test_a_large_load_into_the_live_index_keeps_it_for_the_drafts_meanwhile(sett
     before = index_oid(db, version.version)
     versions = ingestor.versions
     versions.settings = dataclasses.replace(versions.settings, bulk_load_min=2)
+    monkeypatch.setattr(rag_versions, "LIVE_SCAN_MAX", scan_max)
 
-    # 4 vectors held, bulk_load_min 2: a version that was not live would rebuild past 2 new ones
+    # 4 vectors held, bulk_load_min 2: past the first 2 new ones the index may go aside
     report = ingestor.ingest([doc(i) for i in range(4, 14)], source="help")
 
     assert report.added == 10
-    assert index_oid(db, version.version) == before
+    after = index_oid(db, version.version)
+    assert after is not None and (after != before) == (scan_max == 1_000)
     assert plan_uses_index(db, version)
     assert_search_is_exact(settings, db)
 
