@@ -836,15 +836,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--tickets",
-        type=_positive,
+        type=flywheel_bench.positive,
         default=None,
         help="dstc11 tickets as the flywheel benchmark takes them (its last 10%% are held out);"
         " default all",
     )
-    parser.add_argument("--texts", type=_positive, default=512, help="texts per speed sample")
-    parser.add_argument("--passes", type=_positive, default=3, help="timed passes per sample")
     parser.add_argument(
-        "--latency", type=_positive, default=200, help="timed one-query calls per backend"
+        "--texts", type=flywheel_bench.positive, default=512, help="texts per speed sample"
+    )
+    parser.add_argument(
+        "--passes", type=flywheel_bench.positive, default=3, help="timed passes per sample"
+    )
+    parser.add_argument(
+        "--latency",
+        type=flywheel_bench.positive,
+        default=200,
+        help="timed one-query calls per backend",
     )
     parser.add_argument(
         "--reranker",
@@ -854,7 +861,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--reranker-pairs",
-        type=_positive,
+        type=flywheel_bench.positive,
         default=300,
         help="training pairs of the reranker trained here (a third of them positive)",
     )
@@ -889,16 +896,6 @@ def _layouts(text: str) -> list[str]:
             f"distinct layouts among {', '.join(layouts.LAYOUTS)}, not {text!r}"
         )
     return names
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"a positive integer, not {text!r}") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"a positive integer, not {text!r}")
-    return value
 
 
 def make_settings(work_dir: Path) -> Settings:

@@ -1117,7 +1117,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--llm-sample",
-        type=_positive,
+        type=positive,
         default=150,
         help="the llm judge reads this many relevance and as many preference events, a "
         "seeded stratified sample (default 150)",
@@ -1177,17 +1177,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         " cycle at --retrain-at; --tickets caps the stream",
     )
     stream.add_argument(
-        "--every", type=_positive, default=100, help="score the held-out tickets every N"
+        "--every", type=positive, default=100, help="score the held-out tickets every N"
     )
     stream.add_argument(
         "--refresh-every",
-        type=_positive,
+        type=positive,
         default=20,
         help="refresh the memory every N tickets (the product's cron: every 2 minutes)",
     )
     stream.add_argument(
         "--retrain-at",
-        type=_positive,
+        type=positive,
         default=None,
         help="the weekly cycle runs after N stream tickets (default: half the stream)",
     )
@@ -1199,7 +1199,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     stream.add_argument(
         "--held-out",
-        type=_positive,
+        type=positive,
         default=None,
         help="score only the first N held-out tickets (a quick look; default all of them)",
     )
@@ -1235,7 +1235,8 @@ def _judges(text: str) -> list[str]:
     return names
 
 
-def _positive(text: str) -> int:
+def positive(text: str) -> int:
+    """An argparse type: a positive integer (shared by the benchmarks' options)."""
     try:
         value = int(text)
     except ValueError as exc:
