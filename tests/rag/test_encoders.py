@@ -76,7 +76,8 @@ def test_auto_keeps_the_fastest_backend_that_agrees_and_exports_it_once(minilm_p
 
     # a second prepare (another process starting) reads the decision: nothing is rebuilt
     def files() -> dict[Path, int]:
-        return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.suffix != ".lock"}
+        found = [p for p in folder.rglob("*") if p.is_file() and p.name != ".lock"]
+        return {p: p.stat().st_mtime_ns for p in found}
 
     stamp = files()
     again = encoders.prepare(minilm_path, "embedder", settings)
@@ -135,13 +136,15 @@ def test_the_reranker_orders_alike_on_every_backend(cross_encoder, tmp_path, bac
 
 
 def test_loading_never_exports_and_serves_on_torch_with_a_warning(minilm_path, tmp_path, caplog):
+    model = tmp_path / "model-never-prepared"  # its own path: the warning is once per model
+    shutil.copytree(minilm_path, model)
     settings = encoders.BackendSettings("openvino", tmp_path / "exports")
     with caplog.at_level(logging.WARNING, logger="rag.encoders"):
-        vectors = Embedder(minilm_path, backend=settings).encode(TEXTS)
+        vectors = Embedder(model, backend=settings).encode(TEXTS)
     assert not (tmp_path / "exports").exists()  # nothing was exported at request time
     assert np.sum(vectors * torch_vectors(minilm_path), axis=1).min() > 0.99999
     assert "no current openvino export was prepared; torch float32 serves" in caplog.text
-    assert "torch float32 for now" in encoders.describe(minilm_path, "embedder", settings)
+    assert "torch float32 for now" in encoders.describe(model, "embedder", settings)
 
 
 def test_a_model_rewritten_in_place_makes_its_export_stale(minilm_path, tmp_path, caplog):
