@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 BACKENDS = ("torch", "torch-bf16", "onnx", "openvino")
 CHOICES = ("auto", *BACKENDS)
 AGREEMENT = 0.999
+# what ``auto`` times: the exported graphs. torch-bf16 runs only when named: its batches are
+# fast, but a single query's autocast took 87.6 ms at p95 against OpenVINO's 5.9 (quiet-ish),
+# and 303 ms at p50 under load at 50k chunks, where a noisy probe had made auto pick it
+AUTO = ("openvino", "onnx")
 
 
 @dataclass(frozen=True)
@@ -248,10 +252,11 @@ def prepare(
 ) -> Choice:
     """Exports and checks what the setting asks for and records the decision.
 
-    ``auto`` times every installed backend on the probe texts and keeps the fastest that agrees
-    with torch float32; with ``prefer`` (the backend chosen for the model this one was trained
-    from), the first of those that agrees is kept without timing the rest. A named backend is
-    kept when it exports; a disagreement is logged, not refused. Any failure falls back to torch.
+    ``auto`` times torch and the installed ``AUTO`` backends on the probe texts and keeps the
+    fastest that agrees with torch float32; with ``prefer`` (the backend chosen for the model
+    this one was trained from), the first of those that agrees is kept without timing the rest.
+    A named backend is kept when it exports; a disagreement is logged, not refused. Any failure
+    falls back to torch.
     Requests meanwhile are served by what was loaded before (``load`` does not wait for this),
     and processes sharing the data dir (web and worker starting together) decide one at a time.
     """
@@ -314,7 +319,7 @@ def _decide(
         return choice
     if settings.choice == "auto":
         candidates = [b for b in prefer if b in BACKENDS and b != "torch"]
-        candidates += [b for b in ("openvino", "torch-bf16", "onnx") if b not in candidates]
+        candidates += [b for b in AUTO if b not in candidates]
     else:
         candidates = [settings.choice]
     for backend in candidates:
