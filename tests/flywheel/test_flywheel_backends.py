@@ -13,9 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from aitl.app.cli import app
 from flywheel import store
 from flywheel.cycle import Flywheel, corpus
 from flywheel.encoding import encoders_line
@@ -27,6 +25,7 @@ from tests.flywheel.test_flywheel import (  # noqa: F401 (fixtures)
     annotated_template,
     assert_index_matches_model,
 )
+from tests.support.cli import flywheel_runs
 from tests.support.flywheel import gold_chunks, sample_tickets
 from tests.support.tiny_models import build_cross_encoder
 
@@ -217,13 +216,7 @@ def test_a_cycle_exports_what_it_trains_and_records_how_fast_it_encoded(annotate
     assert line.startswith("encoders (auto): ") and said in line
     assert f"on {live.backend} (" in line and "/s)" in line
     assert f"the new index took {reembed['seconds']:.1f} s for {chunks:,} vectors" in line
-    env = {
-        "DATABASE_URL": settings.database_url.get_secret_value(),
-        "AITL_DATA_DIR": str(settings.data_dir),
-        "COLUMNS": "600",
-    }
-    listed = CliRunner().invoke(app, ["flywheel", "runs"], env=env, catch_exceptions=False)
-    assert said in " ".join(listed.output.split())
+    assert said in flywheel_runs(settings)
 
 
 def test_exports_that_cannot_be_written_leave_the_cycle_on_torch(annotated, tmp_path):  # noqa: F811

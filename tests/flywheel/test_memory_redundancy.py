@@ -9,9 +9,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
-from typer.testing import CliRunner
 
-from aitl.app.cli import app
 from flywheel import store
 from flywheel.cycle import CycleReport, Flywheel, live_evaluator, load_context
 from flywheel.memory import MemoryBuilder, Ranking, memory_moves, moves_made, redundancy
@@ -26,6 +24,7 @@ from tests.flywheel.test_memory import (
     marked_by,
     memory_db,  # noqa: F401 (a fixture)
 )
+from tests.support.cli import flywheel_runs
 
 FIGURES = {"entries": 58, "tickets": 20, "agents": 3, "drafts_moved": 7, "drafts": 40}
 
@@ -144,13 +143,7 @@ def test_a_cycle_reports_the_share_of_the_memorys_moves_the_models_make_alone(an
         f" {live['of']} moves alone; the models before them made {live['agree']}"
     )
     assert memory_line(run.counts).endswith(f"since the last cycle; {said}")
-    env = {
-        "DATABASE_URL": settings.database_url.get_secret_value(),
-        "AITL_DATA_DIR": str(settings.data_dir),
-        "COLUMNS": "600",
-    }
-    listed = CliRunner().invoke(app, ["flywheel", "runs"], env=env, catch_exceptions=False)
-    assert said in " ".join(listed.output.split())
+    assert said in flywheel_runs(settings)
 
 
 def test_a_failure_is_reported_and_never_fails_the_cycle(memory_db, monkeypatch):  # noqa: F811
@@ -249,13 +242,7 @@ def test_runs_from_before_render_as_they_did_and_the_digest_shows_the_figure(
             store.finish_run(
                 conn, run_id, "succeeded", counts=counts, decisions=decisions, artefacts={}
             )
-    env = {
-        "DATABASE_URL": settings.database_url.get_secret_value(),
-        "AITL_DATA_DIR": str(settings.data_dir),
-        "COLUMNS": "600",
-    }
-    listed = CliRunner().invoke(app, ["flywheel", "runs"], env=env, catch_exceptions=False)
-    text = " ".join(listed.output.split())
+    text = flywheel_runs(settings)
     said = "now live, make 41 of the memory's 58 moves alone; the models before them made 12"
     assert text.count(said) == 1, "the newer run says it; the older one cannot"
     assert text.count("moved 7 of 40 drafts since the last cycle") == 2
